@@ -1,0 +1,40 @@
+# jsmp: every target creates the virtual environment it needs.
+#
+# TORCH picks the PyTorch build. The default is the CPU build, small and fast to install.
+# With an NVIDIA GPU:  make install TORCH=torch   (pip's default build ships CUDA)
+PYTHON ?= python3
+TORCH  ?= torch==2.13.0
+VENV   := .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+BENCH  ?= --help
+STAMP  := $(VENV)/.installed
+
+.PHONY: install train test test-slow bench tensorboard clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: $(STAMP)       ## train the default MLP on the built-in synthetic data (make train ARGS="model=lstm")
+	$(BIN)/python train.py $(ARGS)
+
+test: $(STAMP)        ## the fast test suite (CI runs this)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(STAMP)   ## tests that take minutes
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)       ## benchmarks: make bench BENCH=ingest
+	$(BIN)/python -m jsmp.bench $(BENCH)
+
+tensorboard: $(STAMP) ## TensorBoard over every run in logs/
+	$(BIN)/tensorboard --logdir logs
+
+clean:                ## remove the venv, generated data and runs
+	rm -rf $(VENV) data logs outputs multirun .pytest_cache *.egg-info

@@ -1,0 +1,38 @@
+"""Helpers shared by the benchmarks: child-process timing and peak memory, cached inputs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ChildRun:
+    wall_s: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+
+
+def run_child(code: str, env: dict | None = None) -> ChildRun:
+    """Run `python -c code` in a fresh process; its own wall time and peak RSS (from wait4)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env={**os.environ, **(env or {})}, text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(f"benchmark child failed (exit {p.returncode}); code:\n{code}")
+    return ChildRun(wall, usage.ru_maxrss / 1024, p.returncode, out)
+
+
+def cache_dir() -> Path:
+    """Where benchmarks keep generated inputs between invocations (JSMP_BENCH_DIR, default data/bench)."""
+    d = Path(os.environ.get("JSMP_BENCH_DIR", Path(os.environ.get("JSMP_ROOT", ".")) / "data" / "bench"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d

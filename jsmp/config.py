@@ -1,0 +1,24 @@
+"""Building objects from Hydra config, with user mistakes reported as one-line UserErrors."""
+
+from __future__ import annotations
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from jsmp.errors import UserError
+
+
+def build(node: DictConfig, key: str, **kwargs):
+    """`hydra.utils.instantiate(node, **kwargs)`; errors name the config key (`model`, `data`...)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        if isinstance(cause, TypeError):  # unexpected/missing keyword: a config key mistake
+            raise UserError(f"{key}: {cause}") from None
+        raise

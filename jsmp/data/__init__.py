@@ -1,0 +1,1 @@
+"""Data: the synthetic generator, the store, splits and the DataModules."""

@@ -1,0 +1,146 @@
+"""LightningDataModule over a jsmp store: rows for the MLP, gathered per batch by index."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from jsmp.data.fill import feature_means, fill_nan
+from jsmp.data.sampler import BatchIndexSampler
+from jsmp.data.splits import Split, holdout
+from jsmp.data.store import Store, is_store
+from jsmp.data.synthetic import SynthSpec, write_store
+from jsmp.errors import UserError
+from jsmp.metrics import utility_score
+
+log = logging.getLogger(__name__)
+
+FILLS = ("mean",)
+
+
+def resolve_store(store: str | None, data_dir: str, synthetic: dict) -> Path:
+    """The store to train on: `store` if given, else the default synthetic store in `data_dir`."""
+    if store is not None:
+        return Path(store)
+    try:
+        spec = SynthSpec(**synthetic)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"data.synthetic: {e}") from None
+    return Path(data_dir) / spec.name
+
+
+class RowBatches(Dataset):
+    """`dataset[positions]` -> one batch dict, gathered from the store in one go.
+
+    positions: int64 array of indices into `rows` (this split's store rows).
+    Batch: x (B, F) float32 with NaNs filled; y (B,) float32 = resp > 0; weight, resp (B,)
+    float32; day (B,) int64 day index, for the per-date utility.
+    """
+
+    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray):
+        self.store, self.rows, self.fill_value = store, rows, fill_value
+        self.day = store.row_day_index()
+        self.weight, self.resp = store.side("weight"), store.side("resp")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        return fill_nan(self.store.gather(rows), self.fill_value)
+
+    def __getitem__(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
+        rows = self.rows[positions]
+        resp = np.asarray(self.resp[rows])
+        return {
+            "x": torch.from_numpy(self.features(rows)),
+            "y": torch.from_numpy((resp > 0).astype(np.float32)),
+            "weight": torch.from_numpy(np.asarray(self.weight[rows])),
+            "resp": torch.from_numpy(resp),
+            "day": torch.from_numpy(self.day[rows].astype(np.int64)),
+        }
+
+
+class JsmpDataModule(L.LightningDataModule):
+    """Splits a store by date and serves batches of rows.
+
+    Args:
+        store: store directory; None trains on the built-in synthetic data, generated into
+            `data_dir` on first use and reused afterwards.
+        frac: fraction of whole days kept, in (0, 1]; `keep` says which end ('end' = most recent).
+        split: {val_frac, gap_days} of the holdout split.
+        fill: how NaNs are filled ('mean' = training-day feature means).
+        drop_zero_weight: leave weight-0 rows out of training (validation keeps all rows).
+    """
+
+    def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
+                 frac: float = 1.0, keep: str = "end", split: dict | None = None, fill: str = "mean",
+                 drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
+                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0):
+        super().__init__()
+        if fill not in FILLS:
+            raise UserError(f"data.fill must be one of {list(FILLS)}, got {fill!r}")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise UserError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
+        self.store_path = resolve_store(store, data_dir, synthetic or {})
+        self.synthetic = None if store is not None else SynthSpec(**(synthetic or {}))
+        self.frac, self.keep, self.split_cfg = frac, keep, dict(split or {})
+        self.fill, self.drop_zero_weight = fill, drop_zero_weight
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
+        self.store: Store | None = None
+        self.split: Split | None = None
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None and not is_store(self.store_path):
+            log.info("generating the default synthetic data set into %s", self.store_path)
+            write_store(self.synthetic, self.store_path)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.store is not None:
+            return
+        store = Store(self.store_path)
+        self.split = holdout(store.n_days, self.frac, keep=self.keep, **self.split_cfg)
+        train_rows = store.day_rows(self.split.train)
+        if self.drop_zero_weight:
+            train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
+        self.fill_value = feature_means(store, self.split.train)
+        self.train_set = RowBatches(store, train_rows, self.fill_value)
+        self.val_set = RowBatches(store, store.day_rows(self.split.val), self.fill_value)
+        self.store = store
+        log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
+                 len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
+
+    def reference_metrics(self) -> dict[str, float]:
+        """Utility of the generator's ideal actions on the validation rows (synthetic stores only)."""
+        if self.store is None or not self.store.has("ideal"):
+            return {}
+        rows = self.val_set.rows
+        s = self.store
+        u = utility_score(s.side("date")[rows], s.side("weight")[rows], s.side("resp")[rows], s.side("ideal")[rows])
+        return {"val/utility_ideal": u}
+
+    @property
+    def n_features(self) -> int:
+        return Store(self.store_path).n_features if self.store is None else self.store.n_features
+
+    @property
+    def n_days(self) -> int:
+        return Store(self.store_path).n_days if self.store is None else self.store.n_days
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = BatchIndexSampler(len(dataset), batch_size, shuffle, seed=self.seed, rank=rank, world_size=world)
+        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)

@@ -1,0 +1,276 @@
+"""The jsmp store: memory-mapped, row-major float32 feature shards plus a manifest.
+
+Layout of a store directory::
+
+    manifest.json          format, version, features, row/day counts, shards, day offsets, source
+    features-00000.npy     (rows, n_features) float32, row-major, whole days only
+    features-00001.npy     ...
+    date.npy weight.npy resp*.npy ts_id.npy [ideal.npy]   one value per row
+
+Rows are in `ts_id` order and `date` never decreases, so day d owns the contiguous rows
+`day_offsets[d] : day_offsets[d + 1]` (d is the day's index, `days[d]` its date value).
+A store is written into a temporary sibling directory and renamed into place only when
+complete, so a directory holding `manifest.json` is always a whole store.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from jsmp.errors import UserError
+
+FORMAT = "jsmp-store"
+VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_SHARD_ROWS = 1 << 18  # 262,144 rows x 130 features x 4 B = 136 MB per shard
+
+
+def _shard_name(i: int) -> str:
+    return f"features-{i:05d}.npy"
+
+
+class StoreWriter:
+    """Streams rows (in `ts_id` order) into a new store at `path`.
+
+    Use as a context manager; on an exception the temporary directory is removed and any
+    store already at `path` is left untouched. Memory is bounded by about one shard.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        features: list[str],
+        side_dtypes: dict[str, str],
+        source: dict,
+        columns: list[str] | None = None,
+        shard_rows: int = DEFAULT_SHARD_ROWS,
+    ):
+        if "date" not in side_dtypes:
+            raise ValueError("side_dtypes must include 'date'")
+        self.path = Path(path)
+        self.features = list(features)
+        self.side_dtypes = dict(side_dtypes)
+        self.source = source
+        self.columns = list(columns) if columns is not None else None
+        self.shard_rows = int(shard_rows)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.tmp.mkdir()
+        self._buf_x: list[np.ndarray] = []
+        self._buf_date: list[np.ndarray] = []
+        self._buf_rows = 0
+        self._side: dict[str, list[np.ndarray]] = {k: [] for k in self.side_dtypes}
+        self._shards: list[dict] = []
+        self._rows_written = 0
+        self._last_date: int | None = None
+
+    # -- writing -------------------------------------------------------------------------
+    def append(self, x: np.ndarray, side: dict[str, np.ndarray]) -> None:
+        """Append rows: `x` is (n, n_features); `side[name]` is (n,) for every side column."""
+        x = np.asarray(x, dtype=np.float32)
+        n = x.shape[0]
+        if x.ndim != 2 or x.shape[1] != len(self.features):
+            raise ValueError(f"x has shape {x.shape}, expected (n, {len(self.features)})")
+        missing = set(self.side_dtypes) - set(side)
+        if missing:
+            raise ValueError(f"side arrays missing: {sorted(missing)}")
+        if n == 0:
+            return
+        date = np.asarray(side["date"])
+        if (self._last_date is not None and date[0] < self._last_date) or np.any(np.diff(date) < 0):
+            raise ValueError("date must be non-decreasing")
+        self._last_date = int(date[-1])
+        for k, dt in self.side_dtypes.items():
+            self._side[k].append(np.asarray(side[k], dtype=dt))
+        self._buf_x.append(x)
+        self._buf_date.append(date)
+        self._buf_rows += n
+        if self._buf_rows >= self.shard_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        if not self._buf_rows:
+            return
+        x = np.concatenate(self._buf_x) if len(self._buf_x) > 1 else self._buf_x[0]
+        date = np.concatenate(self._buf_date) if len(self._buf_date) > 1 else self._buf_date[0]
+        # Cut at the start of the last (possibly unfinished) day so shards hold whole days.
+        cut = len(date) if final else int(np.searchsorted(date, date[-1], side="left"))
+        if cut == 0:  # one day larger than a shard: keep buffering until it ends
+            self._buf_x, self._buf_date = [x], [date]
+            return
+        name = _shard_name(len(self._shards))
+        np.save(self.tmp / name, np.ascontiguousarray(x[:cut]))
+        start = self._rows_written
+        self._rows_written += cut
+        self._shards.append({"file": name, "start": start, "stop": self._rows_written})
+        self._buf_x, self._buf_date = ([x[cut:]], [date[cut:]]) if cut < len(date) else ([], [])
+        self._buf_rows = len(date) - cut
+
+    def close(self, extra: dict | None = None) -> Path:
+        """Finish the store and rename it into place; returns its path."""
+        self._flush(final=True)
+        side = {}
+        for k, parts in self._side.items():
+            arr = np.concatenate(parts) if parts else np.zeros(0, self.side_dtypes[k])
+            np.save(self.tmp / f"{k}.npy", arr)
+            side[k] = arr
+        date = side["date"]
+        n = int(len(date))
+        if n == 0:
+            raise ValueError("no rows were written")
+        days, starts = np.unique(date, return_index=True)
+        day_offsets = np.append(starts, n).astype(np.int64)
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "n_rows": n,
+            "n_days": int(len(days)),
+            "n_features": len(self.features),
+            "features": self.features,
+            "columns": self.columns,
+            "feature_dtype": "float32",
+            "side": self.side_dtypes,
+            "days": days.tolist(),
+            "day_offsets": day_offsets.tolist(),
+            "shards": self._shards,
+            "source": self.source,
+            **(extra or {}),
+        }
+        with open(self.tmp / MANIFEST, "w") as f:
+            json.dump(manifest, f, indent=1)
+        _replace_dir(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Atomically move the finished store `src` to `dst`, replacing any store there."""
+    if dst.exists():
+        trash = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(dst, trash)
+        os.rename(src, dst)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(src, dst)
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+class Store:
+    """Read-only view of a store. Feature shards are memory-mapped lazily; nothing is read
+    into RAM until rows are gathered. Pickles by path (safe to send to DataLoader workers)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        mpath = self.path / MANIFEST
+        if not mpath.is_file():
+            what = "does not exist" if not self.path.exists() else "has no manifest.json (not a jsmp store, or its write was interrupted)"
+            raise UserError(f"store {self.path}: {what}")
+        try:
+            self.manifest = json.loads(mpath.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"store {mpath}: manifest is not valid JSON ({e})") from None
+        if self.manifest.get("format") != FORMAT or self.manifest.get("version") != VERSION:
+            raise UserError(
+                f"store {mpath}: expected format {FORMAT!r} version {VERSION}, "
+                f"found {self.manifest.get('format')!r} version {self.manifest.get('version')}"
+            )
+        m = self.manifest
+        self.features: list[str] = m["features"]
+        self.n_rows: int = m["n_rows"]
+        self.n_days: int = m["n_days"]
+        self.days = np.asarray(m["days"], dtype=np.int64)
+        self.day_offsets = np.asarray(m["day_offsets"], dtype=np.int64)
+        self.shard_starts = np.asarray([s["start"] for s in m["shards"]], dtype=np.int64)
+        self._shards: list[np.ndarray] | None = None
+        self._side: dict[str, np.ndarray] = {}
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    def __getstate__(self):
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
+
+    # -- access --------------------------------------------------------------------------
+    @property
+    def shards(self) -> list[np.ndarray]:
+        if self._shards is None:
+            self._shards = [np.load(self.path / s["file"], mmap_mode="r") for s in self.manifest["shards"]]
+        return self._shards
+
+    def side(self, name: str) -> np.ndarray:
+        """A per-row array (memory-mapped), e.g. `date`, `weight`, `resp`, `ts_id`."""
+        if name not in self._side:
+            if name not in self.manifest["side"]:
+                raise UserError(f"store {self.path}: has no column {name!r} (has {sorted(self.manifest['side'])})")
+            self._side[name] = np.load(self.path / f"{name}.npy", mmap_mode="r")
+        return self._side[name]
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest["side"]
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32.
+
+        One fancy-index per shard touched; sorted `rows` read the memmap sequentially.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        shard = np.searchsorted(self.shard_starts, rows, side="right") - 1
+        first, last = (int(shard.min()), int(shard.max())) if len(rows) else (0, 0)
+        if first == last:
+            return self.shards[first][rows - self.shard_starts[first]]
+        out = np.empty((len(rows), self.n_features), dtype=np.float32)
+        for s in range(first, last + 1):
+            sel = shard == s
+            if sel.any():
+                out[sel] = self.shards[s][rows[sel] - self.shard_starts[s]]
+        return out
+
+    def iter_blocks(self, rows_ranges, block_rows: int = 1 << 16):
+        """Yield contiguous feature blocks (k, n_features) covering `[(start, stop), ...]`."""
+        for start, stop in rows_ranges:
+            pos = start
+            while pos < stop:
+                s = int(np.searchsorted(self.shard_starts, pos, side="right") - 1)
+                shard_stop = self.shard_starts[s] + len(self.shards[s])
+                end = min(stop, pos + block_rows, shard_stop)
+                yield self.shards[s][pos - self.shard_starts[s] : end - self.shard_starts[s]]
+                pos = end
+
+    def day_rows(self, day_index: np.ndarray) -> np.ndarray:
+        """Store row indices of the days with indices `day_index` (ascending), as one int64 array."""
+        day_index = np.asarray(day_index, dtype=np.int64)
+        starts, stops = self.day_offsets[day_index], self.day_offsets[day_index + 1]
+        if len(starts) == 0:
+            return np.zeros(0, dtype=np.int64)
+        lengths = stops - starts
+        # Vectorised concatenation of aranges: offsets within each day plus the day's start.
+        base = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return base + np.arange(lengths.sum(), dtype=np.int64)
+
+    def row_day_index(self) -> np.ndarray:
+        """(n_rows,) int32: the day index (0..n_days-1) of every row."""
+        return np.repeat(np.arange(self.n_days, dtype=np.int32), np.diff(self.day_offsets))

@@ -1,0 +1,58 @@
+"""The competition's utility score (numpy) and a torchmetrics Metric that accumulates it.
+
+For each date i: p_i = sum_j weight_ij * resp_ij * action_ij.
+t = sum(p) / sqrt(sum(p^2)) * sqrt(250 / n_dates);  utility = clip(t, 0, 6) * sum(p).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+
+def utility_from_daily(p: np.ndarray) -> float:
+    """Utility from the per-date P&L `p` (one entry per distinct date)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.size == 0:
+        return 0.0
+    norm = np.sqrt(np.sum(p * p))
+    if norm == 0:
+        return 0.0
+    t = p.sum() / norm * np.sqrt(250.0 / p.size)
+    return float(min(max(t, 0.0), 6.0) * p.sum())
+
+
+def utility_score(date, weight, resp, action) -> float:
+    """The official utility of 0/1 `action`s on rows with `date`, `weight`, `resp` (all (n,))."""
+    _, day = np.unique(np.asarray(date), return_inverse=True)
+    pnl = np.asarray(weight, np.float64) * np.asarray(resp, np.float64) * np.asarray(action, np.float64)
+    return utility_from_daily(np.bincount(day, weights=pnl))
+
+
+class UtilityMetric(Metric):
+    """Accumulates per-date P&L of the model's actions and of the oracle (resp > 0).
+
+    update(day, weight, resp, action): day (B,) int64 in [0, n_days); others (B,).
+    compute() -> (utility, oracle_utility) over the dates seen, synced across devices.
+    """
+
+    full_state_update = False
+
+    def __init__(self, n_days: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n_days = n_days
+        for name in ("pnl", "pnl_oracle", "rows"):
+            self.add_state(name, default=torch.zeros(n_days, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, day: torch.Tensor, weight: torch.Tensor, resp: torch.Tensor, action: torch.Tensor) -> None:
+        wr = weight.double() * resp.double()
+        self.pnl.index_add_(0, day, wr * action.double())
+        self.pnl_oracle.index_add_(0, day, wr * (resp > 0).double())
+        self.rows.index_add_(0, day, torch.ones_like(wr))
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        seen = self.rows > 0
+        u = utility_from_daily(self.pnl[seen].cpu().numpy())
+        o = utility_from_daily(self.pnl_oracle[seen].cpu().numpy())
+        return torch.tensor(u, dtype=torch.float64), torch.tensor(o, dtype=torch.float64)

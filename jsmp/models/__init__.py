@@ -1,0 +1,1 @@
+"""LightningModules: every model predicts a trade probability per row."""

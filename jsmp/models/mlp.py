@@ -1,0 +1,52 @@
+"""The MLP: by default the seed's 130 -> h1 -> ReLU -> h2 -> Sigmoid -> 1 network."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from jsmp.errors import UserError
+from jsmp.models.base import TradeModule
+
+ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "silu": nn.SiLU, "swish": nn.SiLU, "gelu": nn.GELU}
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise UserError(f"model.activations: unknown activation {name!r} (expected one of {sorted(ACTIVATIONS)})")
+    return ACTIVATIONS[name]()
+
+
+class MLP(TradeModule):
+    """x (B, n_features) -> logits (B,).
+
+    hidden: widths of the hidden layers, any depth. activations: one name for every layer,
+    or one per layer. dropout applies after each hidden activation; batch_norm before it.
+    """
+
+    def __init__(self, n_features: int, n_days: int, hidden: list[int] = (118, 142),
+                 activations: str | list[str] = ("relu", "sigmoid"), dropout: float = 0.0,
+                 batch_norm: bool = False, **optim):
+        super().__init__(n_days, **optim)
+        self.save_hyperparameters(logger=False)  # the recipe logs the whole config
+        hidden = list(hidden)
+        acts = [activations] * len(hidden) if isinstance(activations, str) else list(activations)
+        if len(acts) != len(hidden):
+            raise UserError(f"model.activations has {len(acts)} entries for {len(hidden)} hidden layers (model.hidden)")
+        if not 0 <= dropout < 1:
+            raise UserError(f"model.dropout must be in [0, 1), got {dropout!r}")
+        layers: list[nn.Module] = []
+        width = n_features
+        for h, act in zip(hidden, acts):
+            layers.append(nn.Linear(width, h))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(activation(act))
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)

@@ -1,0 +1,91 @@
+"""The training recipe: config in, fitted model, checkpoints, TensorBoard and metrics.json out.
+
+    data   = instantiate(cfg.data)          # split by date, fill stats, batch gathering
+    model  = instantiate(cfg.model, n_features=..., n_days=...)
+    trainer.fit(model, data)                # checkpoints on val/utility, early stopping
+    return metrics[cfg.optimized_metric]    # for sweepers
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from jsmp.callbacks import MetricsJson
+from jsmp.config import build
+from jsmp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Fail early, in one line, when a GPU is asked for and none is visible."""
+    if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU is visible to torch "
+            f"(torch {torch.__version__}); use trainer=cpu, or install a CUDA build: make install TORCH=torch"
+        )
+
+
+def flat_hparams(cfg: DictConfig) -> dict:
+    """The run's config as flat `group/key` scalars for TensorBoard's hparams view."""
+    out = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if k.startswith("_") and k != "_target_":
+                continue
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}/")
+            else:
+                out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def train(cfg: DictConfig) -> float:
+    """Train once as `cfg` says; returns `cfg.optimized_metric` (NaN if it was never logged)."""
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    check_accelerator(cfg.trainer.get("accelerator", "cpu"))
+    L.seed_everything(cfg.seed, workers=True)
+
+    data = build(cfg.data, "data")
+    data.prepare_data()
+    data.setup("fit")
+    model = build(cfg.model, "model", n_features=data.n_features, n_days=data.n_days)
+
+    metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, extra=data.reference_metrics())
+    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    logger = build(cfg.logger, "logger") if cfg.get("logger") else False
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, metrics_cb], logger=logger)
+
+    if trainer.logger is not None:
+        # TensorBoard's hparams view: the whole config, with hp_metric (the best validation
+        # utility so far, logged by the model every epoch) as its metric.
+        trainer.logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": 0.0})
+    log.info("training %s on %s -> %s", type(model).__name__, data.store_path, out_dir)
+    trainer.fit(model, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+
+    metrics = metrics_cb.write(trainer)
+    best = metrics.get("val/utility_best", float("nan"))
+    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    log.info("done: val/utility=%s best=%s oracle=%s ideal=%s auc=%s (best checkpoint: %s)",
+             _fmt(metrics.get("val/utility")), _fmt(best), _fmt(metrics.get("val/utility_oracle")),
+             _fmt(metrics.get("val/utility_ideal")), _fmt(metrics.get("val/auc")), ckpt)
+    value = metrics.get(cfg.optimized_metric)
+    if value is None:
+        log.warning("optimized_metric %r was not logged (have: %s)", cfg.optimized_metric, sorted(metrics))
+        return float("nan")
+    return float(value)
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from jsmp.data.synthetic import SynthSpec, write_store
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+TINY = SynthSpec(days=30, rows_per_day=80, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory) -> Path:
+    """A small synthetic store (30 days x ~80 rows) with several shards."""
+    return write_store(TINY, tmp_path_factory.mktemp("stores") / "tiny", shard_rows=500)
+
+
+def compose_cfg(overrides: list[str] = (), config_name: str = "config"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+
+
+def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python ARGS...` the way a user does; returns the finished process (text output)."""
+    e = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)

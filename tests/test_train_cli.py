@@ -1,0 +1,79 @@
+"""train.py run as a user runs it: a subprocess, with Hydra overrides."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+
+def _run(tmp_path, *overrides, env=None):
+    return run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", *overrides], env={"JSMP_ROOT": str(tmp_path), **(env or {})})
+
+
+def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path):
+    p = _run(tmp_path, f"data.store={tiny_store}", "trainer.fast_dev_run=true")
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    for key in ["val/utility", "val/utility_oracle", "val/utility_ideal", "val/auc", "val/acc", "val/loss", "val/utility_best"]:
+        assert key in metrics, key
+    assert metrics["val/utility_oracle"] >= metrics["val/utility"]
+    cfg = (run / "config.yaml").read_text()
+    assert f"store: {tiny_store}" in cfg and "${" not in cfg  # resolved
+
+
+def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    p = _run(tmp_path, f"data.store={tiny_store}", "trainer.max_epochs=2", "data.batch_size=256")
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = tmp_path / "run"
+    tags = set()
+    for ev in (run / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"val/utility", "val/utility_oracle", "val/auc", "val/acc", "val/loss", "train/loss_epoch",
+            "val/utility_best", "hp_metric"} <= tags
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((run / "checkpoints").glob("best-epoch*.ckpt"))) == 1
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["epoch"] >= 1 and m["best/val/utility"] == m["val/utility_best"]
+    assert m["hp_metric"] == m["val/utility_best"]
+    assert "model/hidden" in (run / "tensorboard" / "hparams.yaml").read_text()  # the run's hparams
+
+
+def test_default_synthetic_store_is_generated_once(tmp_path):
+    args = ["data.synthetic.days=12", "data.synthetic.rows_per_day=30", "trainer.fast_dev_run=true", "data.split.gap_days=1"]
+    p = _run(tmp_path, *args)
+    assert p.returncode == 0, p.stderr[-3000:]
+    store = tmp_path / "data" / "synthetic-d12-r30-s0"
+    assert (store / "manifest.json").is_file()
+    stamp = (store / "manifest.json").stat().st_mtime_ns
+    p = _run(tmp_path, *args)
+    assert p.returncode == 0 and (store / "manifest.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.frac=0", "data.frac must be in (0, 1]"),
+    ("trainer.accelerator=gpu", "no CUDA GPU is visible"),
+    ("model.optimizer=adamax", "model.optimizer must be one of"),
+    ("data.store=/nonexistent/store", "store /nonexistent/store: does not exist"),
+    ("+model.nonsense=1", "model: "),
+])
+def test_user_mistakes_give_one_line_and_exit_2(tiny_store, tmp_path, override, message):
+    base = [] if override.startswith("data.store") else [f"data.store={tiny_store}"]
+    p = _run(tmp_path, *base, override, "trainer.fast_dev_run=true")
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and message in err[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+
+
+def test_unknown_group_option_is_hydras_message(tmp_path):
+    p = _run(tmp_path, "model=nope")
+    assert p.returncode != 0
+    assert "Could not find 'model/nope'" in p.stderr and "Traceback" not in p.stderr
