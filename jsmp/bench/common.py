@@ -38,6 +38,12 @@ def cache_dir() -> Path:
     return d
 
 
+def add_store_arguments(parser) -> None:
+    """--days / --rows-per-day of the synthetic store a benchmark runs on (default: full size)."""
+    parser.add_argument("--days", type=int, default=500)
+    parser.add_argument("--rows-per-day", type=int, default=4780)
+
+
 def synthetic_store(days: int, rows_per_day: int, seed: int = 0) -> Path:
     """A synthetic store in cache_dir(), generated on first use (atomically) and reused after."""
     from jsmp.data.store import is_store

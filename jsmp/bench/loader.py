@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from jsmp.bench.common import synthetic_store
+from jsmp.bench.common import add_store_arguments, synthetic_store
 from jsmp.data.datamodule import JsmpDataModule
 from jsmp.data.windows import window_index
 
@@ -54,8 +54,7 @@ def compare(data: JsmpDataModule, batches: int, repeat: int) -> tuple[float, flo
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m jsmp.bench loader", description=__doc__.splitlines()[0])
-    p.add_argument("--days", type=int, default=500)
-    p.add_argument("--rows-per-day", type=int, default=4780)
+    add_store_arguments(p)
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--batches", type=int, default=30)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from jsmp.bench.common import run_child, synthetic_store
+from jsmp.bench.common import add_store_arguments, run_child, synthetic_store
 from jsmp.data.store import Store
 
 MAX_RSS_GB = 3.0
@@ -44,8 +44,7 @@ def fit_steps(store: str, length: int, steps: int, batch_size: int, hidden: int)
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m jsmp.bench memory", description=__doc__.splitlines()[0])
-    p.add_argument("--days", type=int, default=500)
-    p.add_argument("--rows-per-day", type=int, default=4780)
+    add_store_arguments(p)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--hidden", type=int, default=64)
