@@ -32,7 +32,7 @@ def fit_steps(store: str, length: int, steps: int, batch_size: int, hidden: int)
     from jsmp.data.datamodule import JsmpDataModule
     from jsmp.models.lstm import LSTM
 
-    data = JsmpDataModule(store=store, batch_size=batch_size, window={"length": length}, windowed=True)
+    data = JsmpDataModule(store=store, verify=False, batch_size=batch_size, window={"length": length}, windowed=True)
     data.setup("fit")
     model = LSTM(**data.model_kwargs(), hidden=hidden)
     trainer = bench_trainer(steps)

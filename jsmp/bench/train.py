@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     store = str(synthetic_store(a.days, a.rows_per_day))
     print(f"store {store}; batch {a.batch_size}; torch threads {torch.get_num_threads()}")
-    kw = {"store": store, "batch_size": a.batch_size}
+    kw = {"store": store, "batch_size": a.batch_size, "verify": False}
     rows = JsmpDataModule(**kw)
     rows.setup("fit")
     windows = JsmpDataModule(**kw, window={"length": a.window}, windowed=True)

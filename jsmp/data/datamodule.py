@@ -94,6 +94,7 @@ class JsmpDataModule(L.LightningDataModule):
         split: {val_frac, gap_days} of the holdout split.
         fill: how NaNs are filled ('mean' = training-day feature means).
         drop_zero_weight: leave weight-0 rows out of training (validation keeps all rows).
+        verify: check the store's shard checksums before training (one read of the store).
         window: {length, cross_days, shuffle_block} of the windows served when `windowed`
             (jsmp.data.windows.WindowSpec); the recipe sets `windowed` for sequence models.
     """
@@ -101,7 +102,7 @@ class JsmpDataModule(L.LightningDataModule):
     def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
                  frac: float = 1.0, keep: str = "end", split: dict | None = None, fill: str = "mean",
                  drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
-                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0,
+                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True,
                  window: dict | None = None, windowed: bool = False):
         super().__init__()
         if fill not in FILLS:
@@ -114,6 +115,7 @@ class JsmpDataModule(L.LightningDataModule):
         self.fill, self.drop_zero_weight = fill, drop_zero_weight
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
+        self.verify = verify
         self.window = WindowSpec(**(window or {})) if windowed else None
         self.store: Store | None = None
         self.split: Split | None = None
@@ -127,6 +129,8 @@ class JsmpDataModule(L.LightningDataModule):
         if self.store is not None:
             return
         store = Store(self.store_path)
+        if self.verify:
+            store.verify()
         self.split = holdout(store.n_days, self.frac, keep=self.keep, **self.split_cfg)
         train_rows = store.day_rows(self.split.train)
         if self.drop_zero_weight:
