@@ -10,18 +10,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jsmp.data.fill import feature_means, fill_nan
+from jsmp.data.fill import FILLS, fill_nan, fill_source
 from jsmp.data.sampler import BatchIndexSampler
-from jsmp.data.splits import Split, holdout
+from jsmp.data.splits import Split, choose
 from jsmp.data.store import Store, is_store
 from jsmp.data.synthetic import SynthSpec, write_store
 from jsmp.errors import UserError
 from jsmp.metrics import utility_score
 
 log = logging.getLogger(__name__)
-
-FILLS = ("mean",)
-
 
 def resolve_store(store: str | None, data_dir: str, synthetic: dict) -> Path:
     """The store to train on: `store` if given, else the default synthetic store in `data_dir`."""
@@ -72,13 +69,17 @@ class JsmpDataModule(L.LightningDataModule):
         store: store directory; None trains on the built-in synthetic data, generated into
             `data_dir` on first use and reused afterwards.
         frac: fraction of whole days kept, in (0, 1]; `keep` says which end ('end' = most recent).
-        split: {val_frac, gap_days} of the holdout split.
-        fill: how NaNs are filled ('mean' = training-day feature means).
+        split: {val_frac, gap_days} of the holdout split (the default).
+        cv: {folds, gap_days} of the purged group time-series folds; `fold` (0..folds-1) picks
+            one and replaces the holdout; None keeps the holdout.
+        fill: how NaNs are filled: 'mean' (training-day feature means), 'ffill' (forward within
+            a day in ts_id order, then training means; cached once per store) or 'zero'.
         drop_zero_weight: leave weight-0 rows out of training (validation keeps all rows).
     """
 
     def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
-                 frac: float = 1.0, keep: str = "end", split: dict | None = None, fill: str = "mean",
+                 frac: float = 1.0, keep: str = "end", split: dict | None = None, cv: dict | None = None,
+                 fold: int | None = None, fill: str = "mean",
                  drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
                  num_workers: int = 0, pin_memory: bool = False, seed: int = 0):
         super().__init__()
@@ -89,6 +90,7 @@ class JsmpDataModule(L.LightningDataModule):
         self.store_path = resolve_store(store, data_dir, synthetic or {})
         self.synthetic = None if store is not None else SynthSpec(**(synthetic or {}))
         self.frac, self.keep, self.split_cfg = frac, keep, dict(split or {})
+        self.cv_cfg, self.fold = dict(cv or {}), fold
         self.fill, self.drop_zero_weight = fill, drop_zero_weight
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
@@ -104,13 +106,13 @@ class JsmpDataModule(L.LightningDataModule):
         if self.store is not None:
             return
         store = Store(self.store_path)
-        self.split = holdout(store.n_days, self.frac, keep=self.keep, **self.split_cfg)
+        self.split = choose(store.n_days, self.frac, self.keep, self.split_cfg, self.cv_cfg, self.fold)
         train_rows = store.day_rows(self.split.train)
         if self.drop_zero_weight:
             train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
-        self.fill_value = feature_means(store, self.split.train)
-        self.train_set = RowBatches(store, train_rows, self.fill_value)
-        self.val_set = RowBatches(store, store.day_rows(self.split.val), self.fill_value)
+        source, self.fill_value = fill_source(store, self.fill, self.split.train)
+        self.train_set = RowBatches(source, train_rows, self.fill_value)
+        self.val_set = RowBatches(source, store.day_rows(self.split.val), self.fill_value)
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
