@@ -40,7 +40,8 @@ class StoreWriter:
     """Streams rows (in `ts_id` order) into a new store at `path`.
 
     Use as a context manager; on an exception the temporary directory is removed and any
-    store already at `path` is left untouched. Memory is bounded by about one shard.
+    store already at `path` is left untouched. Memory is bounded by about one shard: side
+    columns are appended to raw files in the temporary directory with every shard.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class StoreWriter:
         self._buf_date: list[np.ndarray] = []
         self._buf_rows = 0
         self._side: dict[str, list[np.ndarray]] = {k: [] for k in self.side_dtypes}
+        self._side_files = {k: open(self.tmp / f"{k}.raw", "wb") for k in self.side_dtypes}
         self._shards: list[dict] = []
         self._rows_written = 0
         self._last_date: int | None = None
@@ -96,6 +98,10 @@ class StoreWriter:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
+        for k, parts in self._side.items():
+            if parts:
+                np.concatenate(parts).tofile(self._side_files[k])
+                parts.clear()
         if not self._buf_rows:
             return
         x = np.concatenate(self._buf_x) if len(self._buf_x) > 1 else self._buf_x[0]
@@ -116,12 +122,12 @@ class StoreWriter:
     def close(self, extra: dict | None = None) -> Path:
         """Finish the store and rename it into place; returns its path."""
         self._flush(final=True)
-        side = {}
-        for k, parts in self._side.items():
-            arr = np.concatenate(parts) if parts else np.zeros(0, self.side_dtypes[k])
-            np.save(self.tmp / f"{k}.npy", arr)
-            side[k] = arr
-        date = side["date"]
+        for k, f in self._side_files.items():
+            f.close()
+            raw = self.tmp / f"{k}.raw"
+            np.save(self.tmp / f"{k}.npy", np.fromfile(raw, dtype=self.side_dtypes[k]))
+            raw.unlink()
+        date = np.load(self.tmp / "date.npy", mmap_mode="r")
         n = int(len(date))
         if n == 0:
             raise ValueError("no rows were written")
@@ -150,6 +156,8 @@ class StoreWriter:
         return self.path
 
     def abort(self) -> None:
+        for f in self._side_files.values():
+            f.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> StoreWriter:
