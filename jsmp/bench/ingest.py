@@ -47,7 +47,7 @@ def measure(rows: int, repeat: int) -> dict:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m jsmp.bench ingest", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, nargs="+", default=[100_000, 400_000], help="CSV sizes in rows (default: 100000 400000)")
+    p.add_argument("--rows", type=int, nargs="+", default=[200_000, 800_000], help="CSV sizes in rows (default: 200000 800000)")
     p.add_argument("--repeat", type=int, default=2, help="runs of each reader, alternating; the fastest counts (default 2)")
     args = p.parse_args(argv)
     print(f"{'rows':>9} {'CSV MB':>8} | {'pandas MB/s':>11} {'RSS MB':>8} | {'jsmp MB/s':>9} {'RSS MB':>8} | {'speed x':>7} {'RSS x':>6}")

@@ -106,6 +106,7 @@ class StoreWriter:
             return
         x = np.concatenate(self._buf_x) if len(self._buf_x) > 1 else self._buf_x[0]
         date = np.concatenate(self._buf_date) if len(self._buf_date) > 1 else self._buf_date[0]
+        self._buf_x = [x]  # release the parts now: about one shard in memory, not two
         # Cut at the start of the last (possibly unfinished) day so shards hold whole days.
         cut = len(date) if final else int(np.searchsorted(date, date[-1], side="left"))
         if cut == 0:  # one day larger than a shard: keep buffering until it ends
@@ -116,7 +117,8 @@ class StoreWriter:
         start = self._rows_written
         self._rows_written += cut
         self._shards.append({"file": name, "start": start, "stop": self._rows_written})
-        self._buf_x, self._buf_date = ([x[cut:]], [date[cut:]]) if cut < len(date) else ([], [])
+        # Copy the unfinished day's rows so the written shard's buffer is freed.
+        self._buf_x, self._buf_date = ([x[cut:].copy()], [date[cut:].copy()]) if cut < len(date) else ([], [])
         self._buf_rows = len(date) - cut
 
     def close(self, extra: dict | None = None) -> Path:
