@@ -8,6 +8,10 @@ import os
 from pathlib import Path
 
 import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from jsmp.errors import UserError
 
 
 def _scalar(v) -> float:
@@ -55,6 +59,12 @@ class MetricsJson(L.Callback):
         self.status, self.error = "failed", f"{type(exception).__name__}: {exception}"
         self.write(trainer)
 
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:  # resuming: keep the best epoch seen before
+        self.best, self.best_epoch = dict(state["best"]), state["best_epoch"]
+
     def write(self, trainer: L.Trainer) -> dict:
         out = {
             **self.extra,
@@ -67,8 +77,61 @@ class MetricsJson(L.Callback):
         }
         if self.error:
             out["error"] = self.error
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        _write_json(self.path, out)
         return out
+
+
+@rank_zero_only
+def _write_json(path: Path, obj: dict) -> None:
+    """Atomically write `obj` to `path` (once, from global rank 0 under DDP)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class DivergedError(UserError):
+    """Training produced a non-finite loss or weights."""
+
+
+class NaNGuard(L.Callback):
+    """Stops a diverging run before a broken model reaches a checkpoint.
+
+    Diverged: a non-finite training loss (checked every step), a training loss above
+    `max_factor` x the first step's loss (taken at the initial weights), or a non-finite
+    weight (checked before each validation). The error names the epoch, step and cause.
+    """
+
+    def __init__(self, max_factor: float = 20.0):
+        self.max_factor = max_factor
+        self.first_loss: float | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self._fail(trainer, pl_module, f"train loss is {value}")
+        if self.first_loss is None:
+            self.first_loss = value
+        elif self.max_factor and value > self.max_factor * abs(self.first_loss):
+            self._fail(trainer, pl_module, f"train loss {value:.4g} is over {self.max_factor:g}x its first value {self.first_loss:.4g}")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # the last optimizer step of an epoch can break the weights after its loss was computed
+        bad = [n for n, p in pl_module.named_parameters() if not torch.isfinite(p).all()]
+        if bad and not trainer.sanity_checking:
+            self._fail(trainer, pl_module, f"non-finite weights in {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
+
+    def state_dict(self) -> dict:
+        return {"first_loss": self.first_loss}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.first_loss = state["first_loss"]
+
+    @staticmethod
+    def _fail(trainer: L.Trainer, pl_module: L.LightningModule, what: str) -> None:
+        lr = getattr(pl_module, "lr", None)
+        hint = f"; lower model.lr (now {lr})" if lr is not None else ""
+        raise DivergedError(f"training diverged at epoch {trainer.current_epoch}, step {trainer.global_step}: {what}{hint}")

@@ -12,7 +12,7 @@ from jsmp.errors import UserError
 def build(node: DictConfig, key: str, **kwargs):
     """`hydra.utils.instantiate(node, **kwargs)`; errors name the config key (`model`, `data`...)."""
     try:
-        return instantiate(node, **kwargs)
+        return instantiate(node, _convert_="all", **kwargs)  # plain lists/dicts: checkpoints stay weights-only loadable
     except InstantiationException as e:
         cause = e.__cause__
         while isinstance(cause, InstantiationException) and cause.__cause__ is not None:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from jsmp.callbacks import MetricsJson
+from jsmp.callbacks import MetricsJson, NaNGuard
 from jsmp.config import build
 from jsmp.errors import UserError
 
@@ -53,7 +54,8 @@ def train(cfg: DictConfig) -> float:
     """Train once as `cfg` says; returns `cfg.optimized_metric` (NaN if it was never logged)."""
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    if rank_zero_only.rank == 0:
+        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     check_accelerator(cfg.trainer.get("accelerator", "cpu"))
     L.seed_everything(cfg.seed, workers=True)
 
@@ -65,7 +67,7 @@ def train(cfg: DictConfig) -> float:
     metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, extra=data.reference_metrics())
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     logger = build(cfg.logger, "logger") if cfg.get("logger") else False
-    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, metrics_cb], logger=logger)
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, NaNGuard(cfg.diverge_factor), metrics_cb], logger=logger)
 
     if trainer.logger is not None:
         # TensorBoard's hparams view: the whole config, with hp_metric (the best validation

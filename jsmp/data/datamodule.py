@@ -75,13 +75,14 @@ class JsmpDataModule(L.LightningDataModule):
         fill: how NaNs are filled: 'mean' (training-day feature means), 'ffill' (forward within
             a day in ts_id order, then training means; cached once per store) or 'zero'.
         drop_zero_weight: leave weight-0 rows out of training (validation keeps all rows).
+        verify: check the store's shard checksums before training (one read of the store).
     """
 
     def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
                  frac: float = 1.0, keep: str = "end", split: dict | None = None, cv: dict | None = None,
                  fold: int | None = None, fill: str = "mean",
                  drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
-                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0):
+                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True):
         super().__init__()
         if fill not in FILLS:
             raise UserError(f"data.fill must be one of {list(FILLS)}, got {fill!r}")
@@ -94,6 +95,7 @@ class JsmpDataModule(L.LightningDataModule):
         self.fill, self.drop_zero_weight = fill, drop_zero_weight
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
+        self.verify = verify
         self.store: Store | None = None
         self.split: Split | None = None
 
@@ -106,6 +108,8 @@ class JsmpDataModule(L.LightningDataModule):
         if self.store is not None:
             return
         store = Store(self.store_path)
+        if self.verify:
+            store.verify()
         self.split = choose(store.n_days, self.frac, self.keep, self.split_cfg, self.cv_cfg, self.fold)
         train_rows = store.day_rows(self.split.train)
         if self.drop_zero_weight:

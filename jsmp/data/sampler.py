@@ -31,9 +31,15 @@ class BatchIndexSampler:
         return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
 
     def _rank_share(self) -> np.ndarray:
+        """This rank's positions. Training (shuffle) shares are equal, dropping the remainder,
+        so every rank takes the same number of steps; evaluation shares cover every row."""
         order = self._order()
+        if self.world_size == 1:
+            return order
+        if not self.shuffle:
+            return np.array_split(order, self.world_size)[self.rank]
         per_rank = self.n // self.world_size
-        return order[self.rank * per_rank : (self.rank + 1) * per_rank] if self.world_size > 1 else order
+        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def __iter__(self):
         share = self._rank_share()
@@ -42,5 +48,5 @@ class BatchIndexSampler:
             yield np.sort(share[i : i + self.batch_size])
 
     def __len__(self) -> int:
-        n = self.n // self.world_size if self.world_size > 1 else self.n
+        n = len(self._rank_share()) if self.world_size > 1 else self.n
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)

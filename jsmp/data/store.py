@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import uuid
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,8 @@ class StoreWriter:
         self.columns = list(columns) if columns is not None else None
         self.shard_rows = int(shard_rows)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        _remove_stale_temps(self.path)
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.tmp.mkdir()
         self._buf_x: list[np.ndarray] = []
         self._buf_date: list[np.ndarray] = []
@@ -116,7 +118,7 @@ class StoreWriter:
         np.save(self.tmp / name, np.ascontiguousarray(x[:cut]))
         start = self._rows_written
         self._rows_written += cut
-        self._shards.append({"file": name, "start": start, "stop": self._rows_written})
+        self._shards.append({"file": name, "start": start, "stop": self._rows_written, **file_digest(self.tmp / name)})
         # Copy the unfinished day's rows so the written shard's buffer is freed.
         self._buf_x, self._buf_date = ([x[cut:].copy()], [date[cut:].copy()]) if cut < len(date) else ([], [])
         self._buf_rows = len(date) - cut
@@ -170,6 +172,33 @@ class StoreWriter:
             self.abort()
 
 
+def file_digest(path: Path, chunk: int = 1 << 24) -> dict:
+    """{'bytes': size, 'crc32': checksum} of a file, read in 16 MB chunks."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return {"bytes": path.stat().st_size, "crc32": f"{crc:08x}"}
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp dirs of earlier writes to `path` whose writer process is gone (killed mid-write)."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def _replace_dir(src: Path, dst: Path) -> None:
     """Atomically move the finished store `src` to `dst`, replacing any store there."""
     if dst.exists():
@@ -213,6 +242,28 @@ class Store:
         self.shard_starts = np.asarray([s["start"] for s in m["shards"]], dtype=np.int64)
         self._shards: list[np.ndarray] | None = None
         self._side: dict[str, np.ndarray] = {}
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        """Every shard exists with the size the manifest records (cheap: no data is read)."""
+        for sh in self.manifest["shards"]:
+            f = self.path / sh["file"]
+            if not f.is_file():
+                raise UserError(f"store {self.path}: shard {sh['file']} is missing (the store is damaged; rebuild it)")
+            if "bytes" in sh and f.stat().st_size != sh["bytes"]:
+                raise UserError(
+                    f"store {self.path}: shard {sh['file']} has {f.stat().st_size} bytes, the manifest says "
+                    f"{sh['bytes']} (the store is damaged; rebuild it)"
+                )
+
+    def verify(self) -> None:
+        """Check every shard's CRC-32 against the manifest (reads the whole store once)."""
+        for sh in self.manifest["shards"]:
+            if "crc32" in sh and file_digest(self.path / sh["file"])["crc32"] != sh["crc32"]:
+                raise UserError(
+                    f"store {self.path}: shard {sh['file']} does not match its checksum in the manifest "
+                    f"(the store is damaged; rebuild it)"
+                )
 
     @property
     def n_features(self) -> int:

@@ -33,6 +33,7 @@ class TradeModule(L.LightningModule):
         self.val_auc = BinaryAUROC()
         self.val_acc = BinaryAccuracy()
         self.val_utility_best = MaxMetric()
+        self.val_utility_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
 
     def logits(self, batch: dict) -> torch.Tensor:
         return self(batch["x"])
@@ -44,9 +45,6 @@ class TradeModule(L.LightningModule):
         loss = F.binary_cross_entropy_with_logits(self.logits(batch), batch["y"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
         return loss
-
-    def on_train_start(self) -> None:
-        self.val_utility_best.reset()  # forget the sanity-check pass
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self.logits(batch)
@@ -60,7 +58,8 @@ class TradeModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         utility, oracle = (v.float() for v in self.val_utility.compute())
         self.val_utility.reset()
-        self.val_utility_best.update(utility)
+        if not self.trainer.sanity_checking:
+            self.val_utility_best.update(utility)
         best = self.val_utility_best.compute()
         self.log_dict({"val/utility": utility, "val/utility_oracle": oracle, "val/utility_best": best}, prog_bar=False)
         self.log("val/auc", self.val_auc.compute(), prog_bar=True)
