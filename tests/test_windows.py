@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from jsmp.data.datamodule import JsmpDataModule
+from jsmp.data.fill import FilledStore
 from jsmp.data.sampler import BatchIndexSampler
 from jsmp.data.store import Store
 from jsmp.data.windows import WindowSpec, window_index
@@ -14,8 +15,8 @@ from jsmp.models.lstm import LSTM
 W = 12
 
 
-def _dm(store, **window):
-    dm = JsmpDataModule(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64,
+def _dm(store, fill="mean", **window):
+    dm = JsmpDataModule(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64, fill=fill,
                         eval_batch_size=100, window={"length": W, **window}, windowed=True)
     dm.setup("fit")
     return dm
@@ -28,7 +29,8 @@ def _naive(full, fill, t, first):
 
 
 def _check(dm, store, targets, cross_days):
-    full = np.concatenate([np.asarray(sh) for sh in store.shards])
+    # the fill's source: the store itself, or its forward-filled copy with data.fill=ffill
+    full = np.concatenate([np.asarray(sh) for sh in dm.train_set.store.shards])
     day_of = store.row_day_index()
     got = dm.train_set.inputs(targets)
     assert got["x"].shape == (len(targets), W, store.n_features) and got["mask"].shape == (len(targets), W)
@@ -55,6 +57,13 @@ def _targets(store):
 def test_windows_equal_naive_slices(tiny_store, cross_days):
     store = Store(tiny_store)
     _check(_dm(tiny_store, cross_days=cross_days), store, _targets(store), cross_days)
+
+
+def test_windows_read_the_forward_filled_store(tiny_store):
+    store = Store(tiny_store)
+    dm = _dm(tiny_store, fill="ffill")
+    assert isinstance(dm.train_set.store, FilledStore) and np.isnan(store.gather(np.arange(store.n_rows))).any()
+    _check(dm, store, _targets(store), True)
 
 
 def test_day_start_windows_are_padded_only_without_cross_days(tiny_store):
