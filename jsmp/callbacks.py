@@ -22,12 +22,15 @@ class MetricsJson(L.Callback):
     """Writes `metrics.json` in the run dir after every validation run and at the end.
 
     Keys: every logged metric's latest value under its own name (`val/utility`, ...),
-    the same metrics at the best epoch under `best/<name>` (best = highest `monitor`),
+    the same metrics at the best epoch under `best/<name>` (best = highest `monitor`, or lowest
+    with `mode='min'`),
     fixed reference values given as `extra` (e.g. `val/utility_ideal`), plus `epoch`, `global_step`, `best_epoch` and `status` (running, completed, failed).
     """
 
-    def __init__(self, path: str | os.PathLike, monitor: str = "val/utility", extra: dict | None = None):
+    def __init__(self, path: str | os.PathLike, monitor: str = "val/utility", extra: dict | None = None,
+                 mode: str = "max"):
         self.path = Path(path)
+        self.sign = {"max": 1.0, "min": -1.0}[mode]
         self.extra = dict(extra or {})
         self.monitor = monitor
         self.best: dict[str, float] = {}
@@ -45,9 +48,10 @@ class MetricsJson(L.Callback):
         latest = self._latest(trainer)
         value = latest.get(self.monitor)
         if value is not None and not math.isnan(value) and (
-            self.best_epoch is None or value > self.best.get(self.monitor, -math.inf)
+            self.best_epoch is None or self.sign * value > self.sign * self.best_value
         ):
             self.best = {k: v for k, v in latest.items() if k.startswith("val/")}
+            self.best_value = value
             self.best_epoch = trainer.current_epoch
         self.write(trainer)
 

@@ -1,7 +1,8 @@
 """The training recipe: config in, fitted model, checkpoints, TensorBoard and metrics.json out.
 
     data   = instantiate(cfg.data)          # split by date, fill stats, batch gathering
-    model  = instantiate(cfg.model, n_features=..., n_days=...)
+                                            # (windowed=True when the model class sets `sequence`)
+    model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days
     trainer.fit(model, data)                # checkpoints on val/utility, early stopping
     return metrics[cfg.optimized_metric]    # for sweepers
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from jsmp.callbacks import MetricsJson, NaNGuard
@@ -59,12 +61,14 @@ def train(cfg: DictConfig) -> float:
     check_accelerator(cfg.trainer.get("accelerator", "cpu"))
     L.seed_everything(cfg.seed, workers=True)
 
-    data = build(cfg.data, "data")
+    sequence = getattr(get_class(cfg.model._target_), "sequence", False)
+    data = build(cfg.data, "data", **({"windowed": True} if sequence else {}))
     data.prepare_data()
     data.setup("fit")
-    model = build(cfg.model, "model", n_features=data.n_features, n_days=data.n_days)
+    model = build(cfg.model, "model", **data.model_kwargs())
 
-    metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, extra=data.reference_metrics())
+    metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, mode=cfg.get("monitor_mode", "max"),
+                             extra=data.reference_metrics())
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     logger = build(cfg.logger, "logger") if cfg.get("logger") else False
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, NaNGuard(cfg.diverge_factor), metrics_cb], logger=logger)
@@ -73,7 +77,7 @@ def train(cfg: DictConfig) -> float:
         # TensorBoard's hparams view: the whole config, with hp_metric (the best validation
         # utility so far, logged by the model every epoch) as its metric.
         trainer.logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": 0.0})
-    log.info("training %s on %s -> %s", type(model).__name__, data.store_path, out_dir)
+    log.info("training %s on %s -> %s", type(model).__name__, type(data).__name__, out_dir)
     trainer.fit(model, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
 
     metrics = metrics_cb.write(trainer)
@@ -86,6 +90,7 @@ def train(cfg: DictConfig) -> float:
     if value is None:
         log.warning("optimized_metric %r was not logged (have: %s)", cfg.optimized_metric, sorted(metrics))
         return float("nan")
+    log.info("%s = %.6g", cfg.optimized_metric, value)
     return float(value)
 
 

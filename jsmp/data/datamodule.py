@@ -15,6 +15,7 @@ from jsmp.data.sampler import BatchIndexSampler
 from jsmp.data.splits import Split, holdout
 from jsmp.data.store import Store, is_store
 from jsmp.data.synthetic import SynthSpec, write_store
+from jsmp.data.windows import WindowSpec, gather_windows
 from jsmp.errors import UserError
 from jsmp.metrics import utility_score
 
@@ -53,16 +54,34 @@ class RowBatches(Dataset):
     def features(self, rows: np.ndarray) -> np.ndarray:
         return fill_nan(self.store.gather(rows), self.fill_value)
 
+    def inputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """The model inputs of the target rows: x (B, F)."""
+        return {"x": torch.from_numpy(self.features(rows))}
+
     def __getitem__(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         rows = self.rows[positions]
         resp = np.asarray(self.resp[rows])
         return {
-            "x": torch.from_numpy(self.features(rows)),
+            **self.inputs(rows),
             "y": torch.from_numpy((resp > 0).astype(np.float32)),
             "weight": torch.from_numpy(np.asarray(self.weight[rows])),
             "resp": torch.from_numpy(resp),
             "day": torch.from_numpy(self.day[rows].astype(np.int64)),
         }
+
+
+class WindowBatches(RowBatches):
+    """RowBatches whose inputs are each target row's window (see jsmp.data.windows):
+    x (B, W, F) float32, padding zeroed; mask (B, W) bool, False on padding."""
+
+    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, window: WindowSpec):
+        super().__init__(store, rows, fill_value)
+        self.window = window
+
+    def inputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        day_start = None if self.window.cross_days else self.store.day_offsets[self.day[rows]]
+        x, mask = gather_windows(self.features, rows, self.window, day_start)
+        return {"x": torch.from_numpy(x), "mask": torch.from_numpy(mask)}
 
 
 class JsmpDataModule(L.LightningDataModule):
@@ -76,12 +95,15 @@ class JsmpDataModule(L.LightningDataModule):
         fill: how NaNs are filled ('mean' = training-day feature means).
         drop_zero_weight: leave weight-0 rows out of training (validation keeps all rows).
         verify: check the store's shard checksums before training (one read of the store).
+        window: {length, cross_days, shuffle_block} of the windows served when `windowed`
+            (jsmp.data.windows.WindowSpec); the recipe sets `windowed` for sequence models.
     """
 
     def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
                  frac: float = 1.0, keep: str = "end", split: dict | None = None, fill: str = "mean",
                  drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
-                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True):
+                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True,
+                 window: dict | None = None, windowed: bool = False):
         super().__init__()
         if fill not in FILLS:
             raise UserError(f"data.fill must be one of {list(FILLS)}, got {fill!r}")
@@ -94,6 +116,7 @@ class JsmpDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
         self.verify = verify
+        self.window = WindowSpec(**(window or {})) if windowed else None
         self.store: Store | None = None
         self.split: Split | None = None
 
@@ -113,11 +136,20 @@ class JsmpDataModule(L.LightningDataModule):
         if self.drop_zero_weight:
             train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
         self.fill_value = feature_means(store, self.split.train)
-        self.train_set = RowBatches(store, train_rows, self.fill_value)
-        self.val_set = RowBatches(store, store.day_rows(self.split.val), self.fill_value)
+        self.train_set = self._batches(store, train_rows)
+        self.val_set = self._batches(store, store.day_rows(self.split.val))
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
+
+    def _batches(self, store: Store, rows: np.ndarray) -> RowBatches:
+        if self.window is None:
+            return RowBatches(store, rows, self.fill_value)
+        return WindowBatches(store, rows, self.fill_value, self.window)
+
+    def model_kwargs(self) -> dict:
+        """What the model's constructor needs from the data."""
+        return {"n_features": self.n_features, "n_days": self.n_days}
 
     def reference_metrics(self) -> dict[str, float]:
         """Utility of the generator's ideal actions on the validation rows (synthetic stores only)."""
@@ -139,7 +171,9 @@ class JsmpDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = BatchIndexSampler(len(dataset), batch_size, shuffle, seed=self.seed, rank=rank, world_size=world)
+        block = self.window.shuffle_block if self.window is not None else 1
+        sampler = BatchIndexSampler(len(dataset), batch_size, shuffle, seed=self.seed, rank=rank, world_size=world,
+                                    block=block)
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
                           pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
 

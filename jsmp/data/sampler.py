@@ -12,14 +12,18 @@ class BatchIndexSampler:
     and differs across epochs (Lightning calls `set_epoch`). Under distributed training,
     each of `world_size` ranks takes an equal, disjoint share of the epoch. Positions
     within a batch are sorted so the memmap gather reads forward.
+
+    With `block` > 1 the shuffle moves contiguous blocks of `block` positions (the order of
+    the blocks is random, positions inside a block stay together), so a batch is a few
+    runs of neighbouring rows: overlapping windows then read the same pages.
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
-                 rank: int = 0, world_size: int = 1):
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+                 rank: int = 0, world_size: int = 1, block: int = 1):
+        if batch_size < 1 or block < 1:
+            raise ValueError("batch_size and block must be >= 1")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.drop_last, self.rank, self.world_size, self.block = drop_last, rank, world_size, block
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -28,7 +32,12 @@ class BatchIndexSampler:
     def _order(self) -> np.ndarray:
         if not self.shuffle:
             return np.arange(self.n, dtype=np.int64)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.block == 1:
+            return rng.permutation(self.n)
+        starts = rng.permutation(-(-self.n // self.block)) * self.block
+        order = (starts[:, None] + np.arange(self.block)).ravel()
+        return order[order < self.n]
 
     def _rank_share(self) -> np.ndarray:
         """This rank's positions. Training (shuffle) shares are equal, dropping the remainder,

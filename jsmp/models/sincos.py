@@ -1,0 +1,74 @@
+"""The sine -> cosine toy model: LSTM 1 -> hidden -> Linear 1 per step, MSE, Adam."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FIGURE = "sincos.png"
+
+
+def plot(t, x, y, pred, n_train: int):
+    """The seed's figure: sin(t), reference and predicted cos(t) on train and test, a dashed split line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(t, x, color="0.6", label="input sin(t)")
+    ax.plot(t, y, color="k", lw=1, label="reference cos(t)")
+    ax.plot(t[:n_train], pred[:n_train], "b.", ms=4, label="predicted cos(t), train")
+    ax.plot(t[n_train:], pred[n_train:], "r.", ms=4, label="predicted cos(t), test")
+    ax.axvline((t[n_train - 1] + t[n_train]) / 2, color="k", ls="--", lw=1)
+    ax.set_xlabel("t")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+class SinCos(L.LightningModule):
+    """x (B, T, 1) -> (B, T, 1). Logs train/mse (first n_train steps) and test/mse (the rest);
+    at the end of fit saves `sincos.png` in the run dir and adds it to TensorBoard."""
+
+    def __init__(self, hidden: int = 16, lr: float = 1e-2):
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.lstm = nn.LSTM(1, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[0])
+
+    def _mse(self, batch: dict, part: slice) -> torch.Tensor:
+        return F.mse_loss(self(batch["x"])[:, part], batch["y"][:, part])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._mse(batch, slice(None, batch["n_train"]))
+        self.log("train/mse", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log("test/mse", self._mse(batch, slice(batch["n_train"], None)), prog_bar=True, batch_size=1)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    def on_fit_end(self) -> None:
+        batch = self.trainer.datamodule.batch
+        with torch.no_grad():
+            pred = self(batch["x"].to(self.device)).cpu()
+        fig = plot(*(v.view(-1).numpy() for v in (batch["t"], batch["x"], batch["y"], pred)), batch["n_train"])
+        out = Path(self.trainer.default_root_dir) / FIGURE
+        fig.savefig(out.with_suffix(".tmp.png"), dpi=120)
+        os.replace(out.with_suffix(".tmp.png"), out)
+        if self.logger is not None and hasattr(self.logger.experiment, "add_figure"):
+            self.logger.experiment.add_figure("sincos", fig, global_step=self.global_step)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

@@ -1,0 +1,50 @@
+"""Sequence models through train.py, run as a user runs it: the LSTM on windows and the sine->cosine toy."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def _run(tmp_path, *overrides):
+    return run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", *overrides], env={"JSMP_ROOT": str(tmp_path)})
+
+
+@pytest.mark.parametrize("cross_days", ["true", "false"])
+def test_lstm_fast_dev_run(tiny_store, tmp_path, cross_days):
+    p = _run(tmp_path, "model=lstm", f"data.store={tiny_store}", "trainer.fast_dev_run=true", "data.window.length=8",
+             f"data.window.cross_days={cross_days}", "model.hidden=8")
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "completed" and {"val/utility", "val/auc", "val/loss", "train/loss"} <= set(m)
+    assert "training LSTM" in p.stderr + p.stdout
+
+
+def _sincos(tmp_path, *overrides):
+    p = _run(tmp_path, "model=sincos", "data=sincos", *overrides)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def test_sincos_logs_mse_and_saves_the_figure(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    m = _sincos(tmp_path, "trainer.max_epochs=3")
+    assert m["epoch"] == 3 and {"train/mse", "test/mse"} <= set(m) and m["status"] == "completed"
+    run = tmp_path / "run"
+    assert (run / "sincos.png").read_bytes()[:4] == b"\x89PNG"
+    tags = {"scalars": set(), "images": set()}
+    for ev in (run / "tensorboard").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        for k in tags:
+            tags[k] |= set(acc.Tags()[k])
+    assert {"train/mse", "test/mse"} <= tags["scalars"] and "sincos" in tags["images"]
+
+
+@pytest.mark.slow
+def test_sincos_reaches_its_loss_threshold(tmp_path):
+    m = _sincos(tmp_path)
+    assert m["train/mse"] < 1e-4 and m["epoch"] < 10_000
+    assert m["test/mse"] < 1e-2  # it generalises to the unseen second half
