@@ -67,3 +67,15 @@ def test_sampler_deterministic_per_epoch_and_rank_disjoint():
     assert all(len(s) == 250 for s in shares)
     assert len(np.unique(np.concatenate(shares))) == 1000
     assert len(BatchIndexSampler(1000, 64, True, rank=1, world_size=4)) == 4
+
+
+def test_fold_replaces_the_holdout(tiny_store):
+    from jsmp.data.splits import purged_fold
+
+    dm = JsmpDataModule(store=str(tiny_store), cv={"folds": 3, "gap_days": 2}, fold=1, batch_size=64)
+    dm.setup("fit")
+    expected = purged_fold(Store(tiny_store).n_days, 1, folds=3, gap_days=2)
+    np.testing.assert_array_equal(dm.split.val, expected.val)
+    np.testing.assert_array_equal(dm.split.train, expected.train)
+    days = Store(tiny_store).row_day_index()
+    assert set(days[dm.val_set.rows]) == set(expected.val.tolist())

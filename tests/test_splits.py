@@ -38,3 +38,45 @@ def test_no_overlap_random():
         s = holdout(n, frac=float(rng.uniform(0.3, 1)), gap_days=int(rng.integers(0, 5)))
         assert s.train.max() < s.val.min()
         assert len(np.intersect1d(s.train, s.val)) == 0
+
+
+def test_purged_folds_first_place_scheme():
+    from jsmp.data.splits import purged_fold
+
+    folds = [purged_fold(500, k, folds=5, gap_days=31) for k in range(5)]
+    size = 500 // 6
+    assert [f.val[0] for f in folds] == [500 - 5 * size + k * size for k in range(5)]
+    assert all(len(f.val) == size for f in folds) and folds[-1].val[-1] == 499
+    for f in folds:
+        assert f.train[0] == 0 and f.val[0] - f.train[-1] == 32  # expanding window, 31 purged days
+
+
+def test_no_validation_day_inside_a_training_range_or_its_gap():
+    from jsmp.data.splits import purged_fold
+
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        n, k, gap = int(rng.integers(40, 600)), int(rng.integers(2, 7)), int(rng.integers(0, 20))
+        frac = float(rng.uniform(0.5, 1))
+        try:
+            splits = [purged_fold(n, i, folds=k, gap_days=gap, frac=frac) for i in range(k)]
+        except UserError:
+            continue
+        for s in splits:
+            assert len(s.train) and len(s.val)
+            purged = np.arange(s.train.min(), s.train.max() + gap + 1)  # every training day and the gap after it
+            assert not np.isin(s.val, purged).any()
+            assert np.all(np.diff(s.train) == 1) and np.all(np.diff(s.val) == 1)
+        assert len(np.unique(np.concatenate([s.val for s in splits]))) == sum(len(s.val) for s in splits)
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"fold": 5}, r"data.fold must be an integer in \[0, 4\]"),
+    ({"fold": 0, "folds": 1}, r"data.cv.folds must be an integer >= 2"),
+    ({"fold": 0, "gap_days": 40}, r"too few for 5 folds with a 40-day gap"),
+])
+def test_fold_errors(kw, message):
+    from jsmp.data.splits import purged_fold
+
+    with pytest.raises(UserError, match=message):
+        purged_fold(60, **kw)

@@ -1,6 +1,8 @@
 """`python -m jsmp.data COMMAND ...`: build and inspect stores.
 
     synth (--out FILE.csv | --store DIR) [--days D] [--rows-per-day R] [--seed S]
+    ingest SRC --store DIR [--force]     SRC: Kaggle CSV (.csv, .csv.gz), .parquet, or a directory of .parquet
+    info DIR
 """
 
 from __future__ import annotations
@@ -32,6 +34,20 @@ def cmd_synth(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from jsmp.data.ingest import ingest
+
+    path, wrote = ingest(args.src, args.store, force=args.force)
+    print(f"wrote {path}" if wrote else f"{path} is up to date with {args.src} (unchanged source; --force re-ingests)")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from jsmp.data.info import describe
+    from jsmp.data.store import Store
+
+    print(describe(Store(args.store)))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jsmp.data", description="Build and inspect jsmp stores.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -43,6 +59,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rows-per-day", type=_positive, default=4780, help="mean rows per day (default 4780, the real file's)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_synth)
+    i = sub.add_parser("ingest", help="ingest a Kaggle train.csv(.gz), a .parquet file or a directory of them into a store")
+    i.add_argument("src", help="source file or directory")
+    i.add_argument("--store", required=True, help="store directory to write (replaced atomically)")
+    i.add_argument("--force", action="store_true", help="re-ingest even when the source is unchanged")
+    i.set_defaults(func=cmd_ingest)
+    n = sub.add_parser("info", help="summarise a store: rows, days, features, zero weights, NaNs, source")
+    n.add_argument("store", help="store directory")
+    n.set_defaults(func=cmd_info)
     return p
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jsmp.data.fill import feature_means, fill_nan
+from jsmp.data.fill import FILLS, fill_nan, fill_source
 from jsmp.data.sampler import BatchIndexSampler
-from jsmp.data.splits import Split, holdout
+from jsmp.data.splits import Split, choose
 from jsmp.data.store import Store, is_store
 from jsmp.data.synthetic import SynthSpec, write_store
 from jsmp.data.windows import WindowSpec, gather_windows
@@ -20,9 +20,6 @@ from jsmp.errors import UserError
 from jsmp.metrics import utility_score
 
 log = logging.getLogger(__name__)
-
-FILLS = ("mean",)
-
 
 def resolve_store(store: str | None, data_dir: str, synthetic: dict) -> Path:
     """The store to train on: `store` if given, else the default synthetic store in `data_dir`."""
@@ -91,8 +88,11 @@ class JsmpDataModule(L.LightningDataModule):
         store: store directory; None trains on the built-in synthetic data, generated into
             `data_dir` on first use and reused afterwards.
         frac: fraction of whole days kept, in (0, 1]; `keep` says which end ('end' = most recent).
-        split: {val_frac, gap_days} of the holdout split.
-        fill: how NaNs are filled ('mean' = training-day feature means).
+        split: {val_frac, gap_days} of the holdout split (the default).
+        cv: {folds, gap_days} of the purged group time-series folds; `fold` (0..folds-1) picks
+            one and replaces the holdout; None keeps the holdout.
+        fill: how NaNs are filled: 'mean' (training-day feature means), 'ffill' (forward within
+            a day in ts_id order, then training means; cached once per store) or 'zero'.
         drop_zero_weight: leave weight-0 rows out of training (validation keeps all rows).
         verify: check the store's shard checksums before training (one read of the store).
         window: {length, cross_days, shuffle_block} of the windows served when `windowed`
@@ -100,7 +100,8 @@ class JsmpDataModule(L.LightningDataModule):
     """
 
     def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
-                 frac: float = 1.0, keep: str = "end", split: dict | None = None, fill: str = "mean",
+                 frac: float = 1.0, keep: str = "end", split: dict | None = None, cv: dict | None = None,
+                 fold: int | None = None, fill: str = "mean",
                  drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
                  num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True,
                  window: dict | None = None, windowed: bool = False):
@@ -112,6 +113,7 @@ class JsmpDataModule(L.LightningDataModule):
         self.store_path = resolve_store(store, data_dir, synthetic or {})
         self.synthetic = None if store is not None else SynthSpec(**(synthetic or {}))
         self.frac, self.keep, self.split_cfg = frac, keep, dict(split or {})
+        self.cv_cfg, self.fold = dict(cv or {}), fold
         self.fill, self.drop_zero_weight = fill, drop_zero_weight
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
@@ -131,13 +133,13 @@ class JsmpDataModule(L.LightningDataModule):
         store = Store(self.store_path)
         if self.verify:
             store.verify()
-        self.split = holdout(store.n_days, self.frac, keep=self.keep, **self.split_cfg)
+        self.split = choose(store.n_days, self.frac, self.keep, self.split_cfg, self.cv_cfg, self.fold)
         train_rows = store.day_rows(self.split.train)
         if self.drop_zero_weight:
             train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
-        self.fill_value = feature_means(store, self.split.train)
-        self.train_set = self._batches(store, train_rows)
-        self.val_set = self._batches(store, store.day_rows(self.split.val))
+        source, self.fill_value = fill_source(store, self.fill, self.split.train)
+        self.train_set = self._batches(source, train_rows)
+        self.val_set = self._batches(source, store.day_rows(self.split.val))
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))

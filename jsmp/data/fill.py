@@ -1,10 +1,21 @@
-"""Missing-value fill statistics, computed once by streaming over training days only."""
+"""Missing-value fills (`data.fill`): statistics from training days only, computed once by
+streaming; the forward fill is a sequential pass, so it is computed once per store and cached
+inside it as memory-mapped shards."""
 
 from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
 
 import numpy as np
 
 from jsmp.data.store import Store
+from jsmp.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def day_ranges(store: Store, day_index: np.ndarray) -> list[tuple[int, int]]:
@@ -36,3 +47,95 @@ def fill_nan(x: np.ndarray, value: np.ndarray) -> np.ndarray:
         x = x.copy()
     np.copyto(x, np.broadcast_to(value, x.shape), where=np.isnan(x))
     return x
+
+
+FILLS = ("mean", "ffill", "zero")
+FFILL_DIR = "fill-ffill"  # inside the store: replaced with it when the store is re-ingested
+FFILL_BLOCK_ROWS = 1 << 16
+
+
+class FilledStore(Store):
+    """A store whose feature shards are read from a fill cache directory inside it (same rows and shards)."""
+
+    def __init__(self, path, cache: str = FFILL_DIR):
+        super().__init__(path)
+        self.cache = cache
+
+    def __getstate__(self):
+        return {"path": self.path, "cache": self.cache}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["cache"])
+
+    @property
+    def shards(self) -> list[np.ndarray]:
+        if self._shards is None:
+            self._shards = [np.load(self.path / self.cache / s["file"], mmap_mode="r") for s in self.manifest["shards"]]
+        return self._shards
+
+
+def ffill_days(x: np.ndarray, day_starts: np.ndarray) -> np.ndarray:
+    """Forward-fill NaNs in `x` (n, F) down its rows, never across a day: `day_starts` (ascending, incl. 0)
+    are the rows where days begin. NaNs before a day's first value stay NaN."""
+    n = len(x)
+    rows = np.arange(n, dtype=np.int32)
+    src = np.where(np.isnan(x), np.int32(0), rows[:, None])
+    src[day_starts] = rows[day_starts, None]  # a day's first row points at itself: nothing carries over
+    np.maximum.accumulate(src, axis=0, out=src)
+    return np.take_along_axis(x, src, axis=0)
+
+
+def _day_blocks(bounds: np.ndarray, limit: int):
+    """Split rows 0..bounds[-1] at day `bounds` (ascending, from 0) into blocks of whole days of about `limit` rows."""
+    a = 0
+    while a < bounds[-1]:
+        b = bounds[np.searchsorted(bounds, a + limit, side="right") - 1]
+        if b <= a:  # one day longer than the limit
+            b = bounds[np.searchsorted(bounds, a, side="right")]
+        yield a, b, bounds[(bounds >= a) & (bounds < b)] - a
+        a = b
+
+
+def write_ffill(store: Store, cache: Path) -> None:
+    """Write the forward-filled copy of every feature shard into `cache` (atomically)."""
+    tmp = cache.with_name(f".{cache.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir()
+        for meta, shard in zip(store.manifest["shards"], store.shards):
+            offsets = store.day_offsets
+            bounds = offsets[(offsets >= meta["start"]) & (offsets <= meta["stop"])] - meta["start"]
+            out = np.lib.format.open_memmap(tmp / meta["file"], mode="w+", dtype=np.float32, shape=shard.shape)
+            for a, b, starts in _day_blocks(bounds, FFILL_BLOCK_ROWS):
+                out[a:b] = ffill_days(np.asarray(shard[a:b]), starts)
+            out.flush()
+            del out
+        os.rename(tmp, cache)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if cache.is_dir():  # another run finished it first
+            return
+        raise UserError(f"store {store.path}: cannot write the forward-fill cache {cache} ({e})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def ffill_store(store: Store) -> FilledStore:
+    """The store's features forward-filled within each day, computed once and cached inside the store."""
+    cache = store.path / FFILL_DIR
+    if not cache.is_dir():
+        log.info("forward-filling %s once into %s", store.path, cache)
+        write_ffill(store, cache)
+    return FilledStore(store.path, FFILL_DIR)
+
+
+def fill_source(store: Store, fill: str, train_days: np.ndarray) -> tuple[Store, np.ndarray]:
+    """Where to gather features from for `data.fill`, and the (n_features,) value for the NaNs left there.
+
+    mean: the store, training-day means; zero: the store, zeros; ffill: the cached forward-filled
+    copy, training-day means (of the raw values) for NaNs before a day's first value.
+    """
+    if fill == "zero":
+        return store, np.zeros(store.n_features, dtype=np.float32)
+    means = feature_means(store, train_days)
+    return (ffill_store(store) if fill == "ffill" else store), means

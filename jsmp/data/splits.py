@@ -43,3 +43,35 @@ def holdout(n_days: int, frac: float = 1.0, val_frac: float = 0.2, gap_days: int
             f"{gap_days} gap days + at least one training day (raise data.frac or lower data.split.gap_days)"
         )
     return Split(train=days[:n_train], val=days[len(days) - n_val :])
+
+
+def purged_fold(n_days: int, fold: int, folds: int = 5, gap_days: int = 31, frac: float = 1.0, keep: str = "end") -> Split:
+    """Fold `fold` of a purged group time-series split by date (the 1st-place JSMP scheme).
+
+    The kept days are cut into `folds + 1` equal blocks; fold k validates on block k + 1 (the
+    last `folds` blocks, oldest first) and trains on every earlier day except the `gap_days`
+    just before its validation block (an expanding window, purged).
+    """
+    days = kept_days(n_days, frac, keep)
+    if not isinstance(folds, int) or folds < 2:
+        raise UserError(f"data.cv.folds must be an integer >= 2, got {folds!r}")
+    if not isinstance(fold, int) or not (0 <= fold < folds):
+        raise UserError(f"data.fold must be an integer in [0, {folds - 1}] (data.cv.folds={folds}), got {fold!r}")
+    if gap_days < 0:
+        raise UserError(f"data.cv.gap_days must be >= 0, got {gap_days!r}")
+    size = len(days) // (folds + 1)
+    first = len(days) - folds * size
+    if size < 1 or first - gap_days < 1:
+        raise UserError(
+            f"data.cv: {len(days)} kept days are too few for {folds} folds with a {gap_days}-day gap "
+            f"(fold 0 would train on {max(0, first - gap_days)} days); lower data.cv.folds or data.cv.gap_days"
+        )
+    start = first + fold * size
+    return Split(train=days[: start - gap_days], val=days[start : start + size])
+
+
+def choose(n_days: int, frac: float, keep: str, split: dict, cv: dict, fold: int | None) -> Split:
+    """The run's split: the holdout (`data.split`) unless `data.fold` picks a purged CV fold (`data.cv`)."""
+    if fold is None:
+        return holdout(n_days, frac, keep=keep, **split)
+    return purged_fold(n_days, fold, frac=frac, keep=keep, **cv)

@@ -1,0 +1,427 @@
+"""Ingest Kaggle-layout data (CSV, CSV.gz, a Parquet file or a directory of them) into a store.
+
+Streams in bounded blocks (pyarrow's multithreaded CSV reader, Parquet row batches), so
+memory stays at about one store shard whatever the file size. Schema rules:
+
+- column order does not matter; features are the `feature_*` columns present, by number;
+- `date`, `weight`, `resp` are required; `resp_1..4` optional; `ts_id` made from row order
+  when absent; other columns are ignored with one warning line;
+- every value of a non-feature column must be present; empty fields (and `NaN`, `NA`, ...)
+  in features are NaN; ±Inf (or a value beyond float32 range) anywhere is an error: the real
+  data has none, and one would silently poison means, fills and losses;
+- `date` must never decrease and `ts_id` must strictly increase.
+
+A bad input raises `UserError` naming the file, line (CSV) or row (Parquet), and column;
+nothing is left at the store path (StoreWriter writes into a temp dir). The source's size,
+mtime and SHA-1 go into the manifest: re-ingesting an unchanged source is a no-op.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from jsmp.data import schema
+from jsmp.data.store import MANIFEST, StoreWriter
+from jsmp.errors import UserError
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("date", "weight", "resp")
+OPTIONAL = ("resp_1", "resp_2", "resp_3", "resp_4", "ts_id")
+INT_COLUMNS = ("date", "ts_id")
+BLOCK_BYTES = 1 << 20  # CSV bytes per block: pyarrow reads ahead and parses several blocks at once
+PARQUET_BATCH_ROWS = 1 << 15
+HASH = "sha1"
+SHARD_ROWS = 1 << 16  # 65,536 rows x 130 features x 4 B = 34 MB: bounds ingest memory
+
+
+# -- the source --------------------------------------------------------------------------
+@dataclass
+class Layout:
+    """Which source columns become what: `features` by number, `side` store columns present."""
+
+    columns: list[str]
+    features: list[str]
+    side: list[str]
+    ignored: list[str]
+
+    @property
+    def read(self) -> list[str]:
+        return [*self.side, *self.features]
+
+
+def plan_columns(columns: list[str], where: str) -> Layout:
+    """Check a header against the schema rules; `where` names the file in messages."""
+    seen: dict[str, int] = {}
+    for i, c in enumerate(columns, 1):
+        if c in seen:
+            raise UserError(f"{where}: column {c!r} appears twice in the header (columns {seen[c]} and {i}); expected unique names")
+        seen[c] = i
+    missing = [c for c in REQUIRED if c not in seen]
+    if missing:
+        raise UserError(f"{where}: missing required column {missing[0]!r}; expected {', '.join(REQUIRED)} and feature_* columns, got {_short(columns)}")
+    features = schema.sorted_features(columns)
+    if not features:
+        raise UserError(f"{where}: no feature_* columns in the header; expected feature_0 ... feature_N, got {_short(columns)}")
+    side = [c for c in schema.SIDE_DTYPES if c in seen]
+    ignored = [c for c in columns if c not in side and c not in features]
+    return Layout(list(columns), features, side, ignored)
+
+
+def _short(columns: list[str], k: int = 8) -> str:
+    return ", ".join(columns[:k]) + (f", ... ({len(columns)} columns)" if len(columns) > k else "") if columns else "no columns"
+
+
+@dataclass
+class Source:
+    """What was ingested: its files with size and mtime (for the cheap unchanged check)."""
+
+    path: Path
+    kind: str  # csv | csv.gz | parquet
+    files: list[Path]
+    stats: list[tuple[int, int]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, src: str | os.PathLike) -> Source:
+        path = Path(src)
+        if not path.exists():
+            raise UserError(f"{path}: no such file or directory; expected a Kaggle train.csv(.gz), a .parquet file or a directory of them")
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+            if not files:
+                raise UserError(f"{path}: directory holds no *.parquet files; expected a directory of Parquet parts")
+            kind = "parquet"
+        else:
+            files = [path]
+            kind = "parquet" if path.suffix == ".parquet" else "csv.gz" if path.suffix == ".gz" else "csv"
+        return cls(path, kind, files, [(f.stat().st_size, f.stat().st_mtime_ns) for f in files])
+
+    @property
+    def size(self) -> int:
+        return sum(s for s, _ in self.stats)
+
+    def fingerprint(self) -> list:
+        return [[str(f.relative_to(self.path) if f != self.path else f.name), s, m] for f, (s, m) in zip(self.files, self.stats)]
+
+    def checksum(self) -> str:
+        """SHA-1 of the source bytes (every file in name order)."""
+        h = hashlib.new(HASH)
+        for f in self.files:
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    h.update(chunk)
+        return f"{HASH}:{h.hexdigest()}"
+
+    def manifest(self, checksum: str) -> dict:
+        return {"kind": self.kind, "path": str(self.path.resolve()), "bytes": self.size, "files": self.fingerprint(), "checksum": checksum}
+
+
+class _Tap(io.RawIOBase):
+    """A read-only byte stream that hashes and counts what passes through it and keeps its tail."""
+
+    def __init__(self, raw, hasher=None, tail: int = 1 << 16):
+        self.raw, self.hasher, self.n, self.eof = raw, hasher, 0, False
+        self.tail, self._keep = b"", tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.n += n
+        if self.hasher is not None:
+            self.hasher.update(data)
+        if n:
+            self.tail = (self.tail + data)[-self._keep :] if n < self._keep else data[-self._keep :]
+        else:
+            self.eof = True
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+# -- CSV -----------------------------------------------------------------------------------
+def _text_stream(path: Path, kind: str, hasher=None) -> tuple[_Tap, _Tap]:
+    """(raw tap: source bytes, text tap: decompressed CSV bytes); the same tap for plain CSV."""
+    raw = _Tap(open(path, "rb"), hasher)
+    return (raw, _Tap(gzip.GzipFile(fileobj=raw))) if kind == "csv.gz" else (raw, raw)
+
+
+def csv_header(path: Path, kind: str) -> list[str]:
+    _, text = _text_stream(path, kind)
+    with text:
+        try:
+            line = io.BufferedReader(text).readline()
+        except (OSError, EOFError) as e:
+            raise UserError(f"{path}: cannot read ({e})") from None
+    if not line.strip():
+        raise UserError(f"{path}: file is empty; expected a header line (date, weight, resp, feature_0, ...) and data rows")
+    return next(csv.reader([line.decode("utf-8", "replace").strip("\r\n")]))
+
+
+def _arrow_types(layout: Layout) -> dict[str, pa.DataType]:
+    return {c: (pa.int64() if c in INT_COLUMNS else pa.float64()) for c in layout.read}
+
+
+def _open_csv(text: _Tap, layout: Layout, *, types: dict, threads: bool, on_invalid=None):
+    return pacsv.open_csv(
+        text,
+        read_options=pacsv.ReadOptions(use_threads=threads, block_size=BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(column_types=types, include_columns=layout.read),
+    )
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+
+
+def locate_csv_error(path: Path, kind: str, layout: Layout, err: Exception) -> UserError:
+    """Turn a pyarrow CSV error into a one-line UserError with the line number.
+
+    Reruns a single-threaded, unconverted pass (the error path only) to find the line.
+    """
+    bad: list = []
+
+    def on_invalid(row):
+        bad.append(row)
+        return "error"
+
+    m = _CONVERSION.search(str(err))
+    column = layout.columns[int(m.group(1))] if m else None
+    _, text = _text_stream(path, kind)
+    line = 2
+    try:
+        with text:
+            for batch in _open_csv(text, layout, types={c: pa.string() for c in layout.read}, threads=False, on_invalid=on_invalid):
+                if column is not None:
+                    hits = np.flatnonzero(batch.column(column).to_numpy(zero_copy_only=False) == m.group(3))
+                    if len(hits):
+                        want = "an integer" if m.group(2).startswith("int") else "a number"
+                        return UserError(f"{path} line {line + int(hits[0])}, column {column!r}: got {m.group(3)!r}, expected {want}")
+                line += batch.num_rows
+    except pa.ArrowInvalid:
+        pass
+    if bad:
+        row = bad[0]
+        text_bytes = row.text.encode()
+        if text.eof and not text.tail.endswith(b"\n") and text.tail.endswith(text_bytes) and row.actual_columns < row.expected_columns:
+            return UserError(f"{path} line {row.number}: truncated last line ({row.actual_columns} of {row.expected_columns} fields, no newline at the end); the file is incomplete")
+        what = "too few" if row.actual_columns < row.expected_columns else "too many"
+        return UserError(f"{path} line {row.number}: {what} fields: expected {row.expected_columns} (as in the header), got {row.actual_columns}")
+    return UserError(f"{path}: cannot parse as CSV ({str(err).splitlines()[0]})")
+
+
+def iter_csv(source: Source, layout: Layout, hasher) -> Iterator[tuple[pa.RecordBatch, int, int]]:
+    """Yield (batch, first line number, source bytes read so far)."""
+    path = source.files[0]
+    raw, text = _text_stream(path, source.kind, hasher)
+    line = 2
+    with text:
+        try:
+            for batch in _open_csv(text, layout, types=_arrow_types(layout), threads=True, on_invalid=lambda row: "error"):
+                yield batch, line, raw.n
+                line += batch.num_rows
+        except (pa.ArrowInvalid, EOFError, OSError, gzip.BadGzipFile) as e:
+            if not isinstance(e, pa.ArrowInvalid):
+                raise UserError(f"{path}: cannot read ({e}); expected a complete {source.kind} file") from None
+            raise locate_csv_error(path, source.kind, layout, e) from None
+
+
+# -- Parquet ------------------------------------------------------------------------------
+def parquet_file(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UserError(f"{path}: not a readable Parquet file ({e})") from None
+
+
+def parquet_layout(source: Source) -> Layout:
+    layouts = []
+    for f in source.files:
+        pf = parquet_file(f)
+        layout = plan_columns(pf.schema_arrow.names, str(f))
+        for c in layout.read:
+            t = pf.schema_arrow.field(c).type
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+                raise UserError(f"{f}, column {c!r}: has type {t}; expected numbers")
+        layouts.append(layout)
+    first = layouts[0]
+    for f, lay in zip(source.files[1:], layouts[1:]):
+        if set(lay.read) != set(first.read):
+            diff = sorted(set(lay.read) ^ set(first.read))
+            raise UserError(f"{f}: columns differ from {source.files[0].name} ({', '.join(diff[:5])}); expected the same columns in every part")
+    return first
+
+
+def iter_parquet(source: Source, layout: Layout) -> Iterator[tuple[pa.RecordBatch, Path, int, int]]:
+    """Yield (batch, file, first row number in that file (1-based), approximate bytes read so far)."""
+    done = 0
+    for f, (size, _) in zip(source.files, source.stats):
+        pf = parquet_file(f)
+        row = 1
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=layout.read):
+            yield batch, f, row, done + int(size * (row - 1 + batch.num_rows) / max(1, pf.metadata.num_rows))
+            row += batch.num_rows
+        done += size
+
+
+# -- checks and conversion ----------------------------------------------------------------
+def _numpy(col: pa.Array) -> np.ndarray:
+    """Zero-copy view of a null-free numeric column (pyarrow's to_numpy would import pandas: +100 MB RSS)."""
+    t = col.type
+    kind = "float" if pa.types.is_floating(t) else "uint" if pa.types.is_unsigned_integer(t) else "int"
+    dtype = np.dtype(f"{kind}{t.bit_width}")
+    return np.frombuffer(col.buffers()[1], dtype=dtype, count=len(col), offset=col.offset * dtype.itemsize)
+
+
+def _nulls(col: pa.Array) -> np.ndarray:
+    """(n,) bool: where `col` is null (an empty field, NaN, NA, ...), from its validity bitmap."""
+    bits = np.frombuffer(col.buffers()[0], dtype=np.uint8)
+    return ~np.unpackbits(bits, bitorder="little")[col.offset : col.offset + len(col)].astype(bool)
+
+
+@dataclass
+class Checker:
+    """Per-batch value checks across batch boundaries; raises UserError at the first bad value."""
+
+    last_date: int | None = None
+    last_ts: int | None = None
+
+    def __call__(self, batch: pa.RecordBatch, layout: Layout, where) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Arrays of a batch: x (n, F) float32 row-major and side columns (n,); `where(i, col)` names row i."""
+        n = batch.num_rows
+        side = {}
+        for c in layout.side:
+            col = batch.column(c)
+            if col.null_count:
+                i = int(np.flatnonzero(_nulls(col))[0])
+                raise UserError(f"{where(i, c)}: missing value; expected a number in every row of {c!r}")
+            side[c] = _numpy(col)
+            if c in INT_COLUMNS and side[c].dtype.kind == "f":
+                frac = np.flatnonzero(side[c] != np.round(side[c]))
+                if len(frac):
+                    raise UserError(f"{where(int(frac[0]), c)}: got {side[c][frac[0]]}; expected an integer")
+                side[c] = side[c].astype(np.int64)
+        x = np.empty((n, len(layout.features)), dtype=np.float32)
+        for j, c in enumerate(layout.features):
+            col = batch.column(c)
+            x[:, j] = _numpy(col)
+            if col.null_count:
+                x[_nulls(col), j] = np.nan
+        for c in layout.side:
+            if c not in INT_COLUMNS:
+                side[c] = side[c].astype(np.float32)
+                self._finite(side[c][:, None], [c], where)
+        self._finite(x, layout.features, where)
+        self._order(side, n, where)
+        return x, side
+
+    @staticmethod
+    def _finite(a: np.ndarray, names: list[str], where) -> None:
+        if not np.isinf(a).any():
+            return
+        i, j = map(int, np.argwhere(np.isinf(a))[0])
+        raise UserError(f"{where(i, names[j])}: got {a[i, j]} (±Inf, or beyond float32 range); expected a finite number or an empty field for NaN")
+
+    def _order(self, side: dict[str, np.ndarray], n: int, where) -> None:
+        date = side["date"]
+        prev = np.r_[self.last_date if self.last_date is not None else date[0], date[:-1]]
+        bad = np.flatnonzero(date < prev)
+        if len(bad):
+            i = int(bad[0])
+            raise UserError(f"{where(i, 'date')}: date {date[i]} after date {prev[i]}; expected non-decreasing dates (rows in ts_id order)")
+        if date.min() < np.iinfo(np.int32).min or date.max() > np.iinfo(np.int32).max:
+            raise UserError(f"{where(int(np.argmax(np.abs(date))), 'date')}: date out of int32 range")
+        self.last_date = int(date[-1])
+        if "ts_id" in side:
+            ts = side["ts_id"]
+            prev = np.r_[self.last_ts if self.last_ts is not None else ts[0] - 1, ts[:-1]]
+            bad = np.flatnonzero(ts <= prev)
+            if len(bad):
+                i = int(bad[0])
+                what = "repeats" if ts[i] == prev[i] else f"is below the previous {prev[i]}"
+                raise UserError(f"{where(i, 'ts_id')}: ts_id {ts[i]} {what}; expected strictly increasing ts_id")
+            self.last_ts = int(ts[-1])
+        else:
+            start = 0 if self.last_ts is None else self.last_ts + 1
+            side["ts_id"] = np.arange(start, start + n, dtype=np.int64)
+            self.last_ts = start + n - 1
+
+
+# -- the command ---------------------------------------------------------------------------
+def up_to_date(store: Path, source: Source) -> str | None:
+    """The store's source checksum when `store` was ingested from these very bytes, else None."""
+    try:
+        old = json.loads((store / MANIFEST).read_text()).get("source", {})
+    except (OSError, json.JSONDecodeError):
+        return None
+    if old.get("bytes") != source.size or "checksum" not in old:
+        return None
+    if old.get("files") == source.fingerprint():
+        return old["checksum"]
+    return old["checksum"] if source.checksum() == old["checksum"] else None
+
+
+def _progress(source: Source):
+    return tqdm(total=source.size, unit="B", unit_scale=True, desc=f"ingesting {source.path.name}", disable=None, file=sys.stderr)
+
+
+def ingest(src: str | os.PathLike, store: str | os.PathLike, force: bool = False, shard_rows: int = SHARD_ROWS) -> tuple[Path, bool]:
+    """Ingest `src` into a store at `store`; returns (store path, whether anything was written)."""
+    source, store = Source.of(src), Path(store)
+    if not force and (store / MANIFEST).is_file() and (checksum := up_to_date(store, source)):
+        log.info("store %s is up to date with %s (%s); --force re-ingests", store, source.path, checksum)
+        return store, False
+    csv_input = source.kind != "parquet"
+    layout = plan_columns(csv_header(source.files[0], source.kind), str(source.files[0])) if csv_input else parquet_layout(source)
+    if layout.ignored:
+        print(f"warning: {source.path}: ignoring {len(layout.ignored)} unknown column(s): {_short(layout.ignored)}", file=sys.stderr)
+    hasher = hashlib.new(HASH) if csv_input else None
+    side_dtypes = {c: schema.SIDE_DTYPES[c] for c in schema.SIDE_DTYPES if c in layout.side or c == "ts_id"}
+    check = Checker()
+    nan_counts = np.zeros(len(layout.features), dtype=np.int64)
+    t0 = time.perf_counter()
+    rows = 0
+    with StoreWriter(store, layout.features, side_dtypes, {}, columns=layout.columns, shard_rows=shard_rows) as w, _progress(source) as bar:
+        if csv_input:
+            path = source.files[0]
+            blocks = ((b, (lambda i, c, line=line: f"{path} line {line + i}, column {c!r}"), n) for b, line, n in iter_csv(source, layout, hasher))
+        else:
+            blocks = ((b, (lambda i, c, f=f, row=row: f"{f} row {row + i}, column {c!r}"), n) for b, f, row, n in iter_parquet(source, layout))
+        for batch, where, nbytes in blocks:
+            if not batch.num_rows:
+                continue
+            x, side = check(batch, layout, where)
+            nan_counts += np.isnan(x).sum(0)
+            w.append(x, side)
+            rows += batch.num_rows
+            bar.update(nbytes - bar.n)
+            bar.set_postfix_str(f"{rows:,} rows, {rows / max(time.perf_counter() - t0, 1e-9):,.0f} rows/s", refresh=False)
+        if rows == 0:
+            raise UserError(f"{source.files[0]}: header only, no data rows; expected at least one row")
+        checksum = f"{HASH}:{hasher.hexdigest()}" if hasher is not None else source.checksum()
+        w.source = source.manifest(checksum)
+        w.close(extra={"nan_counts": nan_counts.tolist()})
+    return store, True

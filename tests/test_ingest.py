@@ -1,0 +1,218 @@
+"""`python -m jsmp.data ingest/info`: schema rules, every bad input, CSV vs Parquet vs pandas."""
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from jsmp.data.ingest import ingest
+from jsmp.data.store import Store
+from jsmp.data.synthetic import SynthSpec, write_csv
+from jsmp.errors import UserError
+
+SPEC = SynthSpec(days=4, rows_per_day=25, seed=5)
+
+
+@pytest.fixture(scope="module")
+def kaggle_csv(tmp_path_factory) -> Path:
+    """A 130-feature Kaggle-layout CSV (4 days, ~100 rows)."""
+    return write_csv(SPEC, tmp_path_factory.mktemp("csv") / "train.csv")
+
+
+@pytest.fixture(scope="module")
+def frame(kaggle_csv) -> pd.DataFrame:
+    return pd.read_csv(kaggle_csv)
+
+
+def _ingest_cli(src, store, *extra):
+    return run_cli(["-m", "jsmp.data", "ingest", str(src), "--store", str(store), *extra])
+
+
+def _features(store) -> np.ndarray:
+    s = Store(store)
+    return np.concatenate([np.asarray(sh) for sh in s.shards])
+
+
+def test_csv_round_trips_float32_exactly_against_pandas(kaggle_csv, frame, tmp_path):
+    p = _ingest_cli(kaggle_csv, tmp_path / "s")
+    assert p.returncode == 0, p.stderr
+    s = Store(tmp_path / "s")
+    feats = [f"feature_{i}" for i in range(130)]
+    assert s.features == feats and s.n_rows == len(frame) and s.n_days == 4
+    expected = frame[feats].astype(np.float32).to_numpy()
+    np.testing.assert_array_equal(_features(tmp_path / "s"), expected)  # NaNs in the same places too
+    for c in ["weight", "resp", "resp_1", "resp_4"]:
+        np.testing.assert_array_equal(s.side(c), frame[c].astype(np.float32).to_numpy())
+    np.testing.assert_array_equal(s.side("date"), frame["date"]) and np.testing.assert_array_equal(s.side("ts_id"), frame["ts_id"])
+    src = s.manifest["source"]
+    assert src["kind"] == "csv" and src["checksum"].startswith("sha1:") and src["bytes"] == kaggle_csv.stat().st_size
+
+
+def test_parquet_file_and_directory_give_byte_identical_shards(kaggle_csv, frame, tmp_path):
+    assert _ingest_cli(kaggle_csv, tmp_path / "csv").returncode == 0
+    frame.to_parquet(tmp_path / "train.parquet")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i, day in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[day].to_parquet(parts / f"part-{i}.parquet")
+    for src, name in [(tmp_path / "train.parquet", "pq"), (parts, "dir")]:
+        p = _ingest_cli(src, tmp_path / name)
+        assert p.returncode == 0, p.stderr
+        for a, b in zip(sorted((tmp_path / "csv").glob("*.npy")), sorted((tmp_path / name).glob("*.npy"))):
+            assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
+        assert Store(tmp_path / name).manifest["source"]["kind"] == "parquet"
+
+
+def test_gzip_csv(kaggle_csv, tmp_path):
+    gz = tmp_path / "train.csv.gz"
+    gz.write_bytes(gzip.compress(kaggle_csv.read_bytes()))
+    ingest(gz, tmp_path / "gz")
+    ingest(kaggle_csv, tmp_path / "plain")
+    np.testing.assert_array_equal(_features(tmp_path / "gz"), _features(tmp_path / "plain"))
+
+
+def test_column_permutation_and_feature_subset(frame, tmp_path):
+    cols = ["ts_id", "resp", "feature_5", "feature_2", "date", "extra", "feature_0", "weight", "feature_1", "feature_4", "feature_3"]
+    sub = frame.copy().assign(extra="text")[cols]
+    sub.to_csv(tmp_path / "perm.csv", index=False)
+    p = _ingest_cli(tmp_path / "perm.csv", tmp_path / "s")
+    assert p.returncode == 0, p.stderr
+    assert "ignoring 1 unknown column(s): extra" in p.stderr
+    s = Store(tmp_path / "s")
+    assert s.features == [f"feature_{i}" for i in range(6)]
+    assert sorted(s.manifest["side"]) == ["date", "resp", "ts_id", "weight"]
+    np.testing.assert_array_equal(_features(tmp_path / "s"), frame[s.features].astype(np.float32).to_numpy())
+
+
+def test_ts_id_made_from_row_order(frame, tmp_path):
+    frame.drop(columns=["ts_id"]).to_csv(tmp_path / "no_ts.csv", index=False)
+    ingest(tmp_path / "no_ts.csv", tmp_path / "s", shard_rows=30)
+    np.testing.assert_array_equal(Store(tmp_path / "s").side("ts_id"), np.arange(len(frame)))
+
+
+def test_unchanged_source_is_a_no_op_unless_forced(kaggle_csv, tmp_path):
+    src = tmp_path / "train.csv"
+    src.write_bytes(kaggle_csv.read_bytes())
+    assert _ingest_cli(src, tmp_path / "s").returncode == 0
+    stamp = (tmp_path / "s" / "manifest.json").stat().st_mtime_ns
+    p = _ingest_cli(src, tmp_path / "s")
+    assert p.returncode == 0 and "up to date" in p.stdout
+    src.touch()  # new mtime, same bytes: the checksum decides
+    assert not ingest(src, tmp_path / "s")[1]
+    assert (tmp_path / "s" / "manifest.json").stat().st_mtime_ns == stamp
+    assert _ingest_cli(src, tmp_path / "s", "--force").returncode == 0
+    assert (tmp_path / "s" / "manifest.json").stat().st_mtime_ns != stamp
+    src.write_bytes(src.read_bytes().replace(b"\n", b"\r\n", 1))  # changed bytes (same data): re-ingested
+    assert ingest(src, tmp_path / "s")[1]
+
+
+def test_info(kaggle_csv, frame, tmp_path):
+    ingest(kaggle_csv, tmp_path / "s")
+    p = run_cli(["-m", "jsmp.data", "info", str(tmp_path / "s")])
+    assert p.returncode == 0, p.stderr
+    per_day = frame.groupby("date").size()
+    assert f"rows      {len(frame):,}" in p.stdout and "days      4" in p.stdout and "features  130" in p.stdout
+    assert f"min {per_day.min()}" in p.stdout and f"max {per_day.max()}" in p.stdout
+    assert f"weight 0  {(frame.weight == 0).mean():.1%}" in p.stdout
+    top = frame.filter(like="feature_").isna().mean().sort_values(ascending=False, kind="stable")
+    assert f"{top.index[0]:<12} {top.iloc[0]:.2%}" in p.stdout
+    assert "checksum  sha1:" in p.stdout and str(kaggle_csv) in p.stdout
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def _set(line: str, header: list[str], col: str, value: str) -> str:
+    fields = line.rstrip("\n").split(",")
+    fields[header.index(col)] = value
+    return ",".join(fields) + "\n"
+
+
+def _bad_csv(kind: str, src: Path, dst: Path) -> Path:
+    """Write a broken copy of `src` as `dst` (or a broken directory); returns the path to ingest."""
+    lines = _lines(src)
+    header = lines[0].rstrip("\n").split(",")
+    edits = {
+        "empty": lambda: [],
+        "header_only": lambda: lines[:1],
+        "missing_column": lambda: [",".join(f for i, f in enumerate(ln.rstrip("\n").split(",")) if i != header.index("resp")) + "\n" for ln in lines],
+        "duplicated_column": lambda: [lines[0].replace("feature_5,", "feature_3,"), *lines[1:]],
+        "non_numeric": lambda: [*lines[:6], _set(lines[6], header, "weight", "abc"), *lines[7:]],
+        "non_numeric_feature": lambda: [*lines[:9], _set(lines[9], header, "feature_17", "1.2.3"), *lines[10:]],
+        "too_few": lambda: [*lines[:4], lines[4].rsplit(",", 2)[0] + "\n", *lines[5:]],
+        "too_many": lambda: [*lines[:4], lines[4].rstrip("\n") + ",7\n", *lines[5:]],
+        "truncated": lambda: [*lines[:-1], lines[-1][: len(lines[-1]) // 2]],
+        "date_decreasing": lambda: [*lines[:60], _set(lines[60], header, "date", "0"), *lines[61:]],
+        "ts_duplicated": lambda: [*lines[:8], _set(lines[8], header, "ts_id", "6"), *lines[9:]],
+        "ts_decreasing": lambda: [*lines[:8], _set(lines[8], header, "ts_id", "2"), *lines[9:]],
+        "inf": lambda: [*lines[:11], _set(lines[11], header, "feature_9", "-inf"), *lines[12:]],
+        "missing_weight": lambda: [*lines[:3], _set(lines[3], header, "weight", ""), *lines[4:]],
+    }
+    dst.write_text("".join(edits[kind]()))
+    return dst
+
+
+BAD = {
+    "missing_file": r"nope\.csv: no such file or directory",
+    "empty": r"bad\.csv: file is empty; expected a header line",
+    "header_only": r"bad\.csv: header only, no data rows",
+    "missing_column": r"bad\.csv: missing required column 'resp'",
+    "duplicated_column": r"bad\.csv: column 'feature_3' appears twice in the header \(columns 11 and 13\)",
+    "non_numeric": r"bad\.csv line 7, column 'weight': got 'abc', expected a number",
+    "non_numeric_feature": r"bad\.csv line 10, column 'feature_17': got '1\.2\.3', expected a number",
+    "too_few": r"bad\.csv line 5: too few fields: expected 138 \(as in the header\), got 136",
+    "too_many": r"bad\.csv line 5: too many fields: expected 138 \(as in the header\), got 139",
+    "truncated": r"bad\.csv line \d+: truncated last line \(\d+ of 138 fields, no newline at the end\)",
+    "date_decreasing": r"bad\.csv line 61, column 'date': date 0 after date \d; expected non-decreasing dates",
+    "ts_duplicated": r"bad\.csv line 9, column 'ts_id': ts_id 6 repeats; expected strictly increasing ts_id",
+    "ts_decreasing": r"bad\.csv line 9, column 'ts_id': ts_id 2 is below the previous 6",
+    "inf": r"bad\.csv line 12, column 'feature_9': got -inf \(±Inf, or beyond float32 range\); expected a finite number",
+    "missing_weight": r"bad\.csv line 4, column 'weight': missing value",
+    "no_parquet": r"parts: directory holds no \*\.parquet files",
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_input_one_line_exit_2_nothing_written(kind, kaggle_csv, tmp_path):
+    store = tmp_path / "store"
+    good = ingest(kaggle_csv, store)[0]  # a good store already there must survive
+    before = (good / "manifest.json").read_text()
+    if kind == "missing_file":
+        src = tmp_path / "nope.csv"
+    elif kind == "no_parquet":
+        src = tmp_path / "parts"
+        src.mkdir()
+        (src / "readme.txt").write_text("x")
+    else:
+        src = _bad_csv(kind, kaggle_csv, tmp_path / "bad.csv")
+    p = _ingest_cli(src, store)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    err = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert __import__("re").search(BAD[kind], err[0]), err[0]
+    assert (store / "manifest.json").read_text() == before
+    assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith(".")) == []  # no temp dir left
+
+
+def test_bad_input_leaves_no_store(kaggle_csv, tmp_path):
+    with pytest.raises(UserError, match="line 5: too few fields"):
+        ingest(_bad_csv("too_few", kaggle_csv, tmp_path / "bad.csv"), tmp_path / "store")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_parquet_bad_values_name_file_row_and_column(frame, tmp_path):
+    bad = frame.copy()
+    bad.loc[7, "date"] = 0
+    bad.loc[40:, "date"] = 0
+    bad.to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(UserError, match=r"b\.parquet row \d+, column 'date': date 0 after date [1-9]"):
+        ingest(tmp_path / "b.parquet", tmp_path / "s")
+    frame.assign(weight=frame.weight.astype(str)).to_parquet(tmp_path / "s.parquet")
+    with pytest.raises(UserError, match=r"s\.parquet, column 'weight': has type \w*string; expected numbers"):
+        ingest(tmp_path / "s.parquet", tmp_path / "s")
+    assert not (tmp_path / "s").exists()
