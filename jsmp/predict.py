@@ -103,9 +103,13 @@ class Predictor:
     State carried between rows: the day (a new `date` starts a day), the forward-fill's last
     values, and for sequence models the last W filled rows. `reset()` forgets it all.
     `columns` is the layout `predict_row` expects of an array: date, weight, features, ts_id.
+    threads: sets torch's (process-wide) thread count; one row is fastest on one thread
+    (an LSTM step can be 10x slower with two on a busy machine). None leaves it as it is.
     """
 
-    def __init__(self, run: str | os.PathLike):
+    def __init__(self, run: str | os.PathLike, threads: int | None = 1):
+        if threads:
+            torch.set_num_threads(threads)
         self.run_dir, self.checkpoint = find_checkpoint(run)
         cfg_path = self.run_dir / "config.yaml"
         if not cfg_path.is_file():
@@ -335,10 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", action="store_true", help="score all rows at once (same actions as row by row)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 row by row, all in batch mode)")
     args = p.parse_args(argv)
-    if args.threads or not args.batch:
-        torch.set_num_threads(args.threads or 1)
-    predictor = Predictor(args.run)
     data, out = Path(args.data), Path(args.out)
+    if not data.is_dir():
+        require_file(data)
+    predictor = Predictor(args.run, threads=args.threads or (None if args.batch else 1))
     t0 = time.perf_counter()
     if args.batch:
         actions = run_batch(predictor, data, out)
