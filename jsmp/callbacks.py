@@ -22,8 +22,8 @@ class MetricsJson(L.Callback):
     """Writes `metrics.json` in the run dir after every validation run and at the end.
 
     Keys: every logged metric's latest value under its own name (`val/utility`, ...),
-    the same metrics at the best epoch under `best/<name>` (best = highest `monitor`, or lowest
-    with `mode='min'`),
+    the `val/*` metrics and `monitor` at the best epoch under `best/<name>` (best = highest
+    `monitor`, or lowest with `mode='min'`),
     fixed reference values given as `extra` (e.g. `val/utility_ideal`), plus `epoch`, `global_step`, `best_epoch` and `status` (running, completed, failed).
     """
 
@@ -48,10 +48,9 @@ class MetricsJson(L.Callback):
         latest = self._latest(trainer)
         value = latest.get(self.monitor)
         if value is not None and not math.isnan(value) and (
-            self.best_epoch is None or self.sign * value > self.sign * self.best_value
+            self.best_epoch is None or self.sign * value > self.sign * self.best.get(self.monitor, -self.sign * math.inf)
         ):
-            self.best = {k: v for k, v in latest.items() if k.startswith("val/")}
-            self.best_value = value
+            self.best = {k: v for k, v in latest.items() if k.startswith("val/") or k == self.monitor}
             self.best_epoch = trainer.current_epoch
         self.write(trainer)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from hydra.utils import get_class
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from jsmp.callbacks import MetricsJson, NaNGuard

@@ -36,3 +36,22 @@ def cache_dir() -> Path:
     d = Path(os.environ.get("JSMP_BENCH_DIR", Path(os.environ.get("JSMP_ROOT", ".")) / "data" / "bench"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def add_store_arguments(parser) -> None:
+    """--days / --rows-per-day of the synthetic store a benchmark runs on (default: full size)."""
+    parser.add_argument("--days", type=int, default=500)
+    parser.add_argument("--rows-per-day", type=int, default=4780)
+
+
+def synthetic_store(days: int, rows_per_day: int, seed: int = 0) -> Path:
+    """A synthetic store in cache_dir(), generated on first use (atomically) and reused after."""
+    from jsmp.data.store import is_store
+    from jsmp.data.synthetic import SynthSpec, write_store
+
+    spec = SynthSpec(days=days, rows_per_day=rows_per_day, seed=seed)
+    path = cache_dir() / spec.name
+    if not is_store(path):
+        print(f"generating {path} (once; cached for later runs)", flush=True)
+        write_store(spec, path)
+    return path

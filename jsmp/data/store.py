@@ -286,7 +286,9 @@ class Store:
     def gather(self, rows: np.ndarray) -> np.ndarray:
         """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32.
 
-        One fancy-index per shard touched; sorted `rows` read the memmap sequentially.
+        One fancy-index per shard touched; sorted `rows` read the memmap sequentially. When
+        `rows` changes shard only a few times (sorted or nearly sorted, e.g. windows of sorted
+        targets), each run of one shard's rows is taken straight into place.
         """
         rows = np.asarray(rows, dtype=np.int64)
         shard = np.searchsorted(self.shard_starts, rows, side="right") - 1
@@ -294,6 +296,12 @@ class Store:
         if first == last:
             return self.shards[first][rows - self.shard_starts[first]]
         out = np.empty((len(rows), self.n_features), dtype=np.float32)
+        cuts = np.flatnonzero(np.diff(shard)) + 1
+        if len(cuts) <= max(16, len(rows) // 64):
+            for a, b in zip([0, *cuts], [*cuts, len(rows)]):
+                s = shard[a]
+                np.take(self.shards[s], rows[a:b] - self.shard_starts[s], axis=0, out=out[a:b])
+            return out
         for s in range(first, last + 1):
             sel = shard == s
             if sel.any():

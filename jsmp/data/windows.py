@@ -50,12 +50,15 @@ def gather_windows(features, rows: np.ndarray, spec: WindowSpec,
                    day_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """x (B, W, F) float32 and mask (B, W) bool for the target rows `rows` (B,).
 
-    `features(store_rows) -> (n, F)` gathers (and fills) rows; it is called once, on all
-    B*W rows. Padded steps are zeroed. `day_start` (B,) is the first row of each target's
-    day, required when `spec.cross_days` is False.
+    `features(store_rows) -> (n, F)` gathers (and fills) rows; it is called once, on the
+    distinct rows of all B*W window steps (windows of nearby targets overlap, so with a
+    block-shuffled batch these are few), and the windows are then taken from that block in
+    memory. Padded steps are zeroed. `day_start` (B,) is the first row of each target's day,
+    required when `spec.cross_days` is False.
     """
     idx, mask = window_index(rows, spec.length, 0 if spec.cross_days else day_start)
-    x = features(idx.ravel()).reshape(*idx.shape, -1)
+    distinct, step_row = np.unique(idx, return_inverse=True)
+    x = features(distinct).take(step_row.ravel(), axis=0).reshape(*idx.shape, -1)
     if not mask.all():
         x[~mask] = 0.0
     return x, mask

@@ -1,0 +1,74 @@
+"""`python -m jsmp.bench loader`: DataLoader throughput vs a raw numpy gather of the same rows.
+
+Windows/s from the windowed train DataLoader (index arithmetic, one gather, NaN fill,
+padding mask, labels, tensors) against `Store.gather` - one numpy fancy-index per shard -
+of the same window rows, precomputed; rows/s of the row loader against the same raw gather
+of its rows. The same batches, the same memmap, measured alternately; best of `--repeat`.
+Target: loader / raw >= 0.75 for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import numpy as np
+
+from jsmp.bench.common import add_store_arguments, synthetic_store
+from jsmp.data.datamodule import JsmpDataModule
+from jsmp.data.windows import window_index
+
+TARGET = 0.75
+
+
+def _rate(fn, items: list, n_targets: int) -> float:
+    t0 = time.perf_counter()
+    for item in items:
+        fn(item)
+    return n_targets / (time.perf_counter() - t0)
+
+
+def compare(data: JsmpDataModule, batches: int, repeat: int) -> tuple[float, float]:
+    """Best targets/s of (the train DataLoader, a raw gather of the same store rows).
+
+    Steady state within an epoch: the loader's iterator is started (and the epoch's shuffle
+    drawn) before the clock starts, and its first batch is skipped.
+    """
+    loader = data.train_dataloader()
+    positions = list(itertools.islice(loader.sampler, 1, batches + 1))
+    rows = [data.train_set.rows[p] for p in positions]
+    if data.window is not None:
+        rows = [window_index(r, data.window.length)[0].ravel() for r in rows]
+    n = sum(len(p) for p in positions)
+    store = data.train_set.store
+    _rate(store.gather, rows, n)  # warm the page cache
+    best_loader = best_raw = 0.0
+    for _ in range(repeat):
+        it = iter(loader)
+        next(it)
+        best_loader = max(best_loader, _rate(lambda _: None, itertools.islice(it, batches), n))
+        best_raw = max(best_raw, _rate(store.gather, rows, n))
+    return best_loader, best_raw
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m jsmp.bench loader", description=__doc__.splitlines()[0])
+    add_store_arguments(p)
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--window", type=int, default=32)
+    p.add_argument("--batches", type=int, default=30)
+    p.add_argument("--repeat", type=int, default=3)
+    a = p.parse_args(argv)
+    store = str(synthetic_store(a.days, a.rows_per_day))
+    print(f"store {store}; batch {a.batch_size}; {a.batches} batches, best of {a.repeat}")
+    print(f"{'loader':<14} {'loader/s':>12} {'raw gather/s':>13} {'ratio':>6} {'target':>7}")
+    ok = True
+    for name, kw in [("rows", {}), (f"windows W={a.window}", {"window": {"length": a.window}, "windowed": True})]:
+        data = JsmpDataModule(store=store, verify=False, batch_size=a.batch_size, **kw)
+        data.setup("fit")
+        got, raw = compare(data, a.batches, a.repeat)
+        ok &= got / raw >= TARGET
+        print(f"{name:<14} {got:>12.0f} {raw:>13.0f} {got / raw:>6.2f} {'>=' + str(TARGET):>7}  "
+              f"{'ok' if got / raw >= TARGET else 'MISSED'}")
+    return 0 if ok else 1

@@ -1,0 +1,74 @@
+"""`python -m jsmp.bench memory`: peak memory of LSTM training on the full-size store, W=8 vs W=128.
+
+Each window length trains the LSTM for a fixed number of steps on all the rows of a cached
+full-size synthetic store (500 days, ~2.39M rows x 130 features), in its own child process
+(peak RSS from wait4). Printed: each peak RSS, their ratio, and the bytes a materialised
+window tensor would need (rows x W x 130 x 4). Peak RSS counts the memory-mapped store
+pages the child touched (the fill statistics stream over every training day once); the
+`file` column is the child's file-backed resident memory at the end (mostly those pages),
+`anon` its heap. The LSTM's own backpropagation-through-time activations grow with
+batch x W whatever the loader does; the default batch keeps them small next to the rest.
+Targets: RSS(W=128) <= 3 GB and RSS(W=128) / RSS(W=8) <= 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from jsmp.bench.common import add_store_arguments, run_child, synthetic_store
+from jsmp.data.store import Store
+
+MAX_RSS_GB = 3.0
+MAX_RATIO = 1.2
+
+
+def fit_steps(store: str, length: int, steps: int, batch_size: int, hidden: int) -> None:
+    """(In the child) train the LSTM on windows of `length` rows for `steps` steps; print a JSON summary."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from jsmp.bench.train import bench_trainer
+    from jsmp.data.datamodule import JsmpDataModule
+    from jsmp.models.lstm import LSTM
+
+    data = JsmpDataModule(store=store, verify=False, batch_size=batch_size, window={"length": length}, windowed=True)
+    data.setup("fit")
+    model = LSTM(**data.model_kwargs(), hidden=hidden)
+    trainer = bench_trainer(steps)
+    trainer.fit(model, datamodule=data)
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith(("RssAnon", "RssFile")))
+    print(json.dumps({"train_rows": len(data.train_set), "steps": trainer.global_step,
+                      **{k: int(v.split()[0]) / 1024**2 for k, v in status.items()}}))
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m jsmp.bench memory", description=__doc__.splitlines()[0])
+    add_store_arguments(p)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--windows", type=int, nargs=2, default=[8, 128], metavar=("SMALL", "LARGE"))
+    a = p.parse_args(argv)
+    store = str(synthetic_store(a.days, a.rows_per_day))
+    s = Store(store)
+    print(f"store {store}: {s.n_rows:,} rows x {s.n_features} features; LSTM hidden {a.hidden}, "
+          f"batch {a.batch_size}, {a.steps} steps per run")
+    print(f"{'W':>5} {'peak RSS':>10} {'file':>9} {'anon':>9} {'wall':>7} {'materialised windows':>22}")
+    rss = {}
+    for w in a.windows:
+        run = run_child(f"from jsmp.bench.memory import fit_steps; fit_steps({store!r}, {w}, {a.steps}, "
+                        f"{a.batch_size}, {a.hidden})", env={"PYTHONWARNINGS": "ignore"})
+        out = json.loads(run.stdout.strip().splitlines()[-1])
+        if out["steps"] != a.steps:
+            raise RuntimeError(f"W={w}: trained {out['steps']} steps, expected {a.steps}")
+        rss[w] = run.peak_rss_mb / 1024
+        materialised = s.n_rows * w * s.n_features * 4 / 1e9
+        print(f"{w:>5} {rss[w]:>7.2f} GB {out['RssFile']:>6.2f} GB {out['RssAnon']:>6.2f} GB {run.wall_s:>6.0f}s "
+              f"{materialised:>19.1f} GB")
+    small, large = a.windows
+    ratio = rss[large] / rss[small]
+    ok = rss[large] <= MAX_RSS_GB and ratio <= MAX_RATIO
+    print(f"RSS(W={large}) = {rss[large]:.2f} GB (target <= {MAX_RSS_GB} GB); "
+          f"RSS(W={large}) / RSS(W={small}) = {ratio:.2f} (target <= {MAX_RATIO}): {'ok' if ok else 'MISSED'}")
+    return 0 if ok else 1

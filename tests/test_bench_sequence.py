@@ -1,0 +1,24 @@
+"""The sequence benchmarks run end to end on a small store (figures are checked by hand, not here)."""
+
+import re
+
+import pytest
+
+from conftest import run_cli
+
+SMALL = ["--days", "20", "--rows-per-day", "300"]
+
+
+@pytest.mark.parametrize("name,args,lines", [
+    ("loader", ["--batch-size", "256", "--batches", "3", "--repeat", "1"], [r"^rows\s+\d+\s+\d+\s+[\d.]+", r"^windows W=32\s+\d+"]),
+    ("train", ["--batch-size", "128", "--mlp-steps", "4", "--lstm-steps", "3", "--window", "4"],
+     [r"^MLP\s+\d+\s+\d+\s+\d+\s+[\d.]+", r"^LSTM W=4\s+\d+"]),
+    ("memory", ["--steps", "2", "--batch-size", "64", "--hidden", "8", "--windows", "2", "4"],
+     [r"^\s+2\s+[\d.]+ GB", r"^\s+4\s+[\d.]+ GB", r"RSS\(W=4\) / RSS\(W=2\) = [\d.]+"]),
+])
+def test_benchmark_prints_its_table(tmp_path, name, args, lines):
+    p = run_cli(["-m", "jsmp.bench", name, *SMALL, *args], env={"JSMP_BENCH_DIR": str(tmp_path)})
+    assert p.returncode in (0, 1), p.stderr[-3000:]  # 1: a target missed (timings on a busy CI box)
+    for pattern in lines:
+        assert re.search(pattern, p.stdout, re.M), (pattern, p.stdout)
+    assert ("MISSED" in p.stdout) == (p.returncode == 1)
