@@ -216,3 +216,24 @@ def test_parquet_bad_values_name_file_row_and_column(frame, tmp_path):
     with pytest.raises(UserError, match=r"s\.parquet, column 'weight': has type \w*string; expected numbers"):
         ingest(tmp_path / "s.parquet", tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_cut_gzip_and_broken_parquet(kaggle_csv, tmp_path):
+    gz = tmp_path / "cut.csv.gz"
+    gz.write_bytes(gzip.compress(kaggle_csv.read_bytes())[:20000])
+    with pytest.raises(UserError, match=r"cut\.csv\.gz: cannot read \(Compressed file ended"):
+        ingest(gz, tmp_path / "s")
+    (tmp_path / "b.parquet").write_bytes(b"garbage!" * 4)
+    with pytest.raises(UserError, match=r"b\.parquet: not a readable Parquet file"):
+        ingest(tmp_path / "b.parquet", tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_info_streams_nan_counts_for_a_synthetic_store(tiny_store):
+    from jsmp.data.info import describe, nan_counts
+
+    s = Store(tiny_store)
+    full = np.concatenate([np.asarray(sh) for sh in s.shards])
+    np.testing.assert_array_equal(nan_counts(s), np.isnan(full).sum(0))
+    text = describe(s)
+    assert f"rows      {s.n_rows:,}" in text and "checksum  synthetic:" in text

@@ -19,6 +19,7 @@ mtime and SHA-1 go into the manifest: re-ingesting an unchanged source is a no-o
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import io
@@ -47,10 +48,10 @@ log = logging.getLogger(__name__)
 REQUIRED = ("date", "weight", "resp")
 OPTIONAL = ("resp_1", "resp_2", "resp_3", "resp_4", "ts_id")
 INT_COLUMNS = ("date", "ts_id")
-BLOCK_BYTES = 1 << 20  # CSV bytes per block: pyarrow reads ahead and parses several blocks at once
+BLOCK_BYTES = 1 << 19  # CSV bytes per block: pyarrow reads ahead and parses several blocks at once
 PARQUET_BATCH_ROWS = 1 << 15
 HASH = "sha1"
-SHARD_ROWS = 1 << 16  # 65,536 rows x 130 features x 4 B = 34 MB: bounds ingest memory
+SHARD_ROWS = 1 << 15  # 32,768 rows x 130 features x 4 B = 17 MB: bounds ingest memory
 
 
 # -- the source --------------------------------------------------------------------------
@@ -281,18 +282,25 @@ def iter_parquet(source: Source, layout: Layout) -> Iterator[tuple[pa.RecordBatc
     for f, (size, _) in zip(source.files, source.stats):
         pf = parquet_file(f)
         row = 1
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=layout.read):
-            yield batch, f, row, done + int(size * (row - 1 + batch.num_rows) / max(1, pf.metadata.num_rows))
-            row += batch.num_rows
+        try:
+            for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=layout.read):
+                yield batch, f, row, done + int(size * (row - 1 + batch.num_rows) / max(1, pf.metadata.num_rows))
+                row += batch.num_rows
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"{f} row {row}: cannot read ({str(e).splitlines()[0]}); expected a complete Parquet file") from None
         done += size
 
 
 # -- checks and conversion ----------------------------------------------------------------
-def _numpy(col: pa.Array) -> np.ndarray:
-    """Zero-copy view of a null-free numeric column (pyarrow's to_numpy would import pandas: +100 MB RSS)."""
-    t = col.type
+@functools.lru_cache
+def _dtype(t: pa.DataType) -> np.dtype:
     kind = "float" if pa.types.is_floating(t) else "uint" if pa.types.is_unsigned_integer(t) else "int"
-    dtype = np.dtype(f"{kind}{t.bit_width}")
+    return np.dtype(f"{kind}{t.bit_width}")
+
+
+def _numpy(col: pa.Array) -> np.ndarray:
+    """Zero-copy view of a numeric column's values (pyarrow's to_numpy would import pandas: +100 MB RSS)."""
+    dtype = _dtype(col.type)
     return np.frombuffer(col.buffers()[1], dtype=dtype, count=len(col), offset=col.offset * dtype.itemsize)
 
 

@@ -41,7 +41,8 @@ class StoreWriter:
     """Streams rows (in `ts_id` order) into a new store at `path`.
 
     Use as a context manager; on an exception the temporary directory is removed and any
-    store already at `path` is left untouched. Memory is bounded by about one shard.
+    store already at `path` is left untouched. Memory is bounded by about one shard: side
+    columns are appended to raw files in the temporary directory with every shard.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class StoreWriter:
         self._buf_date: list[np.ndarray] = []
         self._buf_rows = 0
         self._side: dict[str, list[np.ndarray]] = {k: [] for k in self.side_dtypes}
+        self._side_files = {k: open(self.tmp / f"{k}.raw", "wb") for k in self.side_dtypes}
         self._shards: list[dict] = []
         self._rows_written = 0
         self._last_date: int | None = None
@@ -98,10 +100,15 @@ class StoreWriter:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
+        for k, parts in self._side.items():
+            if parts:
+                np.concatenate(parts).tofile(self._side_files[k])
+                parts.clear()
         if not self._buf_rows:
             return
         x = np.concatenate(self._buf_x) if len(self._buf_x) > 1 else self._buf_x[0]
         date = np.concatenate(self._buf_date) if len(self._buf_date) > 1 else self._buf_date[0]
+        self._buf_x = [x]  # release the parts now: about one shard in memory, not two
         # Cut at the start of the last (possibly unfinished) day so shards hold whole days.
         cut = len(date) if final else int(np.searchsorted(date, date[-1], side="left"))
         if cut == 0:  # one day larger than a shard: keep buffering until it ends
@@ -112,18 +119,19 @@ class StoreWriter:
         start = self._rows_written
         self._rows_written += cut
         self._shards.append({"file": name, "start": start, "stop": self._rows_written, **file_digest(self.tmp / name)})
-        self._buf_x, self._buf_date = ([x[cut:]], [date[cut:]]) if cut < len(date) else ([], [])
+        # Copy the unfinished day's rows so the written shard's buffer is freed.
+        self._buf_x, self._buf_date = ([x[cut:].copy()], [date[cut:].copy()]) if cut < len(date) else ([], [])
         self._buf_rows = len(date) - cut
 
     def close(self, extra: dict | None = None) -> Path:
         """Finish the store and rename it into place; returns its path."""
         self._flush(final=True)
-        side = {}
-        for k, parts in self._side.items():
-            arr = np.concatenate(parts) if parts else np.zeros(0, self.side_dtypes[k])
-            np.save(self.tmp / f"{k}.npy", arr)
-            side[k] = arr
-        date = side["date"]
+        for k, f in self._side_files.items():
+            f.close()
+            raw = self.tmp / f"{k}.raw"
+            np.save(self.tmp / f"{k}.npy", np.fromfile(raw, dtype=self.side_dtypes[k]))
+            raw.unlink()
+        date = np.load(self.tmp / "date.npy", mmap_mode="r")
         n = int(len(date))
         if n == 0:
             raise ValueError("no rows were written")
@@ -152,6 +160,8 @@ class StoreWriter:
         return self.path
 
     def abort(self) -> None:
+        for f in self._side_files.values():
+            f.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> StoreWriter:
