@@ -178,16 +178,18 @@ class Predictor:
         self.mask[0, pad:] = True
 
     def _parse(self, row) -> tuple[float, np.ndarray]:
-        if hasattr(row, "ndim") and getattr(row, "ndim") == 2 and hasattr(row, "iloc"):  # 1-row DataFrame
-            row = row.iloc[0]
-        if isinstance(row, Mapping) or hasattr(row, "index") and hasattr(row, "to_numpy"):  # dict / Series
-            names = row.keys() if isinstance(row, Mapping) else row.index
+        if isinstance(row, Mapping):
             try:
-                x = np.array([row[c] for c in self.features], dtype=np.float32)
-                return float(row["date"]), x
+                return float(row["date"]), np.array([row[c] for c in self.features], dtype=np.float32)
             except KeyError:
-                missing_columns(names, self.features, "row")
+                missing_columns(row.keys(), self.features, "row")
                 raise
+        if hasattr(row, "columns"):  # a 1-row pandas DataFrame, as the Kaggle API hands over
+            missing_columns(row.columns, self.features, "row")
+            return float(row["date"].iloc[0]), row[self.features].to_numpy(np.float32)[0]
+        if hasattr(row, "index") and hasattr(row, "to_numpy"):  # a pandas Series
+            missing_columns(row.index, self.features, "row")
+            return float(row["date"]), row[self.features].to_numpy(np.float32)
         a = np.asarray(row, dtype=np.float32)
         if a.shape != (len(self.columns),):
             raise UserError(f"row: expected {len(self.columns)} values (date, weight, {len(self.features)} features, ts_id), "

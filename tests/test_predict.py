@@ -1,6 +1,7 @@
 """jsmp.predict: row-by-row = batch actions, training's fill and windows online, the CLI, weights-only loading."""
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -96,7 +97,9 @@ def test_row_by_row_equals_batch(runs, test_csv, model):
     p.reset()  # replaying from scratch, rows as arrays in the test layout, gives the same actions again
     assert [p.predict_row(r) for r in df[p.columns].to_numpy()] == online
     p.reset()
-    assert p.predict_row(df.iloc[[0]]) == online[0]  # a 1-row DataFrame, as the Kaggle API hands over
+    assert [p.predict_row(df.iloc[[i]]) for i in range(30)] == online[:30]  # 1-row DataFrames, as the Kaggle API gives
+    p.reset()
+    assert [p.predict_row(df.iloc[i]) for i in range(30)] == online[:30]  # Series
 
 
 def test_batch_on_a_store_equals_row_by_row(runs, tiny_store):
@@ -182,3 +185,12 @@ def test_predict_row_names_missing_columns(runs):
         p.predict_row(row)
     with pytest.raises(UserError, match="expected 133 values"):
         p.predict_row(np.zeros(5))
+
+
+@pytest.mark.slow
+def test_serve_benchmark_prints_its_table(tmp_path):
+    p = run_cli(["-m", "jsmp.bench", "serve", "--rows", "400"], env={"JSMP_BENCH_DIR": str(tmp_path)})
+    assert p.returncode in (0, 1), p.stderr[-3000:]  # 1: a latency target missed (a busy machine)
+    for model in ["mlp", "lstm"]:
+        assert re.search(rf"^\s*{model}\s+400 \|(\s+[\d.]+){{4}}\s+<=", p.stdout, re.M), p.stdout
+    assert ("MISSED" in p.stdout) == (p.returncode == 1)
