@@ -220,8 +220,8 @@ class Predictor:
 # -- reading test data -----------------------------------------------------------------------
 def require_file(path: Path) -> None:
     if not path.is_file():
-        raise UserError(f"{path}: no such file; expected a CSV(.gz) in the example_test.csv layout "
-                        f"(date, weight, feature_*, ts_id), or with --batch a store dir")
+        what = "a directory (a store is read with --batch)" if path.is_dir() else "no such file"
+        raise UserError(f"{path}: {what}; expected a CSV(.gz) in the example_test.csv layout (date, weight, feature_*, ts_id)")
 
 
 def _open_text(path: Path):
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s, the fastest for one row)")
     args = p.parse_args(argv)
     data, out = Path(args.data), Path(args.out)
-    if not data.is_dir():
+    if not (args.batch and data.is_dir()):
         require_file(data)
     predictor = Predictor(args.run, threads=args.threads)
     t0 = time.perf_counter()
