@@ -108,7 +108,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--lstm-steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3, help="best of this many measurements of each")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     store = str(synthetic_store(a.days, a.rows_per_day))
     print(f"store {store}; batch {a.batch_size}; torch threads {torch.get_num_threads()}")
     kw = {"store": store, "batch_size": a.batch_size, "verify": False}
