@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jsmp.callbacks import MetricsJson, NaNGuard
 from jsmp.config import build
+from jsmp.data.preprocess import PREPROCESS
 from jsmp.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def train(cfg: DictConfig) -> float:
     data.prepare_data()
     data.setup("fit")
     model = build(cfg.model, "model", **data.model_kwargs())
+    if rank_zero_only.rank == 0 and hasattr(data, "preprocess"):  # for jsmp.predict
+        data.preprocess().save(out_dir / PREPROCESS)
 
     metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, mode=cfg.get("monitor_mode", "max"),
                              extra=data.reference_metrics())

@@ -1,6 +1,6 @@
 """`python -m jsmp.data COMMAND ...`: build and inspect stores.
 
-    synth (--out FILE.csv | --store DIR) [--days D] [--rows-per-day R] [--seed S]
+    synth (--out FILE.csv [--test-layout] | --store DIR) [--days D] [--rows-per-day R] [--seed S]
     ingest SRC --store DIR [--force]     SRC: Kaggle CSV (.csv, .csv.gz), .parquet, or a directory of .parquet
     info DIR
 """
@@ -28,7 +28,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
     if args.out:
         if Path(args.out).is_dir():
             raise UserError(f"--out {args.out}: is a directory, expected a CSV file path")
-        path = write_csv(spec, args.out)
+        path = write_csv(spec, args.out, test_layout=args.test_layout)
     else:
         path = write_store(spec, args.store)
     print(f"wrote {path}")
@@ -58,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=_positive, default=500, help="trading days (default 500)")
     s.add_argument("--rows-per-day", type=_positive, default=4780, help="mean rows per day (default 4780, the real file's)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--test-layout", action="store_true", help="--out without resp columns, as example_test.csv")
     s.set_defaults(func=cmd_synth)
     i = sub.add_parser("ingest", help="ingest a Kaggle train.csv(.gz), a .parquet file or a directory of them into a store")
     i.add_argument("src", help="source file or directory")

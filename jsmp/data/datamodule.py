@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jsmp.data.fill import FILLS, fill_nan, fill_source
+from jsmp.data.preprocess import Preprocess
 from jsmp.data.sampler import BatchIndexSampler
 from jsmp.data.splits import Split, choose
 from jsmp.data.store import Store, is_store
@@ -152,6 +153,11 @@ class JsmpDataModule(L.LightningDataModule):
     def model_kwargs(self) -> dict:
         """What the model's constructor needs from the data."""
         return {"n_features": self.n_features, "n_days": self.n_days}
+
+    def preprocess(self) -> Preprocess:
+        """How rows were prepared (features, fill, window): saved with the run for inference."""
+        window = None if self.window is None else {"length": self.window.length, "cross_days": self.window.cross_days}
+        return Preprocess(list(self.store.features), self.fill, self.fill_value.tolist(), window)
 
     def reference_metrics(self) -> dict[str, float]:
         """Utility of the generator's ideal actions on the validation rows (synthetic stores only)."""

@@ -9,6 +9,8 @@ RESP_COLUMNS = ["resp_1", "resp_2", "resp_3", "resp_4", "resp"]
 FEATURE_COLUMNS = [f"feature_{i}" for i in range(N_FEATURES)]
 # Order of the real file: date, weight, resp_1..4, resp, feature_0..129, ts_id.
 TRAIN_COLUMNS = ["date", "weight", *RESP_COLUMNS, *FEATURE_COLUMNS, "ts_id"]
+# example_test.csv (and the rows the scoring API hands over): no returns.
+TEST_COLUMNS = ["date", "weight", *FEATURE_COLUMNS, "ts_id"]
 
 # Per-row arrays kept beside the feature matrix, with their store dtypes.
 SIDE_DTYPES = {

@@ -139,8 +139,9 @@ def write_store(spec: SynthSpec, path: str | os.PathLike, shard_rows: int | None
         return w.close()
 
 
-def write_csv(spec: SynthSpec, path: str | os.PathLike) -> Path:
-    """Generate `spec` as a Kaggle-layout CSV at `path`, with the ideal actions in `path + '.ideal.npy'`."""
+def write_csv(spec: SynthSpec, path: str | os.PathLike, test_layout: bool = False) -> Path:
+    """Generate `spec` as a Kaggle-layout CSV at `path`, with the ideal actions in `path + '.ideal.npy'`
+    (`test_layout`: as example_test.csv, without the resp columns)."""
     import pandas as pd
 
     path = Path(path)
@@ -150,7 +151,7 @@ def write_csv(spec: SynthSpec, path: str | os.PathLike) -> Path:
     try:
         with open(tmp, "w", newline="") as f, _progress(spec, f"writing {path.name}") as bar:
             for i, day in enumerate(iter_days(spec)):
-                cols = {c: day[c] for c in schema.TRAIN_COLUMNS[:7]}
+                cols = {c: day[c] for c in (schema.TEST_COLUMNS[:2] if test_layout else schema.TRAIN_COLUMNS[:7])}
                 cols.update({name: day["x"][:, j] for j, name in enumerate(schema.FEATURE_COLUMNS)})
                 cols["ts_id"] = day["ts_id"]
                 pd.DataFrame(cols).to_csv(f, header=i == 0, index=False)
