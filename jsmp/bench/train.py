@@ -27,10 +27,11 @@ from jsmp.models.mlp import MLP
 TARGETS = {"MLP": 0.8, "LSTM": 0.9}
 
 
-def bench_trainer(max_steps: int, callbacks=()) -> L.Trainer:
-    """A CPU Trainer doing only training steps: no validation, logger, checkpoints or progress bar."""
+def bench_trainer(max_steps: int, callbacks=(), accelerator: str = "cpu", precision: str = "32-true") -> L.Trainer:
+    """A one-device Trainer doing only training steps: no validation, logger, checkpoints or progress bar."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-fit banners
-    return L.Trainer(accelerator="cpu", devices=1, max_steps=max_steps, limit_val_batches=0, logger=False,
+    return L.Trainer(accelerator=accelerator, devices=1, precision=precision, max_steps=max_steps,
+                     limit_val_batches=0, logger=False,
                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                      use_distributed_sampler=False, num_sanity_val_steps=0, callbacks=list(callbacks))
 

@@ -182,8 +182,10 @@ class JsmpDataModule(L.LightningDataModule):
         block = self.window.shuffle_block if self.window is not None else 1
         sampler = BatchIndexSampler(len(dataset), batch_size, shuffle, seed=self.seed, rank=rank, world_size=world,
                                     block=block)
+        # Pinned host memory lets Lightning copy batches to a CUDA device without blocking.
+        on_cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
         return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+                          pin_memory=self.pin_memory or on_cuda, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
