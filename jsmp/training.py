@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from jsmp.callbacks import MetricsJson
 from jsmp.config import build
 from jsmp.errors import UserError
+from jsmp.pruning import trial_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def train(cfg: DictConfig) -> float:
     metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, extra=data.reference_metrics())
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     logger = build(cfg.logger, "logger") if cfg.get("logger") else False
-    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, metrics_cb], logger=logger)
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *trial_callbacks(cfg), metrics_cb], logger=logger)
 
     if trainer.logger is not None:
         # TensorBoard's hparams view: the whole config, with hp_metric (the best validation
