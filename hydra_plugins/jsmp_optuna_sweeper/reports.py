@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 
 import optuna
@@ -45,9 +44,7 @@ def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     for name, plot in [("optimization_history", ovm.plot_optimization_history),
                        ("param_importances", ovm.plot_param_importances)]:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                ax = plot(study)
+            ax = plot(study)
         except (ValueError, RuntimeError) as e:  # e.g. too few complete trials for importances
             log.warning("no %s plot: %s", name, e)
             continue

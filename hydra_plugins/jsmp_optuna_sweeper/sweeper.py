@@ -37,7 +37,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 from optuna.trial import FrozenTrial, TrialState
 
 from . import config as _config  # noqa: F401  (registers the configs)
@@ -84,6 +84,12 @@ class OptunaSweeper(Sweeper):
 
     # ---------------------------------------------------------------- the loop
     def sweep(self, arguments: list[str]) -> None:
+        with warnings.catch_warnings():
+            # heartbeats, retries and the matplotlib plots are marked experimental: no news to a user
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> None:
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         params = [f"{k}={v}" for k, v in (self.params or {}).items()]
         self.searched, self.fixed = parse_params(params + list(arguments))
@@ -106,7 +112,7 @@ class OptunaSweeper(Sweeper):
             sampler = sampler(grid)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         storage = open_storage(self.storage_url, **self.heartbeat,
-                               heartbeat_stale_trial_callback=RetryFailedTrialCallback())
+                               heartbeat_stale_trial_callback=Retry())
         return optuna.create_study(storage=storage, study_name=self.study_name, sampler=sampler,
                                    pruner=self.pruner, directions=self.directions, load_if_exists=True)
 
@@ -133,7 +139,7 @@ class OptunaSweeper(Sweeper):
             rank = sum(1 for t in _counted(study.get_trials(deepcopy=False)) if t.number < trial.number)
             if rank >= self.n_trials:
                 trial.set_user_attr(SURPLUS_ATTR, True)
-                study.tell(trial, state=TrialState.FAIL)
+                _tell(study, trial, state=TrialState.FAIL)
                 return
             if self.extend_space:
                 self.extend_space(self.config, trial)
@@ -151,6 +157,7 @@ class OptunaSweeper(Sweeper):
                 "number": trial.number, "threads": self.threads}
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret) -> None:
+        """Record the job's outcome: its value(s), PRUNED for TrialPruned, else FAIL."""
         if ret.status == JobStatus.COMPLETED:
             try:
                 raw = ret.return_value
@@ -159,17 +166,15 @@ class OptunaSweeper(Sweeper):
                     raise ValueError(f"the job returned {raw!r}")
             except (TypeError, ValueError) as e:
                 log.warning("trial %d failed: %s", trial.number, e)
-                study.tell(trial, state=TrialState.FAIL)
-                return
-            study.tell(trial, values)
+                return _tell(study, trial, state=TrialState.FAIL)
             log.info("trial %d: %s", trial.number, values if len(values) > 1 else values[0])
-        elif isinstance(ret._return_value, optuna.TrialPruned):
-            study.tell(trial, state=TrialState.PRUNED)
-            log.info("trial %d pruned: %s", trial.number, ret._return_value)
-        else:
-            err = ret._return_value
-            log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, err)
-            study.tell(trial, state=TrialState.FAIL)
+            return _tell(study, trial, values)
+        err = ret._return_value  # (ret.return_value would re-raise it)
+        if isinstance(err, optuna.TrialPruned):
+            log.info("trial %d pruned: %s", trial.number, err)
+            return _tell(study, trial, state=TrialState.PRUNED)
+        log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, err)
+        _tell(study, trial, state=TrialState.FAIL)
 
     def _check_failures(self, finished: list[FrozenTrial]) -> None:
         failed = sum(1 for t in finished if t.state == TrialState.FAIL)
@@ -180,9 +185,7 @@ class OptunaSweeper(Sweeper):
 
     def _fail_dead(self, study: optuna.Study) -> None:
         """FAIL, and retry, trials whose worker stopped: heartbeat too old, or a dead pid here."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+        optuna.storages.fail_stale_trials(study)
         host = socket.gethostname()
         storage = study._storage
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -194,7 +197,7 @@ class OptunaSweeper(Sweeper):
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another worker got there first
             log.info("trial %d: its worker %s is gone; retrying its params", t.number, t.user_attrs[WORKER_ATTR])
-            RetryFailedTrialCallback()(study, storage.get_trial(t._trial_id))
+            Retry()(study, storage.get_trial(t._trial_id))
 
     # ------------------------------------------------------ local parallelism
     def _start_children(self) -> list[subprocess.Popen]:
@@ -242,9 +245,19 @@ class _Heartbeat:
         self.thread.join()
 
 
+def _tell(study: optuna.Study, trial: optuna.Trial, values=None, state=None) -> None:
+    try:
+        study.tell(trial, values, state=state)
+    except RuntimeError as e:
+        # GridSampler.after_trial calls study.stop() once the grid is done, which raises
+        # outside study.optimize; the trial is stored all the same (tell stores it in a finally).
+        if "Study.stop" not in str(e):
+            raise
+
+
 def _counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """Trials that count toward n_trials: not surplus, not failed-and-retried."""
-    retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials} - {None}
+    retried = {n for t in trials for n in Retry.retry_history(t)}
     return [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR) and t.number not in retried]
 
 
