@@ -170,7 +170,8 @@ def test_killed_sweep_resumes_without_losing_or_duplicating_trials(tiny_store, t
     assert p.returncode == 0, p.stderr[-3000:]
     after = trials(tmp_path)
     counted = _counted(after)
-    assert len(counted) == 6 and all(t.state == TrialState.COMPLETE for t in counted)
+    assert len(counted) == 6 and all(t.state in FINISHED for t in counted)
+    assert len({tuple(t.params.items()) for t in counted}) == 6  # no config proposed twice
     # the trials finished before the kill are kept as they were, the killed one is run again
     for t in before:
         if t.state == TrialState.COMPLETE:
@@ -199,7 +200,7 @@ def test_two_workers_on_one_storage_finish_exactly_n_trials(tiny_store, tmp_path
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errs]
     done = trials(tmp_path, db=db)
     counted = _counted(done)
-    assert len(counted) == 7 and all(t.state == TrialState.COMPLETE for t in counted)
+    assert len(counted) == 7 and all(t.state in FINISHED for t in counted)
     workers = {t.user_attrs["worker"] for t in counted}
     assert len(workers) == 2  # both took part
     assert sum(len(list((tmp_path / f"w{i}" / "sweep").glob("trial-*"))) for i in range(2)) == 7  # jobs run

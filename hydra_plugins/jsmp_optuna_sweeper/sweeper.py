@@ -35,7 +35,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import get_method
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 from optuna.trial import FrozenTrial, TrialState
@@ -106,15 +106,24 @@ class OptunaSweeper(Sweeper):
             report(study, self.sweep_dir)
 
     def _study(self) -> optuna.Study:
+        storage = open_storage(self.storage_url, **self.heartbeat, heartbeat_stale_trial_callback=Retry())
+        study = optuna.create_study(storage=storage, study_name=self.study_name, pruner=self.pruner,
+                                    directions=self.directions, load_if_exists=True)
+        study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
+        return study
+
+    def _sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
+        """The configured sampler. A resumed study's is seeded with seed + its trial count:
+        the same seed again would propose the first trials' params again."""
         sampler = self.sampler
+        node = self.config.hydra.sweeper.sampler
+        if n_existing and node.get("seed") is not None:
+            sampler = instantiate(node, seed=node.seed + n_existing)
         if getattr(sampler, "func", None) is optuna.samplers.GridSampler:  # _partial_: wants the space
             grid = {k: _grid_values(d) for k, d in self.searched.items()}
-            sampler = sampler(grid)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
-        storage = open_storage(self.storage_url, **self.heartbeat,
-                               heartbeat_stale_trial_callback=Retry())
-        return optuna.create_study(storage=storage, study_name=self.study_name, sampler=sampler,
-                                   pruner=self.pruner, directions=self.directions, load_if_exists=True)
+            return sampler(grid)
+        return sampler
 
     def _work(self, study: optuna.Study) -> None:
         while True:
