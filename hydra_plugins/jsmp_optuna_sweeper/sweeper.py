@@ -69,7 +69,7 @@ class OptunaSweeper(Sweeper):
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.params = params
         self.extend_space = get_method(custom_search_space) if custom_search_space else None
-        self.threads = threads_per_job or max(1, (os.cpu_count() or 1) // n_jobs)
+        self.threads = threads_per_job or max(1, len(os.sched_getaffinity(0)) // n_jobs)
         self.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
         self.poll_interval = poll_interval
         self.me = f"{socket.gethostname()}:{os.getpid()}"
