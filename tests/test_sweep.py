@@ -14,6 +14,7 @@ import pytest
 import yaml
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from conftest import CONF, ROOT, compose_cfg, run_cli
@@ -68,7 +69,8 @@ def test_mlp_space_is_the_seeds():
     assert searched["model.optimizer"] == CategoricalDistribution(["adam", "rmsprop", "sgd"])
     assert searched["model.lr"] == FloatDistribution(1e-5, 1e-1, log=True)
     assert isinstance(searched["trainer.max_epochs"], IntDistribution)
-    assert "/sweeps/mlp" in cfg.hydra.sweep.dir and "${now" not in str(cfg.hydra.sweep.dir)
+    assert str(cfg.hydra.mode).endswith("MULTIRUN")  # `train.py hparams_search=mlp` sweeps without -m
+    assert cfg.hydra.sweep.dir.endswith("/train/sweeps/mlp")  # no timestamp: rerunning resumes
 
 
 @pytest.mark.skipif(not (CONF / "model" / "lstm.yaml").is_file(), reason="model=lstm not built yet")
@@ -76,6 +78,7 @@ def test_lstm_space_composes():
     cfg = compose_cfg(["hparams_search=lstm"])
     searched, _ = parse_params([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
     assert {"model.hidden", "model.layers", "data.window.length", "model.lr", "model.dropout"} <= set(searched)
+    assert all(OmegaConf.select(cfg, key) is not None for key in searched)  # keys the configs have
 
 
 def test_tune_end_to_end_writes_best_and_replays(tiny_store, tmp_path):
