@@ -48,9 +48,10 @@ def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
         except (ValueError, RuntimeError) as e:  # e.g. too few complete trials for importances
             log.warning("no %s plot: %s", name, e)
             continue
-        path = out_dir / f"{name}.png"
-        ax.figure.savefig(path, dpi=100, bbox_inches="tight")
+        path, tmp = out_dir / f"{name}.png", out_dir / f"{name}.tmp.png"
+        ax.figure.savefig(tmp, dpi=100, bbox_inches="tight")
         plt.close(ax.figure)
+        os.replace(tmp, path)
         saved.append(path)
     return saved
 

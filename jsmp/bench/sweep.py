@@ -1,9 +1,10 @@
 """`python -m jsmp.bench sweep`: the same MLP search (conf/hparams_search/mlp.yaml, same seed) on
-synthetic data, run three times as `python tune.py` children:
+synthetic data, run as `python tune.py` children:
 
     pruning off, n_jobs=1   (hydra.sweeper.pruner=null: every trial runs all its epochs)
-    pruning on,  n_jobs=1   (the default MedianPruner)
-    pruning on,  n_jobs=2   (two worker processes on one SQLite study)
+    pruning on,  n_jobs=1   once per --pruners option (default: median, the search's own,
+                            and successive_halving)
+    pruning on,  n_jobs=2   (the first pruner; two worker processes on one SQLite study)
 
 Early stopping is off in all three, so the pruner is the only thing that ends a trial early.
 Prints each run's wall time, best val/utility_best and trial states, then the ratios:
@@ -52,18 +53,23 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--days", type=int, default=80, help="synthetic days (default 80)")
     ap.add_argument("--rows", type=int, default=300, help="synthetic rows per day (default 300)")
     ap.add_argument("--seed", type=int, default=1234, help="the sampler's seed")
+    ap.add_argument("--pruners", default="median,successive_halving",
+                    help="hydra/sweeper/pruner options to compare with no pruning (comma-separated)")
     args = ap.parse_args(argv)
+    pruners = args.pruners.split(",")
 
     # first a tiny run so the synthetic store exists before anything is timed
     run_sweep("warmup", argparse.Namespace(**{**vars(args), "trials": 1}), "trainer.max_epochs=1")
     off = run_sweep("pruning-off", args, "hydra.sweeper.pruner=null")
-    on = run_sweep("pruning-on", args)
-    two = run_sweep("pruning-on-2jobs", args, "hydra.sweeper.n_jobs=2")
+    on = [run_sweep(f"pruning-{p}", args, f"hydra/sweeper/pruner={p}") for p in pruners]
+    two = run_sweep(f"pruning-{pruners[0]}-2jobs", args, f"hydra/sweeper/pruner={pruners[0]}", "hydra.sweeper.n_jobs=2")
     print(f"MLP search, {args.trials} trials, synthetic {args.days} days x {args.rows} rows, seed {args.seed}")
-    for r in (off, on, two):
-        print(f"  {r['name']:17s} {r['wall_s']:7.1f} s  best val/utility_best {r['best']:8.3f}  "
+    for r in (off, *on, two):
+        print(f"  {r['name']:32s} {r['wall_s']:7.1f} s  best val/utility_best {r['best']:8.3f}  "
               f"epochs run {r['epochs']:4d}  trials {r['states']}")
-    print(f"pruning: {off['wall_s'] / on['wall_s']:.2f}x faster (target >= 2), "
-          f"best {on['best'] / off['best']:.3f} of the unpruned best (target >= 0.9)")
-    print(f"n_jobs=2 vs 1 (pruning on): {on['wall_s'] / two['wall_s']:.2f}x faster")
+    for p, r in zip(pruners, on):
+        print(f"{p}: {off['wall_s'] / r['wall_s']:.2f}x faster than no pruning (target >= 2; "
+              f"{off['epochs'] / r['epochs']:.2f}x fewer epochs, which no other load on the machine sways), "
+              f"best {r['best'] / off['best']:.3f} of the unpruned best (target >= 0.9)")
+    print(f"n_jobs=2 vs 1 ({pruners[0]}): {on[0]['wall_s'] / two['wall_s']:.2f}x faster")
     return 0
