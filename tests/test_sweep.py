@@ -193,7 +193,7 @@ def test_two_workers_on_one_storage_finish_exactly_n_trials(tiny_store, tmp_path
     db = tmp_path / "shared.db"
     env = {**os.environ, "JSMP_ROOT": str(tmp_path)}
     procs = [
-        subprocess.Popen([sys.executable, *tune_args(tiny_store, tmp_path / f"w{i}", 7,
+        subprocess.Popen([sys.executable, *tune_args(tiny_store, tmp_path / f"w{i}", 7, "trainer.max_epochs=4",
                                                      f"hydra.sweeper.storage=sqlite:///{db}",
                                                      f"hydra.sweeper.sampler.seed={i}")],
                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
