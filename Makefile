@@ -9,8 +9,10 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 BENCH  ?= --help
 STAMP  := $(VENV)/.installed
+STUDY  ?= mlp
+STORAGE ?= sqlite:///logs/train/sweeps/$(STUDY)/optuna.db
 
-.PHONY: install train test test-slow bench tensorboard clean
+.PHONY: install train tune test test-slow bench tensorboard dashboard clean
 
 install: $(STAMP)
 
@@ -24,6 +26,9 @@ $(STAMP): pyproject.toml Makefile
 train: $(STAMP)       ## train the default MLP on the built-in synthetic data (make train ARGS="model=lstm")
 	$(BIN)/python train.py $(ARGS)
 
+tune: $(STAMP)        ## hyper-parameter search (make tune ARGS="model=mlp hydra.sweeper.n_trials=100")
+	$(BIN)/python tune.py $(ARGS)
+
 test: $(STAMP)        ## the fast test suite (CI runs this)
 	$(BIN)/python -m pytest -q -m "not slow"
 
@@ -35,6 +40,10 @@ bench: $(STAMP)       ## benchmarks: make bench BENCH=ingest
 
 tensorboard: $(STAMP) ## TensorBoard over every run in logs/
 	$(BIN)/tensorboard --logdir logs
+
+dashboard: $(STAMP)   ## optuna-dashboard on a sweep's study (make dashboard STUDY=lstm, or STORAGE=postgresql://...)
+	test -x $(BIN)/optuna-dashboard || $(BIN)/python -m pip install -q -e ".[dashboard]"
+	$(BIN)/optuna-dashboard $(STORAGE)
 
 clean:                ## remove the venv, generated data and runs
 	rm -rf $(VENV) data logs outputs multirun .pytest_cache *.egg-info

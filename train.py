@@ -1,14 +1,19 @@
 """Train a jsmp model: `python train.py model=mlp data.frac=0.5 trainer.max_epochs=2`.
 
 Every setting lives in conf/ (see `python train.py --help`); this file only hands the
-composed config to the recipe in jsmp/training.py.
+composed config to the recipe in jsmp/training.py. `python train.py +best=SWEEP_DIR/best.yaml`
+replays a hyper-parameter sweep's best trial (see tune.py).
 """
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from jsmp.cli import run_task
+from jsmp.errors import exit_on_user_error
 from jsmp.training import train
+from jsmp.tuning import expand_best
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -17,4 +22,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    # `+best=PATH` (a sweep's best.yaml) stands for the overrides its best trial ran with
+    sys.argv[1:] = exit_on_user_error(expand_best)(sys.argv[1:])
     main()

@@ -23,6 +23,7 @@ from jsmp.callbacks import MetricsJson, NaNGuard
 from jsmp.config import build
 from jsmp.data.preprocess import PREPROCESS
 from jsmp.errors import UserError
+from jsmp.pruning import trial_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ def train(cfg: DictConfig) -> float:
                              extra=data.reference_metrics())
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     logger = build(cfg.logger, "logger") if cfg.get("logger") else False
-    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, NaNGuard(cfg.diverge_factor), metrics_cb], logger=logger)
+    always = [NaNGuard(cfg.diverge_factor), *trial_callbacks(cfg), metrics_cb]
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=logger)
 
     if trainer.logger is not None:
         # TensorBoard's hparams view: the whole config, with hp_metric (the best validation

@@ -1,0 +1,87 @@
+"""Structured config of the sweeper, registered as `hydra/sweeper: jsmp_optuna`, with
+`hydra/sweeper/sampler` (tpe, random, cmaes, qmc, nsgaii, grid) and `hydra/sweeper/pruner`
+(median, percentile, successive_halving, hyperband) options.
+
+Keys shared with the official hydra-optuna-sweeper keep their meaning, so an existing
+`hparams_search` YAML works after changing its `override /hydra/sweeper:` line.
+"""
+
+# (no `from __future__ import annotations`: Hydra's plugin scan executes this module outside
+# sys.modules, where dataclasses cannot resolve string annotations)
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+SAMPLERS = {
+    "tpe": {"_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 10,
+            "multivariate": False, "constant_liar": True},
+    "random": {"_target_": "optuna.samplers.RandomSampler", "seed": None},
+    "cmaes": {"_target_": "optuna.samplers.CmaEsSampler", "seed": None, "n_startup_trials": 1},
+    "qmc": {"_target_": "optuna.samplers.QMCSampler", "seed": None, "qmc_type": "sobol", "scramble": True},
+    "nsgaii": {"_target_": "optuna.samplers.NSGAIISampler", "seed": None, "population_size": 50},
+    # GridSampler needs the search space, which the sweeper passes when it builds the study
+    "grid": {"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": None},
+}
+
+PRUNERS = {
+    "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5, "n_warmup_steps": 1,
+               "interval_steps": 1},
+    "percentile": {"_target_": "optuna.pruners.PercentilePruner", "percentile": 25.0, "n_startup_trials": 5,
+                   "n_warmup_steps": 1},
+    "successive_halving": {"_target_": "optuna.pruners.SuccessiveHalvingPruner", "min_resource": "auto",
+                           "reduction_factor": 4},
+    "hyperband": {"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 1, "max_resource": "auto",
+                  "reduction_factor": 3},
+}
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.jsmp_optuna_sweeper.sweeper.OptunaSweeper"
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+
+    # --- the official plugin's keys ---
+    # (MISSING, not None: a value here would override the group default chosen above)
+    sampler: Any = MISSING
+    # maximize | minimize, or a list of them for a multi-objective study
+    direction: Any = "minimize"
+    # any Optuna RDB URL (sqlite:///..., postgresql://user:pw@host/db); null: <sweep dir>/optuna.db
+    storage: Any = None
+    # the study to create or continue; null: a new name per sweep dir ("<basename of sweep dir>")
+    study_name: Optional[str] = None
+    # trials the study should have finished (complete, pruned or failed), counting earlier runs
+    n_trials: int = 20
+    # trials run at once on this machine (one worker process each)
+    n_jobs: int = 1
+    # the sweep stops once more than max_failure_rate * n_trials trials have failed
+    max_failure_rate: float = 0.0
+    # override key -> sweep grammar: interval(a,b), int(interval(a,b)), range(a,b,step),
+    # choice(x,y,...), tag(log, interval(a,b)); a plain value is passed to every trial
+    params: Optional[Dict[str, Any]] = None
+    # dotted name of fn(cfg, trial) that suggests more (e.g. conditional) parameters
+    custom_search_space: Optional[str] = None
+
+    # --- beyond the official plugin ---
+    # the pruner the trial jobs consult every epoch; null: never prune
+    pruner: Any = MISSING
+    # torch threads per trial job; null: CPU cores // n_jobs
+    threads_per_job: Optional[int] = None
+    # seconds between a running trial's heartbeats, and silence after which it is failed and retried
+    heartbeat_interval: int = 30
+    grace_period: int = 90
+    # seconds between checks while other workers finish the last trials
+    poll_interval: float = 2.0
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(group="hydra/sweeper", name="jsmp_optuna", node=OptunaSweeperConf, provider="jsmp")
+    for name, node in SAMPLERS.items():
+        cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="jsmp")
+    for name, node in PRUNERS.items():
+        cs.store(group="hydra/sweeper/pruner", name=name, node=node, provider="jsmp")
+
+
+register()

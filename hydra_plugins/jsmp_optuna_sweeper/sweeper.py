@@ -1,0 +1,289 @@
+"""The sweep loop. Every worker process (this one, its n_jobs - 1 children, or processes on
+other machines given the same storage URL and study name) runs the same loop on the shared
+study, so they finish exactly `n_trials` trials between them:
+
+    repeat:
+        fail trials whose worker died (heartbeat silent > grace_period, or a dead local pid);
+            each is retried as a new trial with the same params and no longer counts
+        counted = trials that are not such dead ones (nor surplus, below)
+        stop when n_trials of them are finished (complete, pruned or failed)
+        if fewer than n_trials are counted: ask a trial; if others asked at the same moment
+            and it is beyond n_trials by trial number, it is closed as surplus; otherwise
+            launch its job with the sampled params, keep its heartbeat, tell its result
+        else wait for the other workers' running trials
+
+A job that raises, or returns NaN, is told FAIL; one that raises optuna.TrialPruned
+(jsmp/pruning.py does when the pruner says so) is told PRUNED.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+from optuna.trial import FrozenTrial, TrialState
+
+from . import config as _config  # noqa: F401  (registers the configs)
+from .reports import OVERRIDES_ATTR, report
+from .space import override_text, parse_params
+from .storage import open_storage
+
+log = logging.getLogger(__name__)
+
+WORKER_ATTR = "worker"  # user attr: "host:pid" of the process running the trial
+SURPLUS_ATTR = "surplus"  # user attr of a trial asked beyond n_trials by a racing worker
+CHILD_ENV = "JSMP_SWEEP_CHILD"  # set in the worker processes this sweeper starts
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(self, sampler: Any, direction: Any, storage: str | None, study_name: str | None,
+                 n_trials: int, n_jobs: int, max_failure_rate: float, params: DictConfig | None,
+                 custom_search_space: str | None, pruner: Any, threads_per_job: int | None,
+                 heartbeat_interval: int, grace_period: int, poll_interval: float) -> None:
+        if not 0.0 <= max_failure_rate <= 1.0:
+            raise ValueError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate}")
+        if n_jobs < 1 or n_trials < 0:
+            raise ValueError(f"hydra.sweeper: n_jobs must be >= 1 and n_trials >= 0, got {n_jobs}, {n_trials}")
+        self.sampler, self.pruner = sampler, pruner  # instantiated by Hydra (or a GridSampler partial)
+        self.directions = [str(d) for d in direction] if isinstance(direction, (list, tuple)) or (
+            OmegaConf.is_list(direction)) else [str(direction)]
+        self.storage_url, self.study_name = storage, study_name
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.params = params
+        self.extend_space = get_method(custom_search_space) if custom_search_space else None
+        self.threads = threads_per_job or max(1, len(os.sched_getaffinity(0)) // n_jobs)
+        self.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+        self.poll_interval = poll_interval
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function)
+        self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        self.study_name = self.study_name or self.sweep_dir.name
+        self.storage_url = self.storage_url or f"sqlite:///{self.sweep_dir / 'optuna.db'}"
+
+    # ---------------------------------------------------------------- the loop
+    def sweep(self, arguments: list[str]) -> None:
+        with warnings.catch_warnings():
+            # heartbeats, retries and the matplotlib plots are marked experimental: no news to a user
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> None:
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        params = [f"{k}={v}" for k, v in (self.params or {}).items()]
+        self.searched, self.fixed = parse_params(params + list(arguments))
+        study = self._study()
+        log.info("study %s in %s: %d trials, %d at once, pruner %s", study.study_name, self.storage_url,
+                 self.n_trials, self.n_jobs, type(self.pruner).__name__ if self.pruner else None)
+        children = self._start_children()
+        try:
+            self._work(study)
+        finally:
+            for child in children:
+                child.wait()
+        if not os.environ.get(CHILD_ENV):
+            report(study, self.sweep_dir)
+
+    def _study(self) -> optuna.Study:
+        storage = open_storage(self.storage_url, **self.heartbeat, heartbeat_stale_trial_callback=Retry())
+        study = optuna.create_study(storage=storage, study_name=self.study_name, pruner=self.pruner,
+                                    directions=self.directions, load_if_exists=True)
+        study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
+        return study
+
+    def _sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
+        """The configured sampler. A resumed study's is seeded with seed + its trial count:
+        the same seed again would propose the first trials' params again."""
+        sampler = self.sampler
+        node = self.config.hydra.sweeper.sampler
+        if n_existing and node.get("seed") is not None:
+            sampler = instantiate(node, seed=node.seed + n_existing)
+        if getattr(sampler, "func", None) is optuna.samplers.GridSampler:  # _partial_: wants the space
+            grid = {k: _grid_values(d) for k, d in self.searched.items()}
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+            return sampler(grid)
+        return sampler
+
+    def _work(self, study: optuna.Study) -> None:
+        while True:
+            self._fail_dead(study)
+            counted = _counted(study.get_trials(deepcopy=False))
+            finished = [t for t in counted if t.state in FINISHED]
+            self._check_failures(finished)
+            if len(finished) >= self.n_trials:
+                log.info("study %s: %d trials finished", study.study_name, len(finished))
+                return
+            if len(counted) >= self.n_trials:  # the rest are running elsewhere
+                time.sleep(self.poll_interval)
+                continue
+            self._run_one(study)
+
+    def _run_one(self, study: optuna.Study) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask(fixed_distributions=self.searched)
+        with _Heartbeat(study, trial._trial_id, self.heartbeat["heartbeat_interval"]):
+            trial.set_user_attr(WORKER_ATTR, self.me)
+            rank = sum(1 for t in _counted(study.get_trials(deepcopy=False)) if t.number < trial.number)
+            if rank >= self.n_trials:
+                trial.set_user_attr(SURPLUS_ATTR, True)
+                _tell(study, trial, state=TrialState.FAIL)
+                return
+            if self.extend_space:
+                self.extend_space(self.config, trial)
+            overrides = [f"{k}={v}" for k, v in self.fixed.items()]
+            overrides += [override_text(k, v) for k, v in trial.params.items()]
+            trial.set_user_attr(OVERRIDES_ATTR, overrides)
+            trial_keys = [f"+optuna_trial.{k}={v}" for k, v in self._trial_keys(study, trial).items()]
+            ret = self.launcher.launch([overrides + trial_keys], initial_job_idx=trial.number)[0]
+            self._tell(study, trial, ret)
+
+    def _trial_keys(self, study: optuna.Study, trial: optuna.Trial) -> dict[str, Any]:
+        """What the job needs to report to its trial (read by jsmp/pruning.py)."""
+        url = "'" + self.storage_url.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return {"study": f"'{study.study_name}'", "storage": url, "id": trial._trial_id,
+                "number": trial.number, "threads": self.threads}
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret) -> None:
+        """Record the job's outcome: its value(s), PRUNED for TrialPruned, else FAIL."""
+        if ret.status == JobStatus.COMPLETED:
+            try:
+                raw = ret.return_value
+                values = [float(v) for v in raw] if len(self.directions) > 1 else [float(raw)]
+                if len(values) != len(self.directions) or not all(math.isfinite(v) for v in values):
+                    raise ValueError(f"the job returned {raw!r}")
+            except (TypeError, ValueError) as e:
+                log.warning("trial %d failed: %s", trial.number, e)
+                return _tell(study, trial, state=TrialState.FAIL)
+            log.info("trial %d: %s", trial.number, values if len(values) > 1 else values[0])
+            return _tell(study, trial, values)
+        err = ret._return_value  # (ret.return_value would re-raise it)
+        if isinstance(err, optuna.TrialPruned):
+            log.info("trial %d pruned: %s", trial.number, err)
+            return _tell(study, trial, state=TrialState.PRUNED)
+        log.warning("trial %d failed: %s: %s", trial.number, type(err).__name__, err)
+        _tell(study, trial, state=TrialState.FAIL)
+
+    def _check_failures(self, finished: list[FrozenTrial]) -> None:
+        failed = sum(1 for t in finished if t.state == TrialState.FAIL)
+        if failed > self.max_failure_rate * self.n_trials:
+            raise RuntimeError(f"{failed} of n_trials={self.n_trials} trials failed, more than "
+                               f"max_failure_rate={self.max_failure_rate} allows (see the trials' logs in "
+                               f"{self.sweep_dir})")
+
+    def _fail_dead(self, study: optuna.Study) -> None:
+        """FAIL, and retry, trials whose worker stopped: heartbeat too old, or a dead pid here."""
+        optuna.storages.fail_stale_trials(study)
+        host = socket.gethostname()
+        storage = study._storage
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker_host, _, pid = str(t.user_attrs.get(WORKER_ATTR, "")).partition(":")
+            if worker_host != host or not pid or _alive(int(pid)):
+                continue
+            try:
+                storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker got there first
+            log.info("trial %d: its worker %s is gone; retrying its params", t.number, t.user_attrs[WORKER_ATTR])
+            Retry()(study, storage.get_trial(t._trial_id))
+
+    # ------------------------------------------------------ local parallelism
+    def _start_children(self) -> list[subprocess.Popen]:
+        """n_jobs - 1 more worker processes: this command again, on this study, one job each."""
+        if self.n_jobs == 1 or os.environ.get(CHILD_ENV):
+            return []
+        pinned = {
+            "hydra.sweep.dir": str(self.sweep_dir),
+            "hydra.sweeper.storage": "'" + self.storage_url.replace("'", "\\'") + "'",
+            "hydra.sweeper.study_name": f"'{self.study_name}'",
+            "hydra.sweeper.n_jobs": "1",
+            "hydra.sweeper.threads_per_job": str(self.threads),
+        }
+        argv = [a for a in sys.argv[1:] if a.split("=", 1)[0] not in pinned]
+        seed = OmegaConf.select(self.config, "hydra.sweeper.sampler.seed")
+        children = []
+        for i in range(1, self.n_jobs):
+            extra = {**pinned, **({"hydra.sweeper.sampler.seed": str(seed + i)} if seed is not None else {})}
+            cmd = [sys.executable, sys.argv[0], *argv, *(f"{k}={v}" for k, v in extra.items())]
+            children.append(subprocess.Popen(cmd, env={**os.environ, CHILD_ENV: "1"}))
+        log.info("started %d more worker processes", len(children))
+        return children
+
+
+class _Heartbeat:
+    """Records a trial's heartbeat every `interval` s while the sweeper waits for its job."""
+
+    def __init__(self, study: optuna.Study, trial_id: int, interval: int):
+        self.storage, self.trial_id, self.interval = study._storage, trial_id, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, values=None, state=None) -> None:
+    try:
+        study.tell(trial, values, state=state)
+    except RuntimeError as e:
+        # GridSampler.after_trial calls study.stop() once the grid is done, which raises
+        # outside study.optimize; the trial is stored all the same (tell stores it in a finally).
+        if "Study.stop" not in str(e):
+            raise
+
+
+def _counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials that count toward n_trials: not surplus, not failed-and-retried."""
+    retried = {n for t in trials for n in Retry.retry_history(t)}
+    return [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR) and t.number not in retried]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _grid_values(dist) -> list:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return list(dist.choices)
+    if dist.step is None:
+        raise ValueError("the grid sampler needs choice() or range() params, not interval()")
+    n = int(round((dist.high - dist.low) / dist.step)) + 1
+    return [dist.low + i * dist.step for i in range(n)]

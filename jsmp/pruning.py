@@ -1,0 +1,58 @@
+"""The trial job's side of an Optuna sweep (hydra_plugins/jsmp_optuna_sweeper).
+
+The sweeper adds `optuna_trial.{study,storage,id,number,threads}` to each job's config; the
+job then reports `cfg.monitor` (val/utility) to that trial after every validation epoch and
+raises optuna.TrialPruned when the sweep's pruner (`hydra.sweeper.pruner`) says so, which
+the sweeper records as PRUNED.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import lightning as L
+import optuna
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from hydra_plugins.jsmp_optuna_sweeper.storage import open_storage
+
+log = logging.getLogger(__name__)
+
+
+class OptunaPruning(L.Callback):
+    """Reports `monitor` to `trial` each epoch (step = epoch); raises TrialPruned when told to."""
+
+    def __init__(self, trial: optuna.Trial, monitor: str = "val/utility"):
+        self.trial, self.monitor = trial, monitor
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or not math.isfinite(float(value)):
+            return
+        epoch = trainer.current_epoch
+        self.trial.report(float(value), step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {epoch}: {self.monitor}={float(value):.4g}")
+
+
+def sweep_pruner() -> optuna.pruners.BasePruner:
+    """The pruner the running sweep is configured with (`hydra.sweeper.pruner`); null: none."""
+    node = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
+    return instantiate(node) if node else optuna.pruners.NopPruner()
+
+
+def trial_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """[OptunaPruning] for a sweep's trial job (and its torch thread count set), else []."""
+    spec = cfg.get("optuna_trial")
+    if not spec:
+        return []
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec.threads))
+    study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.storage),
+                              pruner=sweep_pruner(), sampler=optuna.samplers.RandomSampler())
+    log.info("trial %s of study %s (%s torch threads)", spec.number, spec.study, torch.get_num_threads())
+    return [OptunaPruning(optuna.trial.Trial(study, int(spec.id)), monitor=cfg.monitor)]

@@ -1,0 +1,209 @@
+"""The jsmp_optuna sweeper (hydra_plugins/jsmp_optuna_sweeper) and tune.py, run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import yaml
+from hydra.core.utils import JobReturn, JobStatus
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from conftest import CONF, ROOT, compose_cfg, run_cli
+from hydra_plugins.jsmp_optuna_sweeper.space import parse_params
+from hydra_plugins.jsmp_optuna_sweeper.sweeper import OptunaSweeper, _counted
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def tune_args(store, tmp_path, n_trials=3, *extra):
+    """A tiny MLP search: 2 epochs on the tiny store, no logger, sweep dir under tmp_path."""
+    return ["tune.py", "model=mlp", f"data.store={store}", "data.batch_size=256", "data.split.gap_days=1",
+            "trainer.max_epochs=2", "logger=none", "callbacks=none", "+trainer.enable_progress_bar=false",
+            f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={tmp_path}/sweep", *extra]
+
+
+def tune(store, tmp_path, n_trials=3, *extra):
+    return run_cli(tune_args(store, tmp_path, n_trials, *extra), env={"JSMP_ROOT": str(tmp_path)})
+
+
+def trials(tmp_path, name="mlp", db=None):
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db or tmp_path / 'sweep' / 'optuna.db'}")
+    return study.get_trials()
+
+
+def test_grammar_gives_optuna_distributions():
+    searched, fixed = parse_params([
+        "a=interval(0.1, 1)", "b=int(interval(1, 5))", "c=tag(log, interval(1e-5, 1e-1))",
+        "d=tag(log, int(interval(8, 256)))", "e=range(10, 50, 10)", "f=range(0.1, 0.5, 0.1)",
+        "g=choice(adam, sgd, 3)", "h=7", "+i=[1,2]", "b=2",
+    ])
+    assert searched == {
+        "a": FloatDistribution(0.1, 1.0),
+        "c": FloatDistribution(1e-5, 0.1, log=True),
+        "d": IntDistribution(8, 256, log=True),
+        "e": IntDistribution(10, 40, step=10),  # range() excludes its stop, as in Hydra
+        "f": FloatDistribution(0.1, 0.4, step=0.1),
+        "g": CategoricalDistribution(["adam", "sgd", 3]),
+    }
+    assert fixed == {"h": "7", "+i": "[1,2]", "b": "2"}  # a later fixed value replaces a sweep
+
+
+def test_mlp_space_is_the_seeds():
+    cfg = compose_cfg(["hparams_search=mlp"])
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("jsmp_optuna_sweeper.sweeper.OptunaSweeper")
+    assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/utility_best"
+    assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"
+    searched, _ = parse_params([f"{k}={v}" for k, v in sweeper.params.items()])
+    assert searched["model.hidden.0"] == IntDistribution(100, 200)
+    assert searched["model.hidden.1"] == IntDistribution(10, 200)
+    assert searched["model.optimizer"] == CategoricalDistribution(["adam", "rmsprop", "sgd"])
+    assert searched["model.lr"] == FloatDistribution(1e-5, 1e-1, log=True)
+    assert isinstance(searched["trainer.max_epochs"], IntDistribution)
+    assert str(cfg.hydra.mode).endswith("MULTIRUN")  # `train.py hparams_search=mlp` sweeps without -m
+    assert cfg.hydra.sweep.dir.endswith("/train/sweeps/mlp")  # no timestamp: rerunning resumes
+
+
+@pytest.mark.skipif(not (CONF / "model" / "lstm.yaml").is_file(), reason="model=lstm not built yet")
+def test_lstm_space_composes():
+    cfg = compose_cfg(["hparams_search=lstm"])
+    searched, _ = parse_params([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
+    assert {"model.hidden", "model.layers", "data.window.length", "model.lr", "model.dropout"} <= set(searched)
+    assert all(OmegaConf.select(cfg, key) is not None for key in searched)  # keys the configs have
+
+
+def test_tune_end_to_end_writes_best_and_replays(tiny_store, tmp_path):
+    p = tune(tiny_store, tmp_path, 3)
+    assert p.returncode == 0, p.stderr[-3000:]
+    done = trials(tmp_path)
+    assert [t.state for t in done] == [TrialState.COMPLETE] * 3
+    best = max(done, key=lambda t: t.value)
+    assert f"best value: {best.value}" in p.stdout
+    sweep = tmp_path / "sweep"
+    written = yaml.safe_load((sweep / "best.yaml").read_text())
+    assert written["trial"] == best.number and written["value"] == best.value
+    assert set(written["params"]) == {"model.hidden.0", "model.hidden.1", "model.optimizer", "model.lr"}
+    assert (sweep / "optimization_history.png").stat().st_size > 0
+    assert (sweep / "param_importances.png").stat().st_size > 0
+    # each epoch was reported to the trial (pruning's input)
+    assert all(sorted(t.intermediate_values) == [0, 1] for t in done)
+
+    # the best trial replays through train.py with its exact params
+    p = run_cli(["train.py", f"+best={sweep / 'best.yaml'}", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}/replay"],
+                env={"JSMP_ROOT": str(tmp_path)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    cfg = yaml.safe_load((tmp_path / "replay" / "config.yaml").read_text())
+    assert cfg["model"]["hidden"] == [written["params"]["model.hidden.0"], written["params"]["model.hidden.1"]]
+    assert cfg["model"]["lr"] == written["params"]["model.lr"]
+
+
+def test_failing_trials_are_recorded_and_the_sweep_goes_on(tiny_store, tmp_path):
+    # a grid over lr: the negative one raises a UserError in its job
+    grid = ["hydra/sweeper/sampler=grid", "model.hidden.0=110", "model.hidden.1=20", "model.optimizer=adam",
+            "model.lr=choice(0.001, -1.0, 0.002)", "hydra.sweeper.max_failure_rate=0.5"]
+    p = tune(tiny_store, tmp_path, 3, *grid)
+    assert p.returncode == 0, p.stderr[-3000:]
+    by_lr = {t.params["model.lr"]: t.state for t in trials(tmp_path)}
+    assert by_lr == {0.001: TrialState.COMPLETE, -1.0: TrialState.FAIL, 0.002: TrialState.COMPLETE}
+    assert "model.lr must be > 0" in p.stdout + p.stderr
+
+    # with no failures allowed, the same sweep in a new study stops with a message
+    p = tune(tiny_store, tmp_path, 3, *grid, "hydra.sweeper.max_failure_rate=0", "hydra.sweeper.study_name=strict")
+    assert p.returncode != 0 and "max_failure_rate=0" in p.stderr
+
+
+def test_pruned_trials_are_recorded(tiny_store, tmp_path):
+    # a pruner that prunes every trial after its 2nd epoch (step 1)
+    pruner = "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1e9,n_warmup_steps:1}"
+    p = tune(tiny_store, tmp_path, 2, "trainer.max_epochs=5", "hydra.sweeper.pruner=null", pruner)
+    assert p.returncode == 0, p.stderr[-3000:]
+    done = trials(tmp_path)
+    assert [t.state for t in done] == [TrialState.PRUNED] * 2
+    assert all(sorted(t.intermediate_values) == [0, 1] for t in done)  # stopped after epoch 1 of 5
+    assert not (tmp_path / "sweep" / "best.yaml").exists()
+
+
+@pytest.mark.parametrize("outcome,state", [
+    ((JobStatus.COMPLETED, 1.5), TrialState.COMPLETE),
+    ((JobStatus.COMPLETED, float("nan")), TrialState.FAIL),
+    ((JobStatus.COMPLETED, "oops"), TrialState.FAIL),
+    ((JobStatus.FAILED, RuntimeError("boom")), TrialState.FAIL),
+    ((JobStatus.FAILED, optuna.TrialPruned("epoch 3")), TrialState.PRUNED),
+])
+def test_job_outcome_to_trial_state(outcome, state):
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    status, value = outcome
+    OptunaSweeper._tell(SimpleNamespace(directions=["maximize"]), study, trial, JobReturn(status=status, _return_value=value))
+    assert study.trials[0].state == state
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_losing_or_duplicating_trials(tiny_store, tmp_path):
+    args = tune_args(tiny_store, tmp_path, 6, "trainer.max_epochs=4")
+    env = {**os.environ, "JSMP_ROOT": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "sweep" / "optuna.db"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill it in the middle of its 3rd trial
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                states = [t.state for t in trials(tmp_path)]
+            except Exception:  # the study is being created
+                continue
+            if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = trials(tmp_path)
+    killed = [t for t in before if t.state == TrialState.RUNNING]
+    assert len(killed) == 1 and len(before) < 6
+
+    p = tune(tiny_store, tmp_path, 6, "trainer.max_epochs=4")
+    assert p.returncode == 0, p.stderr[-3000:]
+    after = trials(tmp_path)
+    counted = _counted(after)
+    assert len(counted) == 6 and all(t.state in FINISHED for t in counted)
+    assert len({tuple(t.params.items()) for t in counted}) == 6  # no config proposed twice
+    # the trials finished before the kill are kept as they were, the killed one is run again
+    for t in before:
+        if t.state == TrialState.COMPLETE:
+            assert after[t.number].value == t.value
+    retry = [t for t in counted if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed[0].number]
+    assert len(retry) == 1 and retry[0].params == killed[0].params
+    assert after[killed[0].number].state == TrialState.FAIL
+
+    # rerunning a finished study runs nothing more
+    p = tune(tiny_store, tmp_path, 6, "trainer.max_epochs=4")
+    assert p.returncode == 0 and len(trials(tmp_path)) == len(after)
+
+
+@pytest.mark.slow
+def test_two_workers_on_one_storage_finish_exactly_n_trials(tiny_store, tmp_path):
+    db = tmp_path / "shared.db"
+    env = {**os.environ, "JSMP_ROOT": str(tmp_path)}
+    procs = [
+        subprocess.Popen([sys.executable, *tune_args(tiny_store, tmp_path / f"w{i}", 7, "trainer.max_epochs=4",
+                                                     f"hydra.sweeper.storage=sqlite:///{db}",
+                                                     f"hydra.sweeper.sampler.seed={i}")],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errs]
+    done = trials(tmp_path, db=db)
+    counted = _counted(done)
+    assert len(counted) == 7 and all(t.state in FINISHED for t in counted)
+    workers = {t.user_attrs["worker"] for t in counted}
+    assert len(workers) == 2  # both took part
+    assert sum(len(list((tmp_path / f"w{i}" / "sweep").glob("trial-*"))) for i in range(2)) == 7  # jobs run

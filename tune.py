@@ -1,0 +1,33 @@
+"""Hyper-parameter search: `python tune.py model=mlp [overrides]`.
+
+The same as `python train.py hparams_search=mlp [overrides]`: runs conf/hparams_search/<model>.yaml
+(a multirun with the jsmp_optuna sweeper; storage and n_trials defaults there), prints the
+best value and params and writes best.yaml, the plots and optuna.db into the sweep dir
+(logs/train/sweeps/<model>). Rerunning the same command continues the study.
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from jsmp.cli import run_task
+from jsmp.training import train
+
+
+def tune_argv(argv: list[str]) -> list[str]:
+    """`argv` plus `hparams_search=<model>` (model from `model=...`, default mlp) unless given."""
+    if any(a.startswith("hparams_search=") for a in argv):
+        return argv
+    model = next((a.split("=", 1)[1] for a in argv if a.startswith("model=")), "mlp")
+    return [*argv, f"hparams_search={model}"]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    return run_task(train, cfg)
+
+
+if __name__ == "__main__":
+    sys.argv = [sys.argv[0], *tune_argv(sys.argv[1:])]
+    main()
