@@ -1,7 +1,7 @@
 """The training recipe: config in, fitted model, checkpoints, TensorBoard and metrics.json out.
 
     data   = instantiate(cfg.data)          # split by date, fill stats, batch gathering
-    model  = instantiate(cfg.model, n_features=..., n_days=...)
+    model  = instantiate(cfg.model, n_features=..., n_days=..., n_targets=...)
     trainer.fit(model, data)                # checkpoints on val/utility, early stopping
     return metrics[cfg.optimized_metric]    # for sweepers
 """
@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> float:
     data = build(cfg.data, "data")
     data.prepare_data()
     data.setup("fit")
-    model = build(cfg.model, "model", n_features=data.n_features, n_days=data.n_days)
+    model = build(cfg.model, "model", n_features=data.n_features, n_days=data.n_days, n_targets=data.n_targets)
 
     metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, extra=data.reference_metrics())
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]

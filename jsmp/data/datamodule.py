@@ -11,8 +11,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jsmp.data.fill import feature_means, fill_nan
+from jsmp.data.labels import Labels
 from jsmp.data.sampler import BatchIndexSampler
-from jsmp.data.splits import Split, holdout
+from jsmp.data.splits import Split, first_day, holdout, offset
 from jsmp.data.store import Store, is_store
 from jsmp.data.synthetic import SynthSpec, write_store
 from jsmp.errors import UserError
@@ -38,12 +39,14 @@ class RowBatches(Dataset):
     """`dataset[positions]` -> one batch dict, gathered from the store in one go.
 
     positions: int64 array of indices into `rows` (this split's store rows).
-    Batch: x (B, F) float32 with NaNs filled; y (B,) float32 = resp > 0; weight, resp (B,)
-    float32; day (B,) int64 day index, for the per-date utility.
+    Batch: x (B, F) float32 with NaNs filled; y = target > 0, (B,) for one target or (B, T)
+    (see jsmp.data.labels), [sample_weight (B,)]; weight, resp (B,) float32; day (B,) int64
+    day index, for the per-date utility.
     """
 
-    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray):
+    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None = None):
         self.store, self.rows, self.fill_value = store, rows, fill_value
+        self.labels = labels or Labels(store)
         self.day = store.row_day_index()
         self.weight, self.resp = store.side("weight"), store.side("resp")
 
@@ -58,7 +61,7 @@ class RowBatches(Dataset):
         resp = np.asarray(self.resp[rows])
         return {
             "x": torch.from_numpy(self.features(rows)),
-            "y": torch.from_numpy((resp > 0).astype(np.float32)),
+            **{k: torch.from_numpy(v) for k, v in self.labels(rows).items()},
             "weight": torch.from_numpy(np.asarray(self.weight[rows])),
             "resp": torch.from_numpy(resp),
             "day": torch.from_numpy(self.day[rows].astype(np.int64)),
@@ -76,12 +79,16 @@ class JsmpDataModule(L.LightningDataModule):
         fill: how NaNs are filled ('mean' = training-day feature means).
         drop_zero_weight: leave weight-0 rows out of training (validation keeps all rows).
         verify: check the store's shard checksums before training (one read of the store).
+        targets: return columns, one binary label `column > 0` each (the model gets one output per target).
+        sample_weight: null, or how rows weigh in the loss (jsmp.data.labels.SAMPLE_WEIGHTS).
+        min_date: days with an earlier date are dropped before splitting (null keeps all).
     """
 
     def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
                  frac: float = 1.0, keep: str = "end", split: dict | None = None, fill: str = "mean",
                  drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
-                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True):
+                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True,
+                 targets=("resp",), sample_weight: str | None = None, min_date: int | None = None):
         super().__init__()
         if fill not in FILLS:
             raise UserError(f"data.fill must be one of {list(FILLS)}, got {fill!r}")
@@ -94,6 +101,7 @@ class JsmpDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
         self.verify = verify
+        self.targets, self.sample_weight, self.min_date = targets, sample_weight, min_date
         self.store: Store | None = None
         self.split: Split | None = None
 
@@ -108,13 +116,15 @@ class JsmpDataModule(L.LightningDataModule):
         store = Store(self.store_path)
         if self.verify:
             store.verify()
-        self.split = holdout(store.n_days, self.frac, keep=self.keep, **self.split_cfg)
+        first = first_day(store.days, self.min_date)
+        self.split = offset(holdout(store.n_days - first, self.frac, keep=self.keep, **self.split_cfg), first)
         train_rows = store.day_rows(self.split.train)
         if self.drop_zero_weight:
             train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
         self.fill_value = feature_means(store, self.split.train)
-        self.train_set = RowBatches(store, train_rows, self.fill_value)
-        self.val_set = RowBatches(store, store.day_rows(self.split.val), self.fill_value)
+        labels = Labels(store, self.targets, self.sample_weight)
+        self.train_set = RowBatches(store, train_rows, self.fill_value, labels)
+        self.val_set = RowBatches(store, store.day_rows(self.split.val), self.fill_value, labels)
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
@@ -131,6 +141,10 @@ class JsmpDataModule(L.LightningDataModule):
     @property
     def n_features(self) -> int:
         return Store(self.store_path).n_features if self.store is None else self.store.n_features
+
+    @property
+    def n_targets(self) -> int:
+        return 1 if isinstance(self.targets, str) else len(self.targets)
 
     @property
     def n_days(self) -> int:

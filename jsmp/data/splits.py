@@ -43,3 +43,18 @@ def holdout(n_days: int, frac: float = 1.0, val_frac: float = 0.2, gap_days: int
             f"{gap_days} gap days + at least one training day (raise data.frac or lower data.split.gap_days)"
         )
     return Split(train=days[:n_train], val=days[len(days) - n_val :])
+
+
+def first_day(days: np.ndarray, min_date: int | None) -> int:
+    """Index of the first day whose date is >= `min_date` (`data.min_date`; 0 when None)."""
+    if min_date is None:
+        return 0
+    first = int(np.searchsorted(days, min_date))
+    if first >= len(days):
+        raise UserError(f"data.min_date={min_date} drops every day (the last date is {int(days[-1])})")
+    return first
+
+
+def offset(split: Split, first: int) -> Split:
+    """`split` computed on the days from index `first` on, as indices into all days."""
+    return Split(train=split.train + first, val=split.val + first)
