@@ -2,7 +2,7 @@
 
     data   = instantiate(cfg.data)          # split by date, fill stats, batch gathering
                                             # (windowed=True when the model class sets `sequence`)
-    model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days
+    model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days, n_targets
     trainer.fit(model, data)                # checkpoints on val/utility, early stopping
     return metrics[cfg.optimized_metric]    # for sweepers
 """

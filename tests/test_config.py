@@ -7,7 +7,8 @@ from hydra.utils import instantiate
 
 from conftest import CONF, compose_cfg
 
-GROUPS = ["data", "model", "trainer", "callbacks", "logger", "paths", "experiment", "hparams_search"]
+# (experiment presets: tests/test_experiments.py)
+GROUPS = ["data", "model", "trainer", "callbacks", "logger", "paths", "hparams_search"]
 
 
 def _options(group):

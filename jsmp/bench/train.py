@@ -76,7 +76,7 @@ def loop_rate(model: L.LightningModule, batches: list[dict], warmup: int) -> flo
         if i == warmup:
             t0 = time.perf_counter()
         opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(model.logits(batch), batch["y"])
+        loss = F.binary_cross_entropy_with_logits(model(*model.inputs(batch)), batch["y"])
         loss.backward()
         opt.step()
     return sum(len(b["y"]) for b in batches[warmup:]) / (time.perf_counter() - t0)

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jsmp.data.fill import FILLS, fill_nan, fill_source
+from jsmp.data.labels import Labels
 from jsmp.data.preprocess import Preprocess
 from jsmp.data.sampler import BatchIndexSampler
 from jsmp.data.splits import Split, choose
@@ -37,12 +38,14 @@ class RowBatches(Dataset):
     """`dataset[positions]` -> one batch dict, gathered from the store in one go.
 
     positions: int64 array of indices into `rows` (this split's store rows).
-    Batch: x (B, F) float32 with NaNs filled; y (B,) float32 = resp > 0; weight, resp (B,)
-    float32; day (B,) int64 day index, for the per-date utility.
+    Batch: x (B, F) float32 with NaNs filled; y = target > 0, (B,) for one target or (B, T)
+    (see jsmp.data.labels), [sample_weight (B,)]; weight, resp (B,) float32; day (B,) int64
+    day index, for the per-date utility.
     """
 
-    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray):
+    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None = None):
         self.store, self.rows, self.fill_value = store, rows, fill_value
+        self.labels = labels or Labels(store)
         self.day = store.row_day_index()
         self.weight, self.resp = store.side("weight"), store.side("resp")
 
@@ -61,7 +64,7 @@ class RowBatches(Dataset):
         resp = np.asarray(self.resp[rows])
         return {
             **self.inputs(rows),
-            "y": torch.from_numpy((resp > 0).astype(np.float32)),
+            **{k: torch.from_numpy(v) for k, v in self.labels(rows).items()},
             "weight": torch.from_numpy(np.asarray(self.weight[rows])),
             "resp": torch.from_numpy(resp),
             "day": torch.from_numpy(self.day[rows].astype(np.int64)),
@@ -72,8 +75,9 @@ class WindowBatches(RowBatches):
     """RowBatches whose inputs are each target row's window (see jsmp.data.windows):
     x (B, W, F) float32, padding zeroed; mask (B, W) bool, False on padding."""
 
-    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, window: WindowSpec):
-        super().__init__(store, rows, fill_value)
+    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None,
+                 window: WindowSpec):
+        super().__init__(store, rows, fill_value, labels)
         self.window = window
 
     def inputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -98,6 +102,9 @@ class JsmpDataModule(L.LightningDataModule):
         verify: check the store's shard checksums before training (one read of the store).
         window: {length, cross_days, shuffle_block} of the windows served when `windowed`
             (jsmp.data.windows.WindowSpec); the recipe sets `windowed` for sequence models.
+        targets: return columns, one binary label `column > 0` each (the model gets one output per target).
+        sample_weight: null, or how rows weigh in the loss (jsmp.data.labels.SAMPLE_WEIGHTS).
+        min_date: days with an earlier date are dropped before splitting (null keeps all).
     """
 
     def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
@@ -105,7 +112,8 @@ class JsmpDataModule(L.LightningDataModule):
                  fold: int | None = None, fill: str = "mean",
                  drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
                  num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True,
-                 window: dict | None = None, windowed: bool = False):
+                 window: dict | None = None, windowed: bool = False, targets=("resp",),
+                 sample_weight: str | None = None, min_date: int | None = None):
         super().__init__()
         if fill not in FILLS:
             raise UserError(f"data.fill must be one of {list(FILLS)}, got {fill!r}")
@@ -120,6 +128,7 @@ class JsmpDataModule(L.LightningDataModule):
         self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
         self.verify = verify
         self.window = WindowSpec(**(window or {})) if windowed else None
+        self.targets, self.sample_weight, self.min_date = targets, sample_weight, min_date
         self.store: Store | None = None
         self.split: Split | None = None
 
@@ -134,25 +143,26 @@ class JsmpDataModule(L.LightningDataModule):
         store = Store(self.store_path)
         if self.verify:
             store.verify()
-        self.split = choose(store.n_days, self.frac, self.keep, self.split_cfg, self.cv_cfg, self.fold)
+        self.split = choose(store.days, self.frac, self.keep, self.split_cfg, self.cv_cfg, self.fold, self.min_date)
         train_rows = store.day_rows(self.split.train)
         if self.drop_zero_weight:
             train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
         source, self.fill_value = fill_source(store, self.fill, self.split.train)
-        self.train_set = self._batches(source, train_rows)
-        self.val_set = self._batches(source, store.day_rows(self.split.val))
+        labels = Labels(store, self.targets, self.sample_weight)
+        self.train_set = self._batches(source, train_rows, labels)
+        self.val_set = self._batches(source, store.day_rows(self.split.val), labels)
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
 
-    def _batches(self, store: Store, rows: np.ndarray) -> RowBatches:
+    def _batches(self, store: Store, rows: np.ndarray, labels: Labels) -> RowBatches:
         if self.window is None:
-            return RowBatches(store, rows, self.fill_value)
-        return WindowBatches(store, rows, self.fill_value, self.window)
+            return RowBatches(store, rows, self.fill_value, labels)
+        return WindowBatches(store, rows, self.fill_value, labels, self.window)
 
     def model_kwargs(self) -> dict:
         """What the model's constructor needs from the data."""
-        return {"n_features": self.n_features, "n_days": self.n_days}
+        return {"n_features": self.n_features, "n_days": self.n_days, "n_targets": self.n_targets}
 
     def preprocess(self) -> Preprocess:
         """How rows were prepared (features, fill, window): saved with the run for inference."""
@@ -171,6 +181,10 @@ class JsmpDataModule(L.LightningDataModule):
     @property
     def n_features(self) -> int:
         return Store(self.store_path).n_features if self.store is None else self.store.n_features
+
+    @property
+    def n_targets(self) -> int:
+        return 1 if isinstance(self.targets, str) else len(self.targets)
 
     @property
     def n_days(self) -> int:

@@ -45,6 +45,21 @@ def holdout(n_days: int, frac: float = 1.0, val_frac: float = 0.2, gap_days: int
     return Split(train=days[:n_train], val=days[len(days) - n_val :])
 
 
+def first_day(days: np.ndarray, min_date: int | None) -> int:
+    """Index of the first day whose date is >= `min_date` (`data.min_date`; 0 when None)."""
+    if min_date is None:
+        return 0
+    first = int(np.searchsorted(days, min_date))
+    if first >= len(days):
+        raise UserError(f"data.min_date={min_date} drops every day (the last date is {int(days[-1])})")
+    return first
+
+
+def offset(split: Split, first: int) -> Split:
+    """`split` computed on the days from index `first` on, as indices into all days."""
+    return Split(train=split.train + first, val=split.val + first)
+
+
 def purged_fold(n_days: int, fold: int, folds: int = 5, gap_days: int = 31, frac: float = 1.0, keep: str = "end") -> Split:
     """Fold `fold` of a purged group time-series split by date (the 1st-place JSMP scheme).
 
@@ -70,8 +85,11 @@ def purged_fold(n_days: int, fold: int, folds: int = 5, gap_days: int = 31, frac
     return Split(train=days[: start - gap_days], val=days[start : start + size])
 
 
-def choose(n_days: int, frac: float, keep: str, split: dict, cv: dict, fold: int | None) -> Split:
-    """The run's split: the holdout (`data.split`) unless `data.fold` picks a purged CV fold (`data.cv`)."""
-    if fold is None:
-        return holdout(n_days, frac, keep=keep, **split)
-    return purged_fold(n_days, fold, frac=frac, keep=keep, **cv)
+def choose(days: np.ndarray, frac: float, keep: str, split: dict, cv: dict, fold: int | None,
+           min_date: int | None = None) -> Split:
+    """The run's split of a store's `days` (date values, ascending): the days before `min_date`
+    are dropped, then the holdout (`data.split`) unless `data.fold` picks a purged CV fold (`data.cv`)."""
+    first = first_day(days, min_date)
+    n = len(days) - first
+    chosen = holdout(n, frac, keep=keep, **split) if fold is None else purged_fold(n, fold, frac=frac, keep=keep, **cv)
+    return offset(chosen, first)

@@ -1,6 +1,9 @@
 """Shared LightningModule: BCE on logits, the competition metrics, optimizer from config.
 
-Subclasses build the network and implement `forward(x) -> logits (B,)`.
+Subclasses build the network with `self.n_targets` outputs and implement
+`forward(x) -> logits (B, n_targets)` ((B,) is fine for one target). The trade
+probability is the mean of the targets' probabilities; the action is probability > 0.5.
+A subclass with extra training objectives overrides `losses(batch)`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,19 @@ from jsmp.metrics import UtilityMetric
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
 
 
-class TradeModule(L.LightningModule):
-    """Args: n_days (for the per-date utility), optimizer name, lr, weight_decay, momentum (SGD/RMSprop)."""
+def trade_proba(logits: torch.Tensor) -> torch.Tensor:
+    """(B, T) or (B,) logits -> (B,) mean probability over the targets; trade when > 0.5."""
+    return torch.sigmoid(logits.reshape(len(logits), -1)).mean(-1)
 
-    def __init__(self, n_days: int, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
-                 momentum: float = 0.0):
+
+class TradeModule(L.LightningModule):
+    """Args: n_days (for the per-date utility), n_targets (outputs: one per label column),
+    optimizer name, lr, weight_decay, momentum (SGD/RMSprop)."""
+
+    def __init__(self, n_days: int, n_targets: int = 1, optimizer: str = "adam", lr: float = 1e-3,
+                 weight_decay: float = 0.0, momentum: float = 0.0):
         super().__init__()
+        self.n_targets = n_targets
         name = str(optimizer).lower()
         if name not in OPTIMIZERS:
             raise UserError(f"model.optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -35,24 +45,45 @@ class TradeModule(L.LightningModule):
         self.val_utility_best = MaxMetric()
         self.val_utility_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
 
+    def inputs(self, batch: dict) -> tuple:
+        """The forward() arguments taken from a batch (sequence models add the mask)."""
+        return (batch["x"],)
+
     def logits(self, batch: dict) -> torch.Tensor:
-        return self(batch["x"])
+        """(B, n_targets) logits of the batch."""
+        out = self(*self.inputs(batch))
+        return out.reshape(len(out), -1)
 
     def predict_proba(self, batch: dict) -> torch.Tensor:
-        return torch.sigmoid(self.logits(batch))
+        """(B,) trade probability."""
+        return trade_proba(self.logits(batch))
+
+    def bce(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """BCE of (B, T) logits against batch["y"], mean over targets, then over rows
+        (weighted by batch["sample_weight"] when the data gives one)."""
+        per_row = F.binary_cross_entropy_with_logits(logits, batch["y"].reshape(logits.shape), reduction="none").mean(-1)
+        w = batch.get("sample_weight")
+        return per_row.mean() if w is None else (per_row * w).sum() / w.sum().clamp_min(1e-12)
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The training objectives by name; their sum is minimised and each is logged as train/<name>."""
+        return {"bce": self.bce(self.logits(batch), batch)}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = F.binary_cross_entropy_with_logits(self.logits(batch), batch["y"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
+        terms = self.losses(batch)
+        loss = torch.stack(list(terms.values())).sum()
+        n = len(batch["x"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self.logits(batch)
-        y = batch["y"]
-        self.log("val/loss", F.binary_cross_entropy_with_logits(logits, y), on_epoch=True, batch_size=len(y))
-        prob = torch.sigmoid(logits)
-        self.val_auc.update(prob, y.long())
-        self.val_acc.update(prob, y.long())
+        self.log("val/loss", self.bce(logits, batch), on_epoch=True, batch_size=len(logits))
+        prob = trade_proba(logits)
+        y = (batch["resp"] > 0).long()  # AUC and accuracy of the trade decision, on the `resp` label
+        self.val_auc.update(prob, y)
+        self.val_acc.update(prob, y)
         self.val_utility.update(batch["day"], batch["weight"], batch["resp"], (prob > 0.5).to(prob.dtype))
 
     def on_validation_epoch_end(self) -> None:

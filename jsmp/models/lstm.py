@@ -1,4 +1,4 @@
-"""The LSTM over windows of rows: x (B, W, F) -> nn.LSTM -> Linear on the last step -> logits (B,)."""
+"""The LSTM over windows of rows: x (B, W, F) -> nn.LSTM -> Linear on the last step -> logits (B, n_targets)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ def left_to_right_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
 
 
 class LSTM(TradeModule):
-    """Windows x (B, W, n_features) [+ mask (B, W)] -> logits (B,) for the window's last row.
+    """Windows x (B, W, n_features) [+ mask (B, W)] -> logits (B, n_targets), (B,) for one
+    target, of the window's last row.
 
     `sequence = True` tells the recipe to serve windows (data.window). Left-padded windows
     (mask False at the start, data.window.cross_days=false) are packed so the LSTM reads
     only real rows; the head reads the top layer's state after the last row, the target.
-    The trade probability is sigmoid(logits) (`predict_proba`); the loss is BCE on logits.
+    The trade probability is the mean sigmoid over targets (`predict_proba`); the loss is BCE on logits.
     """
 
     sequence = True
@@ -38,10 +39,10 @@ class LSTM(TradeModule):
             raise UserError(f"model.dropout must be in [0, 1), got {dropout!r}")
         self.lstm = nn.LSTM(n_features, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
                             batch_first=True)
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, self.n_targets)
 
-    def logits(self, batch: dict) -> torch.Tensor:
-        return self(batch["x"], batch.get("mask"))
+    def inputs(self, batch: dict) -> tuple:
+        return batch["x"], batch.get("mask")
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is not None and not bool(mask.all()):

@@ -17,8 +17,25 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def dense_layers(width: int, hidden: list[int], activations: list[str], dropouts: list[float],
+                 batch_norm: bool) -> list[nn.Module]:
+    """Linear(width -> h) [-> BatchNorm] -> activation [-> Dropout] for each width h in `hidden`."""
+    layers: list[nn.Module] = []
+    for h, act, p in zip(hidden, activations, dropouts, strict=True):
+        if not 0 <= p < 1:
+            raise UserError(f"model: dropout rates must be in [0, 1), got {p!r}")
+        layers.append(nn.Linear(width, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(activation(act))
+        if p:
+            layers.append(nn.Dropout(p))
+        width = h
+    return layers
+
+
 class MLP(TradeModule):
-    """x (B, n_features) -> logits (B,).
+    """x (B, n_features) -> logits (B, n_targets), squeezed to (B,) for one target.
 
     hidden: widths of the hidden layers, any depth. activations: one name for every layer,
     or one per layer. dropout applies after each hidden activation; batch_norm before it.
@@ -33,19 +50,8 @@ class MLP(TradeModule):
         acts = [activations] * len(hidden) if isinstance(activations, str) else list(activations)
         if len(acts) != len(hidden):
             raise UserError(f"model.activations has {len(acts)} entries for {len(hidden)} hidden layers (model.hidden)")
-        if not 0 <= dropout < 1:
-            raise UserError(f"model.dropout must be in [0, 1), got {dropout!r}")
-        layers: list[nn.Module] = []
-        width = n_features
-        for h, act in zip(hidden, acts):
-            layers.append(nn.Linear(width, h))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(h))
-            layers.append(activation(act))
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            width = h
-        layers.append(nn.Linear(width, 1))
+        layers = dense_layers(n_features, hidden, acts, [dropout] * len(hidden), batch_norm)
+        layers.append(nn.Linear(hidden[-1] if hidden else n_features, self.n_targets))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
