@@ -40,6 +40,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 from optuna.trial import FrozenTrial, TrialState
 
+from jsmp.processes import pid_alive
+
 from . import config as _config  # noqa: F401  (registers the configs)
 from .reports import OVERRIDES_ATTR, report
 from .space import override_text, parse_params
@@ -199,7 +201,7 @@ class OptunaSweeper(Sweeper):
         storage = study._storage
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker_host, _, pid = str(t.user_attrs.get(WORKER_ATTR, "")).partition(":")
-            if worker_host != host or not pid or _alive(int(pid)):
+            if worker_host != host or not pid or pid_alive(int(pid)):
                 continue
             try:
                 storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
@@ -268,15 +270,6 @@ def _counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """Trials that count toward n_trials: not surplus, not failed-and-retried."""
     retried = {n for t in trials for n in Retry.retry_history(t)}
     return [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR) and t.number not in retried]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

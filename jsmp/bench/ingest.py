@@ -20,7 +20,7 @@ from jsmp.data.synthetic import SynthSpec, write_csv
 ROWS_PER_DAY = 4780  # the real file's mean
 
 PANDAS = "import numpy as np, pandas as pd; x = pd.read_csv({path!r}).astype(np.float32); print(len(x))"
-JSMP = "from jsmp.data.ingest import ingest; ingest({path!r}, {store!r}, force=True)"
+JSMP = "from jsmp.data.__main__ import run_and_exit; run_and_exit(['ingest', {path!r}, '--store', {store!r}, '--force'])"
 
 
 def kaggle_csv(rows: int) -> Path:

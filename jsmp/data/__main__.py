@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -77,5 +78,22 @@ def main(argv: list[str] | None = None) -> None:
     args.func(args)
 
 
+def run_and_exit(argv: list[str] | None = None) -> None:
+    """Run `main` and end the process with its exit code, skipping interpreter finalization.
+
+    pyarrow's CSV reader leaves worker threads behind that can abort a finishing interpreter
+    ("terminate called without an active exception"; pyarrow 26, about 1 run in 5 here).
+    Everything has been written, renamed and flushed by then, so nothing is lost by exiting at once.
+    """
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()

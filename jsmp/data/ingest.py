@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from jsmp.data import schema
@@ -195,7 +194,7 @@ def _open_csv(text: _Tap, layout: Layout, *, types: dict, threads: bool, on_inva
     )
 
 
-_CONVERSION = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+_CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+): invalid value '(.*)'", re.S)
 
 
 def locate_csv_error(path: Path, kind: str, layout: Layout, err: Exception) -> UserError:
@@ -214,8 +213,9 @@ def locate_csv_error(path: Path, kind: str, layout: Layout, err: Exception) -> U
     _, text = _text_stream(path, kind)
     line = 2
     try:
-        with text:
-            for batch in _open_csv(text, layout, types={c: pa.string() for c in layout.read}, threads=False, on_invalid=on_invalid):
+        with text, _open_csv(text, layout, types={c: pa.string() for c in layout.read}, threads=False,
+                             on_invalid=on_invalid) as reader:
+            for batch in reader:
                 if column is not None:
                     hits = np.flatnonzero(batch.column(column).to_numpy(zero_copy_only=False) == m.group(3))
                     if len(hits):
@@ -241,9 +241,12 @@ def iter_csv(source: Source, layout: Layout, hasher) -> Iterator[tuple[pa.Record
     line = 2
     with text:
         try:
-            for batch in _open_csv(text, layout, types=_arrow_types(layout), threads=True, on_invalid=lambda row: "error"):
-                yield batch, line, raw.n
-                line += batch.num_rows
+            # The reader is closed (also when the consumer stops early) before the file. Its
+            # threads can still abort the interpreter at exit: see jsmp.data.__main__.run_and_exit.
+            with _open_csv(text, layout, types=_arrow_types(layout), threads=True, on_invalid=lambda row: "error") as reader:
+                for batch in reader:
+                    yield batch, line, raw.n
+                    line += batch.num_rows
         except (pa.ArrowInvalid, EOFError, OSError, gzip.BadGzipFile) as e:
             if not isinstance(e, pa.ArrowInvalid):
                 raise UserError(f"{path}: cannot read ({e}); expected a complete {source.kind} file") from None
@@ -251,7 +254,10 @@ def iter_csv(source: Source, layout: Layout, hasher) -> Iterator[tuple[pa.Record
 
 
 # -- Parquet ------------------------------------------------------------------------------
-def parquet_file(path: Path) -> pq.ParquetFile:
+def parquet_file(path: Path):
+    """Open a Parquet file (pyarrow.parquet is imported only for Parquet sources)."""
+    import pyarrow.parquet as pq
+
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowInvalid, OSError) as e:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from jsmp.errors import UserError
+from jsmp.processes import pid_alive
 
 FORMAT = "jsmp-store"
 VERSION = 1
@@ -185,18 +186,8 @@ def _remove_stale_temps(path: Path) -> None:
     """Delete temp dirs of earlier writes to `path` whose writer process is gone (killed mid-write)."""
     for tmp in path.parent.glob(f".{path.name}.tmp-*"):
         pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
