@@ -1,6 +1,5 @@
 """Every config group option composes, and the data/model configs build."""
 
-from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate

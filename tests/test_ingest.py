@@ -1,7 +1,6 @@
 """`python -m jsmp.data ingest/info`: schema rules, every bad input, CSV vs Parquet vs pandas."""
 
 import gzip
-import json
 from pathlib import Path
 
 import numpy as np

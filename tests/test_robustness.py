@@ -6,9 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import ROOT, TINY, run_cli
@@ -38,6 +36,7 @@ def test_same_seed_gives_identical_metrics(tiny_store, tmp_path):
     ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in "ab")
     assert ma == mb
     c = _train(tmp_path, "c", *args, "seed=7")
+    assert c.returncode == 0, c.stderr[-2000:]
     assert json.loads((tmp_path / "c" / "metrics.json").read_text())["val/loss"] != ma["val/loss"]
 
 

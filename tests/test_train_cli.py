@@ -1,7 +1,6 @@
 """train.py run as a user runs it: a subprocess, with Hydra overrides."""
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -13,7 +13,6 @@ import argparse
 import itertools
 import time
 
-import numpy as np
 
 from jsmp.bench.common import add_store_arguments, synthetic_store
 from jsmp.data.datamodule import JsmpDataModule
