@@ -79,3 +79,24 @@ def test_fold_replaces_the_holdout(tiny_store):
     np.testing.assert_array_equal(dm.split.train, expected.train)
     days = Store(tiny_store).row_day_index()
     assert set(days[dm.val_set.rows]) == set(expected.val.tolist())
+
+
+def test_parallel_gather_gives_the_serial_batch(tiny_store, monkeypatch):
+    import torch
+
+    from jsmp.data import parallel
+
+    dm = _dm(tiny_store)
+    positions = np.arange(0, len(dm.train_set), 2)
+    serial = dm.train_set[positions]
+    monkeypatch.setattr(parallel, "MIN_ROWS", 64)  # split even this small batch across threads
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        split = dm.train_set[positions]
+    finally:
+        torch.set_num_threads(old)
+    assert len(positions) >= 2 * parallel.MIN_ROWS
+    assert serial.keys() == split.keys()
+    for k in serial:
+        np.testing.assert_array_equal(split[k].numpy(), serial[k].numpy())

@@ -10,9 +10,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jsmp.data.fill import FILLS, fill_nan, fill_source
+from jsmp.data.fill import FILLS, fill_nan, fill_source, nan_rows
 from jsmp.data.labels import Labels
+from jsmp.data.parallel import for_slices
 from jsmp.data.preprocess import Preprocess
+from jsmp.data.rowtable import RowTable
 from jsmp.data.sampler import BatchIndexSampler
 from jsmp.data.splits import Split, choose
 from jsmp.data.store import Store, is_store
@@ -41,34 +43,52 @@ class RowBatches(Dataset):
     Batch: x (B, F) float32 with NaNs filled; y = target > 0, (B,) for one target or (B, T)
     (see jsmp.data.labels), [sample_weight (B,)]; weight, resp (B,) float32; day (B,) int64
     day index, for the per-date utility.
+
+    Only the features are read from the memmap per batch. The rest is small: taken once for
+    the split's rows at set-up and held in memory as one packed record per row (RowTable),
+    with each row's NaN flag (jsmp.data.fill.nan_rows), so NaNs are only looked for on the
+    rows that have some. Gathers use `ndarray.take`, several times faster than fancy `[]`.
     """
 
     def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None = None):
+        if store.n_rows >= 2**31:
+            raise UserError(f"store {store.path}: {store.n_rows} rows; at most 2**31 - 1 are supported")
         self.store, self.rows, self.fill_value = store, rows, fill_value
-        self.labels = labels or Labels(store)
-        self.day = store.row_day_index()
-        self.weight, self.resp = store.side("weight"), store.side("resp")
+        self.has_nan = nan_rows(store)
+        self.table = RowTable({
+            "row": rows.astype(np.int32),
+            "has_nan": self.has_nan.take(rows),
+            **(labels or Labels(store))(rows),
+            "weight": store.side("weight").take(rows).astype(np.float32),
+            "resp": store.side("resp").take(rows).astype(np.float32),
+            "day": store.row_day_index().take(rows),
+        })
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def features(self, rows: np.ndarray) -> np.ndarray:
-        return fill_nan(self.store.gather(rows), self.fill_value)
+    def features(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> np.ndarray:
+        """(len(rows), F) features with NaNs filled; has_nan: the rows' NaN flags, if known.
+        Gathered and filled in parallel slices (jsmp.data.parallel)."""
+        has_nan = self.has_nan.take(rows) if has_nan is None else has_nan
+        x = np.empty((len(rows), self.store.n_features), dtype=np.float32)
 
-    def inputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        def part(s: slice) -> None:
+            fill_nan(self.store.gather(rows[s], out=x[s]), self.fill_value, has_nan[s])
+
+        for_slices(part, len(rows))
+        return x
+
+    def inputs(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """The model inputs of the target rows: x (B, F)."""
-        return {"x": torch.from_numpy(self.features(rows))}
+        return {"x": torch.from_numpy(self.features(rows, has_nan))}
 
     def __getitem__(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
-        rows = self.rows[positions]
-        resp = np.asarray(self.resp[rows])
-        return {
-            **self.inputs(rows),
-            **{k: torch.from_numpy(v) for k, v in self.labels(rows).items()},
-            "weight": torch.from_numpy(np.asarray(self.weight[rows])),
-            "resp": torch.from_numpy(resp),
-            "day": torch.from_numpy(self.day[rows].astype(np.int64)),
-        }
+        cols = self.table.take(positions)
+        batch = self.inputs(cols.pop("row"), cols.pop("has_nan"))
+        cols["day"] = cols["day"].astype(np.int64)
+        batch.update((k, torch.from_numpy(v)) for k, v in cols.items())
+        return batch
 
 
 class WindowBatches(RowBatches):
@@ -79,9 +99,11 @@ class WindowBatches(RowBatches):
                  window: WindowSpec):
         super().__init__(store, rows, fill_value, labels)
         self.window = window
+        self.day_start = None if window.cross_days else store.day_offsets[store.row_day_index()]
 
-    def inputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        day_start = None if self.window.cross_days else self.store.day_offsets[self.day[rows]]
+    def inputs(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """x and mask of the target rows' windows (the targets' `has_nan` flags do not cover their windows)."""
+        day_start = None if self.day_start is None else self.day_start.take(rows)
         x, mask = gather_windows(self.features, rows, self.window, day_start)
         return {"x": torch.from_numpy(x), "mask": torch.from_numpy(mask)}
 

@@ -46,10 +46,10 @@ class Labels:
         return len(self.targets)
 
     def __call__(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        resp = np.stack([np.asarray(r[rows], dtype=np.float32) for r in self.returns], axis=1)  # (B, T)
+        resp = np.stack([r.take(rows).astype(np.float32) for r in self.returns], axis=1)  # (B, T)
         y = (resp > 0).astype(np.float32)
         out = {"y": y[:, 0] if len(self) == 1 else y}
         if self.sample_weight is not None:
-            w = SAMPLE_WEIGHTS[self.sample_weight](np.asarray(self.weight[rows], dtype=np.float32), resp)
+            w = SAMPLE_WEIGHTS[self.sample_weight](self.weight.take(rows).astype(np.float32), resp)
             out["sample_weight"] = w.astype(np.float32)
         return out

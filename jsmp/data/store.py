@@ -284,29 +284,30 @@ class Store:
     def has(self, name: str) -> bool:
         return name in self.manifest["side"]
 
-    def gather(self, rows: np.ndarray) -> np.ndarray:
-        """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32.
+    def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32,
+        written into `out` when given.
 
-        One fancy-index per shard touched; sorted `rows` read the memmap sequentially. When
-        `rows` changes shard only a few times (sorted or nearly sorted, e.g. windows of sorted
-        targets), each run of one shard's rows is taken straight into place.
+        One `take` per shard touched (several times faster than fancy `[]` indexing); sorted
+        `rows` read the memmap sequentially. When `rows` changes shard only a few times (sorted
+        or nearly sorted, e.g. windows of sorted targets), each run of one shard's rows is
+        taken straight into place.
         """
         rows = np.asarray(rows, dtype=np.int64)
+        if out is None:
+            out = np.empty((len(rows), self.n_features), dtype=np.float32)
+        if not len(rows):
+            return out
         shard = np.searchsorted(self.shard_starts, rows, side="right") - 1
-        first, last = (int(shard.min()), int(shard.max())) if len(rows) else (0, 0)
-        if first == last:
-            return self.shards[first][rows - self.shard_starts[first]]
-        out = np.empty((len(rows), self.n_features), dtype=np.float32)
         cuts = np.flatnonzero(np.diff(shard)) + 1
         if len(cuts) <= max(16, len(rows) // 64):
             for a, b in zip([0, *cuts], [*cuts, len(rows)]):
                 s = shard[a]
                 np.take(self.shards[s], rows[a:b] - self.shard_starts[s], axis=0, out=out[a:b])
             return out
-        for s in range(first, last + 1):
+        for s in np.unique(shard):
             sel = shard == s
-            if sel.any():
-                out[sel] = self.shards[s][rows[sel] - self.shard_starts[s]]
+            out[sel] = self.shards[s].take(rows[sel] - self.shard_starts[s], axis=0)
         return out
 
     def iter_blocks(self, rows_ranges, block_rows: int = 1 << 16):
