@@ -35,7 +35,7 @@ def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path)
         acc = EventAccumulator(str(ev))
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
-    assert {"val/utility", "val/utility_oracle", "val/auc", "val/acc", "val/loss", "train/loss_epoch",
+    assert {"val/utility", "val/utility_oracle", "val/auc", "val/acc", "val/loss", "train/loss",
             "val/utility_best", "hp_metric"} <= tags
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert len(list((run / "checkpoints").glob("best-epoch*.ckpt"))) == 1

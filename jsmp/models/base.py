@@ -44,6 +44,8 @@ class TradeModule(L.LightningModule):
         self.val_acc = BinaryAccuracy()
         self.val_utility_best = MaxMetric()
         self.val_utility_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
+        self._epoch_sums: dict[str, torch.Tensor] = {}  # training losses x rows, summed over the epoch
+        self._epoch_rows = 0
 
     def inputs(self, batch: dict) -> tuple:
         """The forward() arguments taken from a batch (sequence models add the mask)."""
@@ -73,9 +75,20 @@ class TradeModule(L.LightningModule):
         terms = self.losses(batch)
         loss = torch.stack(list(terms.values())).sum()
         n = len(batch["x"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
-        self.log_dict({f"train/{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True, batch_size=n)
+        # Each `self.log` costs Lightning ~0.3 ms, 5% of an MLP step on CPU: the epoch means are
+        # summed here and logged once an epoch, the step loss only on steps the logger writes.
+        for k, v in {"loss": loss, **terms}.items():
+            self._epoch_sums[k] = self._epoch_sums.get(k, 0.0) + v.detach() * n
+        self._epoch_rows += n
+        every = self.trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        """Logs train/loss and train/<term>: the epoch's means over rows (averaged across ranks)."""
+        self.log_dict({f"train/{k}": v / self._epoch_rows for k, v in self._epoch_sums.items()}, sync_dist=True)
+        self._epoch_sums, self._epoch_rows = {}, 0
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self.logits(batch)
