@@ -80,12 +80,12 @@ class MetricsJson(L.Callback):
         }
         if self.error:
             out["error"] = self.error
-        _write_json(self.path, out)
+        write_json(self.path, out)
         return out
 
 
 @rank_zero_only
-def _write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> None:
     """Atomically write `obj` to `path` (once, from global rank 0 under DDP)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")

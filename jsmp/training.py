@@ -4,7 +4,7 @@
                                             # (windowed=True when the model class sets `sequence`)
     model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days, n_targets
     trainer.fit(model, data)                # checkpoints on val/utility, early stopping
-    return metrics[cfg.optimized_metric]    # for sweepers
+    return metrics[cfg.optimized_metric]    # for sweepers (with cv_objective: the mean over folds)
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import math
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import get_class
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from jsmp.callbacks import MetricsJson, NaNGuard
+from jsmp.callbacks import MetricsJson, NaNGuard, write_json
 from jsmp.config import build
 from jsmp.data.preprocess import PREPROCESS
 from jsmp.errors import UserError
@@ -55,6 +56,39 @@ def flat_hparams(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig) -> float:
+    """Train as `cfg` says: once, or once per CV fold with `cv_objective`; returns `cfg.optimized_metric`."""
+    return train_folds(cfg) if cfg.get("cv_objective") else train_once(cfg)
+
+
+def train_folds(cfg: DictConfig) -> float:
+    """`cv_objective=true`: one run per fold of `data.cv`, in `<run dir>/fold-<k>/`; returns the
+    mean of `optimized_metric` over the folds and writes it, with each fold's value, to
+    `<run dir>/metrics.json`. In a sweep the pruner follows the first fold only (the oldest,
+    cheapest one): a trial it prunes never trains the other folds."""
+    folds = cfg.data.get("cv", {}).get("folds")
+    if cfg.data.get("fold") is not None:
+        raise UserError(f"cv_objective=true trains every fold of data.cv; leave data.fold null (got {cfg.data.fold})")
+    if not isinstance(folds, int) or folds < 2:
+        raise UserError(f"cv_objective=true needs data.cv.folds to be an integer >= 2, got {folds!r}")
+    out_dir = Path(cfg.paths.output_dir)
+    values = []
+    for k in range(folds):
+        fold_cfg = cfg.copy()
+        with open_dict(fold_cfg):
+            fold_cfg.cv_objective, fold_cfg.data.fold = False, k
+            fold_cfg.paths.output_dir = str(out_dir / f"fold-{k}")
+            if k > 0:
+                fold_cfg.optuna_trial = None
+        values.append(train_once(fold_cfg))
+        log.info("fold %d/%d: %s = %.6g", k + 1, folds, cfg.optimized_metric, values[-1])
+    mean = float(np.mean(values))
+    write_json(out_dir / "metrics.json", {cfg.optimized_metric: mean, "folds": folds, "status": "completed",
+                                           **{f"fold-{k}/{cfg.optimized_metric}": v for k, v in enumerate(values)}})
+    log.info("%s = %.6g (mean over %d folds)", cfg.optimized_metric, mean, folds)
+    return mean
+
+
+def train_once(cfg: DictConfig) -> float:
     """Train once as `cfg` says; returns `cfg.optimized_metric` (NaN if it was never logged)."""
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
