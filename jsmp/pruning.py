@@ -1,9 +1,11 @@
 """The trial job's side of an Optuna sweep (hydra_plugins/jsmp_optuna_sweeper).
 
 The sweeper adds `optuna_trial.{study,storage,id,number,threads}` to each job's config; the
-job then reports `cfg.monitor` (val/utility) to that trial after every validation epoch and
-raises optuna.TrialPruned when the sweep's pruner (`hydra.sweeper.pruner`) says so, which
-the sweeper records as PRUNED.
+job then reports the objective, `cfg.optimized_metric` (val/utility_best: the best epoch so
+far), to that trial after every validation epoch and raises optuna.TrialPruned when the
+sweep's pruner (`hydra.sweeper.pruner`) says so, which the sweeper records as PRUNED.
+Reporting the objective itself, not the epoch's noisy val/utility, makes the pruner compare
+like with like: each trial's best so far against the other trials' best at the same epoch.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 class OptunaPruning(L.Callback):
     """Reports `monitor` to `trial` each epoch (step = epoch); raises TrialPruned when told to."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str = "val/utility"):
+    def __init__(self, trial: optuna.Trial, monitor: str = "val/utility_best"):
         self.trial, self.monitor = trial, monitor
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -55,4 +57,4 @@ def trial_callbacks(cfg: DictConfig) -> list[L.Callback]:
     study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.storage),
                               pruner=sweep_pruner(), sampler=optuna.samplers.RandomSampler())
     log.info("trial %s of study %s (%s torch threads)", spec.number, spec.study, torch.get_num_threads())
-    return [OptunaPruning(optuna.trial.Trial(study, int(spec.id)), monitor=cfg.monitor)]
+    return [OptunaPruning(optuna.trial.Trial(study, int(spec.id)), monitor=cfg.optimized_metric)]

@@ -94,8 +94,10 @@ def test_tune_end_to_end_writes_best_and_replays(tiny_store, tmp_path):
     assert set(written["params"]) == {"model.hidden.0", "model.hidden.1", "model.optimizer", "model.lr"}
     assert (sweep / "optimization_history.png").stat().st_size > 0
     assert (sweep / "param_importances.png").stat().st_size > 0
-    # each epoch was reported to the trial (pruning's input)
+    # each epoch reported the objective so far to the trial (pruning's input): the best epoch's
+    # val/utility, never decreasing, ending at the trial's value
     assert all(sorted(t.intermediate_values) == [0, 1] for t in done)
+    assert all(t.intermediate_values[0] <= t.intermediate_values[1] == t.value for t in done)
 
     # the best trial replays through train.py with its exact params
     p = run_cli(["train.py", f"+best={sweep / 'best.yaml'}", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}/replay"],
