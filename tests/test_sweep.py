@@ -209,3 +209,18 @@ def test_two_workers_on_one_storage_finish_exactly_n_trials(tiny_store, tmp_path
     workers = {t.user_attrs["worker"] for t in counted}
     assert len(workers) == 2  # both took part
     assert sum(len(list((tmp_path / f"w{i}" / "sweep").glob("trial-*"))) for i in range(2)) == 7  # jobs run
+
+
+def test_cv_objective_trials_return_the_fold_mean_and_prune_on_the_first_fold(tiny_store, tmp_path):
+    cv = ["cv_objective=true", "data.cv.folds=2", "data.cv.gap_days=2"]
+    p = tune(tiny_store, tmp_path, 1, *cv)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (done,) = trials(tmp_path)
+    folds = [yaml.safe_load((tmp_path / "sweep" / "trial-0" / f"fold-{k}" / "metrics.json").read_text()) for k in (0, 1)]
+    assert done.value == pytest.approx(sum(f["val/utility_best"] for f in folds) / 2)
+    # a pruner that stops every trial after its first fold's 2nd epoch: the 2nd fold never runs
+    pruner = "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1e9,n_warmup_steps:1}"
+    p = tune(tiny_store, tmp_path, 2, *cv, "trainer.max_epochs=3", "hydra.sweeper.pruner=null", pruner)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert trials(tmp_path)[1].state == TrialState.PRUNED
+    assert (tmp_path / "sweep" / "trial-1" / "fold-0").is_dir() and not (tmp_path / "sweep" / "trial-1" / "fold-1").exists()
