@@ -25,13 +25,18 @@ SAMPLERS = {
     "grid": {"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": None},
 }
 
+# Steps are epochs and each trial reports its best epoch so far (jsmp/pruning.py). Measured on
+# the 24-trial MLP search (`python -m jsmp.bench sweep`): median with 3 start-up trials and no
+# warm-up ran 2.2-2.8x fewer epochs than no pruning at 0.94-0.99 of its best value (5 start-up
+# trials and 1 warm-up epoch: 1.7x); successive halving cutting at epochs 2, 6, 18 to the best
+# third: 2.4-2.5x at 0.94-1.0 (its Optuna default, cuts at 1, 4, 16 to the best quarter, lost 16%).
 PRUNERS = {
-    "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5, "n_warmup_steps": 1,
+    "median": {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 3, "n_warmup_steps": 0,
                "interval_steps": 1},
-    "percentile": {"_target_": "optuna.pruners.PercentilePruner", "percentile": 25.0, "n_startup_trials": 5,
-                   "n_warmup_steps": 1},
-    "successive_halving": {"_target_": "optuna.pruners.SuccessiveHalvingPruner", "min_resource": "auto",
-                           "reduction_factor": 4},
+    "percentile": {"_target_": "optuna.pruners.PercentilePruner", "percentile": 25.0, "n_startup_trials": 3,
+                   "n_warmup_steps": 0},
+    "successive_halving": {"_target_": "optuna.pruners.SuccessiveHalvingPruner", "min_resource": 2,
+                           "reduction_factor": 3},
     "hyperband": {"_target_": "optuna.pruners.HyperbandPruner", "min_resource": 1, "max_resource": "auto",
                   "reduction_factor": 3},
 }
