@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from jsmp.data.datamodule import JsmpDataModule
 from jsmp.data.sampler import BatchIndexSampler
@@ -33,7 +34,17 @@ def test_batches_are_the_store_rows_with_train_mean_fill(tiny_store):
     x = np.where(np.isnan(x), dm.fill_value, x)
     np.testing.assert_array_equal(dm.train_set[np.arange(64)]["x"].numpy(), x)
     assert not np.isnan(batch["x"].numpy()).any()
-    np.testing.assert_array_equal(batch["y"].numpy(), (batch["resp"].numpy() > 0).astype(np.float32))
+    first = dm.train_set[np.arange(64)]
+    np.testing.assert_array_equal(first["y"].numpy(), (s.side("resp")[rows[:64]] > 0).astype(np.float32))
+    # training batches carry what training uses; validation batches add what the utility needs
+    assert set(batch) == {"x", "y"}
+    val = dm.val_set[np.arange(64)]
+    assert set(val) == {"x", "y", "weight", "resp", "day"}
+    val_rows = dm.val_set.rows[:64]
+    np.testing.assert_array_equal(val["resp"].numpy(), s.side("resp")[val_rows])
+    np.testing.assert_array_equal(val["weight"].numpy(), s.side("weight")[val_rows])
+    np.testing.assert_array_equal(val["day"].numpy(), s.row_day_index()[val_rows])
+    assert val["day"].dtype == torch.int64
 
 
 def test_validation_keeps_every_row_of_val_days(tiny_store):
@@ -79,24 +90,3 @@ def test_fold_replaces_the_holdout(tiny_store):
     np.testing.assert_array_equal(dm.split.train, expected.train)
     days = Store(tiny_store).row_day_index()
     assert set(days[dm.val_set.rows]) == set(expected.val.tolist())
-
-
-def test_parallel_gather_gives_the_serial_batch(tiny_store, monkeypatch):
-    import torch
-
-    from jsmp.data import parallel
-
-    dm = _dm(tiny_store)
-    positions = np.arange(0, len(dm.train_set), 2)
-    serial = dm.train_set[positions]
-    monkeypatch.setattr(parallel, "MIN_ROWS", 64)  # split even this small batch across threads
-    old = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        split = dm.train_set[positions]
-    finally:
-        torch.set_num_threads(old)
-    assert len(positions) >= 2 * parallel.MIN_ROWS
-    assert serial.keys() == split.keys()
-    for k in serial:
-        np.testing.assert_array_equal(split[k].numpy(), serial[k].numpy())

@@ -83,9 +83,11 @@ def test_window_batches_share_the_row_path(tiny_store):
     dm = _dm(tiny_store)
     np.testing.assert_array_equal(rows_dm.train_set.rows, dm.train_set.rows)
     a, b = rows_dm.train_set[np.arange(30)], dm.train_set[np.arange(30)]
+    assert torch.equal(a["y"], b["y"])
+    assert torch.equal(b["x"][:, -1], a["x"])  # the last step is the target row itself
+    a, b = rows_dm.val_set[np.arange(30)], dm.val_set[np.arange(30)]
     for key in ("y", "weight", "resp", "day"):
         assert torch.equal(a[key], b[key])
-    assert torch.equal(b["x"][:, -1], a["x"])  # the last step is the target row itself
 
 
 def test_window_index_and_bad_spec():

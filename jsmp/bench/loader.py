@@ -4,8 +4,6 @@ Windows/s from the windowed train DataLoader (index arithmetic, one gather, NaN 
 padding mask, labels, tensors) against `Store.gather` - one numpy fancy-index per shard -
 of the same window rows, precomputed; rows/s of the row loader against the same raw gather
 of its rows. The same batches, the same memmap, measured alternately; best of `--repeat`.
-The loader splits each batch's gather across torch's threads (`--threads`, default torch's
-own choice); the raw gather is one numpy call, single-threaded as numpy is.
 Target: loader / raw >= 0.75 for both.
 """
 
@@ -14,8 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-
-import torch
 
 from jsmp.bench.common import add_store_arguments, synthetic_store
 from jsmp.data.datamodule import JsmpDataModule
@@ -61,13 +57,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--batches", type=int, default=30)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
     store = str(synthetic_store(a.days, a.rows_per_day))
-    print(f"store {store}; batch {a.batch_size}; {a.batches} batches, best of {a.repeat}; "
-          f"loader threads {torch.get_num_threads()}")
+    print(f"store {store}; batch {a.batch_size}; {a.batches} batches, best of {a.repeat}")
     print(f"{'loader':<14} {'loader/s':>12} {'raw gather/s':>13} {'ratio':>6} {'target':>7}")
     ok = True
     for name, kw in [("rows", {}), (f"windows W={a.window}", {"window": {"length": a.window}, "windowed": True})]:

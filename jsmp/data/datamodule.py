@@ -12,7 +12,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from jsmp.data.fill import FILLS, fill_nan, fill_source, nan_rows
 from jsmp.data.labels import Labels
-from jsmp.data.parallel import for_slices
 from jsmp.data.preprocess import Preprocess
 from jsmp.data.rowtable import RowTable
 from jsmp.data.sampler import BatchIndexSampler
@@ -41,8 +40,8 @@ class RowBatches(Dataset):
 
     positions: int64 array of indices into `rows` (this split's store rows).
     Batch: x (B, F) float32 with NaNs filled; y = target > 0, (B,) for one target or (B, T)
-    (see jsmp.data.labels), [sample_weight (B,)]; weight, resp (B,) float32; day (B,) int64
-    day index, for the per-date utility.
+    (see jsmp.data.labels), [sample_weight (B,)]; with `scoring` (evaluation batches) also
+    weight, resp (B,) float32 and day (B,) int64 day index, for the per-date utility.
 
     Only the features are read from the memmap per batch. The rest is small: taken once for
     the split's rows at set-up and held in memory as one packed record per row (RowTable),
@@ -50,34 +49,27 @@ class RowBatches(Dataset):
     rows that have some. Gathers use `ndarray.take`, several times faster than fancy `[]`.
     """
 
-    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None = None):
+    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None = None,
+                 scoring: bool = True):
         if store.n_rows >= 2**31:
             raise UserError(f"store {store.path}: {store.n_rows} rows; at most 2**31 - 1 are supported")
         self.store, self.rows, self.fill_value = store, rows, fill_value
         self.has_nan = nan_rows(store)
-        self.table = RowTable({
-            "row": rows.astype(np.int32),
-            "has_nan": self.has_nan.take(rows),
-            **(labels or Labels(store))(rows),
-            "weight": store.side("weight").take(rows).astype(np.float32),
-            "resp": store.side("resp").take(rows).astype(np.float32),
-            "day": store.row_day_index().take(rows),
-        })
+        columns = {"row": rows.astype(np.int32), "has_nan": self.has_nan.take(rows), **(labels or Labels(store))(rows)}
+        columns["y"] = columns["y"].astype(np.uint8)  # 0/1: a byte each keeps the record small
+        if scoring:
+            columns.update(weight=store.side("weight").take(rows).astype(np.float32),
+                           resp=store.side("resp").take(rows).astype(np.float32),
+                           day=store.row_day_index().take(rows))
+        self.table = RowTable(columns)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def features(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> np.ndarray:
-        """(len(rows), F) features with NaNs filled; has_nan: the rows' NaN flags, if known.
-        Gathered and filled in parallel slices (jsmp.data.parallel)."""
+        """(len(rows), F) features with NaNs filled; has_nan: the rows' NaN flags, if known."""
         has_nan = self.has_nan.take(rows) if has_nan is None else has_nan
-        x = np.empty((len(rows), self.store.n_features), dtype=np.float32)
-
-        def part(s: slice) -> None:
-            fill_nan(self.store.gather(rows[s], out=x[s]), self.fill_value, has_nan[s])
-
-        for_slices(part, len(rows))
-        return x
+        return fill_nan(self.store.gather(rows), self.fill_value, has_nan)
 
     def inputs(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """The model inputs of the target rows: x (B, F)."""
@@ -86,7 +78,9 @@ class RowBatches(Dataset):
     def __getitem__(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         cols = self.table.take(positions)
         batch = self.inputs(cols.pop("row"), cols.pop("has_nan"))
-        cols["day"] = cols["day"].astype(np.int64)
+        cols["y"] = cols["y"].astype(np.float32)
+        if "day" in cols:
+            cols["day"] = cols["day"].astype(np.int64)
         batch.update((k, torch.from_numpy(v)) for k, v in cols.items())
         return batch
 
@@ -96,8 +90,8 @@ class WindowBatches(RowBatches):
     x (B, W, F) float32, padding zeroed; mask (B, W) bool, False on padding."""
 
     def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None,
-                 window: WindowSpec):
-        super().__init__(store, rows, fill_value, labels)
+                 scoring: bool, window: WindowSpec):
+        super().__init__(store, rows, fill_value, labels, scoring)
         self.window = window
         self.day_start = None if window.cross_days else store.day_offsets[store.row_day_index()]
 
@@ -171,16 +165,17 @@ class JsmpDataModule(L.LightningDataModule):
             train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
         source, self.fill_value = fill_source(store, self.fill, self.split.train)
         labels = Labels(store, self.targets, self.sample_weight)
-        self.train_set = self._batches(source, train_rows, labels)
-        self.val_set = self._batches(source, store.day_rows(self.split.val), labels)
+        self.train_set = self._batches(source, train_rows, labels, scoring=False)
+        self.val_set = self._batches(source, store.day_rows(self.split.val), labels, scoring=True)
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
 
-    def _batches(self, store: Store, rows: np.ndarray, labels: Labels) -> RowBatches:
+    def _batches(self, store: Store, rows: np.ndarray, labels: Labels, scoring: bool) -> RowBatches:
+        """Batches of `rows`; `scoring` adds what the utility needs (validation), not training."""
         if self.window is None:
-            return RowBatches(store, rows, self.fill_value, labels)
-        return WindowBatches(store, rows, self.fill_value, labels, self.window)
+            return RowBatches(store, rows, self.fill_value, labels, scoring)
+        return WindowBatches(store, rows, self.fill_value, labels, scoring, self.window)
 
     def model_kwargs(self) -> dict:
         """What the model's constructor needs from the data."""

@@ -52,7 +52,8 @@ def fill_nan(x: np.ndarray, value: np.ndarray, rows: np.ndarray | None = None) -
     if rows is not None:
         some = np.flatnonzero(rows)
         if len(some):
-            x[some] = fill_nan(x.take(some, axis=0), value)
+            sub = x.take(some, axis=0)
+            x[some] = np.where(np.isnan(sub), value, sub)  # faster than copyto(where=) into sub
         return x
     np.copyto(x, np.broadcast_to(value, x.shape), where=np.isnan(x))
     return x

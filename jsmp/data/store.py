@@ -284,9 +284,8 @@ class Store:
     def has(self, name: str) -> bool:
         return name in self.manifest["side"]
 
-    def gather(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32,
-        written into `out` when given.
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32.
 
         One `take` per shard touched (several times faster than fancy `[]` indexing); sorted
         `rows` read the memmap sequentially. When `rows` changes shard only a few times (sorted
@@ -294,8 +293,7 @@ class Store:
         taken straight into place.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        if out is None:
-            out = np.empty((len(rows), self.n_features), dtype=np.float32)
+        out = np.empty((len(rows), self.n_features), dtype=np.float32)
         if not len(rows):
             return out
         shard = np.searchsorted(self.shard_starts, rows, side="right") - 1
