@@ -134,3 +134,15 @@ def test_lstm_with_mask_reads_only_real_rows():
         full = model(x)
     torch.testing.assert_close(got, alone)
     assert torch.equal(model(x, torch.ones(4, 6, dtype=torch.bool)), full)
+
+
+def test_windowed_validation_batches_are_capped(tiny_store, monkeypatch):
+    from jsmp.data import datamodule
+
+    dm = _dm(tiny_store)  # batch_size 64, eval_batch_size 100
+    assert dm.eval_rows_per_batch() == 100
+    monkeypatch.setattr(datamodule, "EVAL_BATCH_BYTES", 80 * W * dm.n_features * 4)
+    assert dm.eval_rows_per_batch() == 80
+    assert max(len(b["x"]) for b in dm.val_dataloader()) == 80
+    monkeypatch.setattr(datamodule, "EVAL_BATCH_BYTES", 10 * W * dm.n_features * 4)
+    assert dm.eval_rows_per_batch() == 64  # never below the training batch

@@ -23,6 +23,7 @@ from jsmp.errors import UserError
 from jsmp.metrics import utility_score
 
 log = logging.getLogger(__name__)
+EVAL_BATCH_BYTES = 1 << 28  # 256 MB: a windowed validation batch's inputs
 
 def resolve_store(store: str | None, data_dir: str, synthetic: dict) -> Path:
     """The store to train on: `store` if given, else the default synthetic store in `data_dir`."""
@@ -222,4 +223,12 @@ class JsmpDataModule(L.LightningDataModule):
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+        return self._loader(self.val_set, self.eval_rows_per_batch(), shuffle=False)
+
+    def eval_rows_per_batch(self) -> int:
+        """`eval_batch_size`, lowered for windows so a batch's x (B, W, F) float32 stays under
+        EVAL_BATCH_BYTES (but never below the training batch size)."""
+        if self.window is None:
+            return self.eval_batch_size
+        cap = EVAL_BATCH_BYTES // (self.window.length * self.n_features * 4)
+        return min(self.eval_batch_size, max(self.batch_size, cap))
