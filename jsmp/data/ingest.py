@@ -1,7 +1,8 @@
 """Ingest Kaggle-layout data (CSV, CSV.gz, a Parquet file or a directory of them) into a store.
 
-Streams in bounded blocks (pyarrow's multithreaded CSV reader, Parquet row batches), so
-memory stays at about one store shard whatever the file size. Schema rules:
+Streams in bounded pieces (CSV: pieces of whole lines, each parsed by pyarrow on all cores
+in a background thread while the previous one is checked and written; Parquet: row batches),
+so memory stays at about one store shard whatever the file size. Schema rules:
 
 - column order does not matter; features are the `feature_*` columns present, by number;
 - `date`, `weight`, `resp` are required; `resp_1..4` optional; `ts_id` made from row order
@@ -30,6 +31,8 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +50,8 @@ log = logging.getLogger(__name__)
 REQUIRED = ("date", "weight", "resp")
 OPTIONAL = ("resp_1", "resp_2", "resp_3", "resp_4", "ts_id")
 INT_COLUMNS = ("date", "ts_id")
-BLOCK_BYTES = 1 << 19  # CSV bytes per block: pyarrow reads ahead and parses several blocks at once
+PIECE_BYTES = 1 << 23  # CSV bytes parsed per pyarrow call (~6k rows), in blocks of BLOCK_BYTES on all cores
+BLOCK_BYTES = 1 << 20
 PARQUET_BATCH_ROWS = 1 << 15
 HASH = "sha1"
 SHARD_ROWS = 1 << 15  # 32,768 rows x 130 features x 4 B = 17 MB: bounds ingest memory
@@ -144,10 +148,9 @@ class _Tap(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:
-        data = self.raw.read(len(b))
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
         n = len(data)
-        b[:n] = data
         self.n += n
         if self.hasher is not None:
             self.hasher.update(data)
@@ -155,7 +158,12 @@ class _Tap(io.RawIOBase):
             self.tail = (self.tail + data)[-self._keep :] if n < self._keep else data[-self._keep :]
         else:
             self.eof = True
-        return n
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         self.raw.close()
@@ -185,13 +193,44 @@ def _arrow_types(layout: Layout) -> dict[str, pa.DataType]:
     return {c: (pa.int64() if c in INT_COLUMNS else pa.float64()) for c in layout.read}
 
 
-def _open_csv(text: _Tap, layout: Layout, *, types: dict, threads: bool, on_invalid=None):
-    return pacsv.open_csv(
-        text,
-        read_options=pacsv.ReadOptions(use_threads=threads, block_size=BLOCK_BYTES),
-        parse_options=pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(column_types=types, include_columns=layout.read),
-    )
+def _csv_options(layout: Layout, types: dict, on_invalid=None) -> dict:
+    """pyarrow parse and convert options: one row per line, only the columns the store needs."""
+    return {
+        "parse_options": pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid),
+        "convert_options": pacsv.ConvertOptions(column_types=types, include_columns=layout.read),
+    }
+
+
+def _pieces(text: _Tap, size: int) -> Iterator[memoryview]:
+    """`text` in consecutive pieces of about `size` bytes, each ending at a line end (the last one may not)."""
+    rest = b""
+    while data := text.read(size):
+        data = rest + data if rest else data
+        cut = data.rfind(b"\n") + 1
+        rest = data[cut:]
+        if cut:
+            yield memoryview(data)[:cut]
+    if rest:
+        yield memoryview(rest)
+
+
+@contextmanager
+def _read_ahead(items: Iterator):
+    """Yield an iterator over `items` whose next item is computed in a background thread
+    while the consumer handles the current one; on exit the thread is joined and `items` closed."""
+    pool = ThreadPoolExecutor(1)
+
+    def ahead():
+        upcoming = pool.submit(next, items, None)
+        while (item := upcoming.result()) is not None:
+            upcoming = pool.submit(next, items, None)
+            yield item
+
+    try:
+        yield ahead()
+    finally:
+        pool.shutdown(wait=True)
+        items.close()
 
 
 _CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+): invalid value '(.*)'", re.S)
@@ -213,8 +252,8 @@ def locate_csv_error(path: Path, kind: str, layout: Layout, err: Exception) -> U
     _, text = _text_stream(path, kind)
     line = 2
     try:
-        with text, _open_csv(text, layout, types={c: pa.string() for c in layout.read}, threads=False,
-                             on_invalid=on_invalid) as reader:
+        with text, pacsv.open_csv(text, read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
+                                  **_csv_options(layout, {c: pa.string() for c in layout.read}, on_invalid)) as reader:
             for batch in reader:
                 if column is not None:
                     hits = np.flatnonzero(batch.column(column).to_numpy(zero_copy_only=False) == m.group(3))
@@ -235,18 +274,27 @@ def locate_csv_error(path: Path, kind: str, layout: Layout, err: Exception) -> U
 
 
 def iter_csv(source: Source, layout: Layout, hasher) -> Iterator[tuple[pa.RecordBatch, int, int]]:
-    """Yield (batch, first line number, source bytes read so far)."""
+    """Yield (batch, first line number, source bytes read so far), one batch per piece of the file.
+
+    pyarrow's threads can abort the interpreter at exit: see jsmp.data.__main__.run_and_exit.
+    """
     path = source.files[0]
     raw, text = _text_stream(path, source.kind, hasher)
+    options = _csv_options(layout, _arrow_types(layout))
+
+    def parsed() -> Iterator[tuple[pa.Table, int]]:  # runs in the read-ahead thread
+        for i, piece in enumerate(_pieces(text, PIECE_BYTES)):
+            read = pacsv.ReadOptions(use_threads=True, block_size=BLOCK_BYTES, column_names=layout.columns, skip_rows=int(i == 0))
+            yield pacsv.read_csv(pa.py_buffer(piece), read_options=read, **options).combine_chunks(), raw.n
+
     line = 2
     with text:
         try:
-            # The reader is closed (also when the consumer stops early) before the file. Its
-            # threads can still abort the interpreter at exit: see jsmp.data.__main__.run_and_exit.
-            with _open_csv(text, layout, types=_arrow_types(layout), threads=True, on_invalid=lambda row: "error") as reader:
-                for batch in reader:
-                    yield batch, line, raw.n
-                    line += batch.num_rows
+            with _read_ahead(parsed()) as tables:
+                for table, nbytes in tables:
+                    for batch in table.to_batches():
+                        yield batch, line, nbytes
+                        line += batch.num_rows
         except (pa.ArrowInvalid, EOFError, OSError, gzip.BadGzipFile) as e:
             if not isinstance(e, pa.ArrowInvalid):
                 raise UserError(f"{path}: cannot read ({e}); expected a complete {source.kind} file") from None
