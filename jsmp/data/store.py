@@ -98,10 +98,11 @@ class StoreWriter:
         self._buf_x.append(x)
         self._buf_date.append(date)
         self._buf_rows += n
-        if self._buf_rows >= self.shard_rows:
+        if self._buf_rows > self.shard_rows:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
+        """Write the buffered side values, and the shards the buffered rows decide (all rows when `final`)."""
         for k, parts in self._side.items():
             if parts:
                 np.concatenate(parts).tofile(self._side_files[k])
@@ -109,19 +110,16 @@ class StoreWriter:
         if not self._buf_rows:
             return
         date = np.concatenate(self._buf_date) if len(self._buf_date) > 1 else self._buf_date[0]
-        # Cut at the start of the last (possibly unfinished) day so shards hold whole days.
-        cut = len(date) if final else int(np.searchsorted(date, date[-1], side="left"))
-        if cut == 0:  # one day larger than a shard: keep buffering until it ends
-            self._buf_date = [date]
-            return
-        name = _shard_name(len(self._shards))
-        shard, self._buf_x = _split_rows(self._buf_x, cut)
-        digest = _save_rows(self.tmp / name, shard, len(self.features))
-        start = self._rows_written
-        self._rows_written += cut
-        self._shards.append({"file": name, "start": start, "stop": self._rows_written, **digest})
-        self._buf_date = [date[cut:].copy()] if cut < len(date) else []
-        self._buf_rows = len(date) - cut
+        while len(date) and (cut := len(date) if final else _shard_cut(date, self.shard_rows)):
+            name = _shard_name(len(self._shards))
+            shard, self._buf_x = _split_rows(self._buf_x, cut)
+            digest = _save_rows(self.tmp / name, shard, len(self.features))
+            start = self._rows_written
+            self._rows_written += cut
+            self._shards.append({"file": name, "start": start, "stop": self._rows_written, **digest})
+            date = date[cut:]
+        self._buf_date = [date] if len(date) else []
+        self._buf_rows = len(date)
 
     def close(self, extra: dict | None = None) -> Path:
         """Finish the store and rename it into place; returns its path."""
@@ -170,6 +168,19 @@ class StoreWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def _shard_cut(date: np.ndarray, limit: int) -> int:
+    """Rows in the next shard of buffered rows with non-decreasing `date`: the whole days that fit
+    in `limit` rows (or a longer first day alone), 0 while the buffer cannot tell yet. Shard bounds
+    so depend on the rows only, not on how they were appended (CSV pieces, Parquet batches)."""
+    if len(date) <= limit:
+        return 0
+    cut = int(np.searchsorted(date, date[limit], side="left"))  # where the day of row `limit` starts
+    if cut == 0:  # the first day is longer than a shard: it is one once it has ended
+        cut = int(np.searchsorted(date, date[0], side="right"))
+        return cut if cut < len(date) else 0
+    return cut
 
 
 def _split_rows(parts: list[np.ndarray], cut: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
