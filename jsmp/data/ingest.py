@@ -1,8 +1,8 @@
 """Ingest Kaggle-layout data (CSV, CSV.gz, a Parquet file or a directory of them) into a store.
 
-Streams in bounded pieces (CSV: pieces of whole lines, each parsed by pyarrow on all cores
-in a background thread while the previous one is checked and written; Parquet: row batches),
-so memory stays at about one store shard whatever the file size. Schema rules:
+Streams in bounded pieces (CSV: pieces of whole lines, parsed by pyarrow in two threads side
+by side while the main thread reads, checks and writes; Parquet: row batches), so memory
+stays at about one store shard whatever the file size. Schema rules:
 
 - column order does not matter; features are the `feature_*` columns present, by number;
 - `date`, `weight`, `resp` are required; `resp_1..4` optional; `ts_id` made from row order
@@ -30,9 +30,10 @@ import os
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +51,9 @@ log = logging.getLogger(__name__)
 REQUIRED = ("date", "weight", "resp")
 OPTIONAL = ("resp_1", "resp_2", "resp_3", "resp_4", "ts_id")
 INT_COLUMNS = ("date", "ts_id")
-PIECE_BYTES = 1 << 22  # CSV bytes parsed per pyarrow call (a few thousand rows), in blocks of BLOCK_BYTES on all cores
-BLOCK_BYTES = 1 << 20
+PIECE_BYTES = 3 << 20  # CSV bytes per pyarrow call (~2k rows); PARSERS threads parse pieces side by side
+PARSERS = 2
+BLOCK_BYTES = 1 << 20  # for the single-threaded re-read that locates an error
 PARQUET_BATCH_ROWS = 1 << 15
 HASH = "sha1"
 SHARD_ROWS = 1 << 15  # 32,768 rows x 130 features x 4 B = 17 MB: bounds ingest memory
@@ -213,23 +215,20 @@ def _pieces(text: _Tap, size: int) -> Iterator[memoryview]:
         yield memoryview(rest)
 
 
-@contextmanager
-def _read_ahead(items: Iterator):
-    """Yield an iterator over `items` whose next item is computed in a background thread
-    while the consumer handles the current one; on exit the thread is joined and `items` closed."""
-    pool = ThreadPoolExecutor(1)
-
-    def ahead():
-        upcoming = pool.submit(next, items, None)
-        while (item := upcoming.result()) is not None:
-            upcoming = pool.submit(next, items, None)
-            yield item
-
+def _in_threads(fn, items: Iterator, workers: int) -> Iterator:
+    """fn(item) for each item, in order, computed by `workers` threads ahead of the consumer
+    (one more item waits its turn, so the threads stay busy while the consumer works)."""
+    pool = ThreadPoolExecutor(workers)
+    pending: deque = deque()
     try:
-        yield ahead()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
     finally:
-        pool.shutdown(wait=True)
-        items.close()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+): invalid value '(.*)'", re.S)
@@ -275,22 +274,24 @@ def locate_csv_error(path: Path, kind: str, layout: Layout, err: Exception) -> U
 def iter_csv(source: Source, layout: Layout, hasher) -> Iterator[tuple[pa.RecordBatch, int, int]]:
     """Yield (batch, first line number, source bytes read so far), one batch per piece of the file.
 
-    pyarrow's threads can abort the interpreter at exit: see jsmp.data.__main__.run_and_exit.
+    pyarrow's CSV threads have aborted finishing interpreters: see jsmp.data.__main__.run_and_exit.
     """
     path = source.files[0]
     raw, text = _text_stream(path, source.kind, hasher)
     options = _csv_options(layout, _arrow_types(layout))
     pool = pa.system_memory_pool()  # malloc hands freed blocks back; pyarrow's default keeps ~30 MB more RSS
 
-    def parsed() -> Iterator[tuple[pa.Table, int]]:  # runs in the read-ahead thread
-        for i, piece in enumerate(_pieces(text, PIECE_BYTES)):
-            read = pacsv.ReadOptions(use_threads=True, block_size=BLOCK_BYTES, column_names=layout.columns, skip_rows=int(i == 0))
-            yield pacsv.read_csv(pa.py_buffer(piece), read_options=read, **options, memory_pool=pool).combine_chunks(pool), raw.n
+    def parse(item: tuple[int, memoryview, int]) -> tuple[pa.Table, int]:
+        """(one-chunk table of a piece, source bytes read up to it); runs in a parser thread."""
+        i, piece, nbytes = item
+        read = pacsv.ReadOptions(use_threads=False, block_size=len(piece), column_names=layout.columns, skip_rows=int(i == 0))
+        return pacsv.read_csv(pa.py_buffer(piece), read_options=read, **options, memory_pool=pool), nbytes
 
     line = 2
     with text:
         try:
-            with _read_ahead(parsed()) as tables:
+            pieces = ((i, piece, raw.n) for i, piece in enumerate(_pieces(text, PIECE_BYTES)))
+            with closing(_in_threads(parse, pieces, PARSERS)) as tables:
                 for table, nbytes in tables:
                     for batch in table.to_batches():
                         yield batch, line, nbytes
