@@ -190,15 +190,15 @@ def _arrow_types(layout: Layout) -> dict[str, pa.DataType]:
     return {c: (pa.int64() if c in INT_COLUMNS else pa.float64()) for c in layout.read}
 
 
-def _csv_options(layout: Layout, types: dict, on_invalid=None) -> dict:
+def _csv_options(layout: Layout, types: dict, on_invalid=None, **convert) -> dict:
     """pyarrow parse and convert options: one row per line, only the columns the store needs."""
     return {
         "parse_options": pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid),
-        "convert_options": pacsv.ConvertOptions(column_types=types, include_columns=layout.read),
+        "convert_options": pacsv.ConvertOptions(column_types=types, include_columns=layout.read, **convert),
     }
 
 
-def _pieces(text: _Tap, size: int) -> Iterator[memoryview]:
+def _pieces(text: _Tap, size: int) -> Iterator[bytes | bytearray]:
     """`text` in consecutive pieces of about `size` bytes, each ending at a line end (the last one may not)."""
     rest = b""
     while True:
@@ -210,9 +210,10 @@ def _pieces(text: _Tap, size: int) -> Iterator[memoryview]:
         cut = buf.rfind(b"\n", 0, end) + 1
         rest = bytes(buf[cut:end])
         if cut:
-            yield memoryview(buf)[:cut]
+            del buf[cut:]
+            yield buf
     if rest:
-        yield memoryview(rest)
+        yield rest
 
 
 def _in_threads(fn, items: Iterator, workers: int) -> Iterator:
@@ -279,13 +280,23 @@ def iter_csv(source: Source, layout: Layout, hasher) -> Iterator[tuple[pa.Record
     path = source.files[0]
     raw, text = _text_stream(path, source.kind, hasher)
     options = _csv_options(layout, _arrow_types(layout))
+    # pyarrow parses ~20% faster when "" is the only null spelling. Its other ones (NaN, NA, NULL,
+    # ...) either hold an "a" or "A" or are no number at all: a piece without those letters that
+    # parses with "" alone gives the same table as with them all.
+    empty_null = _csv_options(layout, _arrow_types(layout), null_values=[""])
     pool = pa.system_memory_pool()  # malloc hands freed blocks back; pyarrow's default keeps ~30 MB more RSS
 
-    def parse(item: tuple[int, memoryview, int]) -> tuple[pa.Table, int]:
+    def parse(item: tuple[int, bytes | bytearray, int]) -> tuple[pa.Table, int]:
         """(one-chunk table of a piece, source bytes read up to it); runs in a parser thread."""
         i, piece, nbytes = item
-        read = pacsv.ReadOptions(use_threads=False, block_size=len(piece), column_names=layout.columns, skip_rows=int(i == 0))
-        return pacsv.read_csv(pa.py_buffer(piece), read_options=read, **options, memory_pool=pool), nbytes
+        read_options = pacsv.ReadOptions(use_threads=False, block_size=len(piece), column_names=layout.columns, skip_rows=int(i == 0))
+        read = functools.partial(pacsv.read_csv, pa.py_buffer(piece), read_options, memory_pool=pool)
+        if b"a" not in piece and b"A" not in piece:
+            try:
+                return read(**empty_null), nbytes
+            except pa.ArrowInvalid:
+                pass  # NULL, 1.#IND, ... or a bad value: the full null spellings tell
+        return read(**options), nbytes
 
     line = 2
     with text:
