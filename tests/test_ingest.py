@@ -1,12 +1,15 @@
 """`python -m jsmp.data ingest/info`: schema rules, every bad input, CSV vs Parquet vs pandas."""
 
 import gzip
+import itertools
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import jsmp.data.ingest as ingest_module
 from conftest import run_cli
 from jsmp.data.ingest import ingest
 from jsmp.data.store import Store
@@ -49,6 +52,22 @@ def test_csv_round_trips_float32_exactly_against_pandas(kaggle_csv, frame, tmp_p
     np.testing.assert_array_equal(s.side("date"), frame["date"]) and np.testing.assert_array_equal(s.side("ts_id"), frame["ts_id"])
     src = s.manifest["source"]
     assert src["kind"] == "csv" and src["checksum"].startswith("sha1:") and src["bytes"] == kaggle_csv.stat().st_size
+
+
+def test_null_spellings_read_as_empty_fields_in_small_pieces(kaggle_csv, frame, tmp_path, monkeypatch):
+    """Pieces without an "a" or "A" take pyarrow's faster parse with "" as the only null; NA,
+    NULL, -nan, 1.#IND ... still read as NaN, bit for bit like empty fields and like pandas."""
+    spellings, count = itertools.cycle(["NA", "NULL", "-nan", "NaN", "1.#IND", "null", "#N/A"]), itertools.count()
+    fill = (lambda m: next(spellings) if next(count) % 50 == 0 else "")  # about one spelling a piece
+    text = re.sub(r"(?<=,)(?=,)", fill, kaggle_csv.read_text())  # into empty fields
+    assert "-nan" in text and "NULL" in text
+    (tmp_path / "n.csv").write_text(text)
+    monkeypatch.setattr(ingest_module, "PIECE_BYTES", 4096)  # ~3 rows a piece
+    ingest(tmp_path / "n.csv", tmp_path / "n")
+    ingest(kaggle_csv, tmp_path / "e")
+    feats = [f"feature_{i}" for i in range(130)]
+    np.testing.assert_array_equal(_features(tmp_path / "n"), pd.read_csv(tmp_path / "n.csv")[feats].astype(np.float32).to_numpy())
+    assert _features(tmp_path / "n").tobytes() == _features(tmp_path / "e").tobytes()
 
 
 def test_parquet_file_and_directory_give_byte_identical_shards(kaggle_csv, frame, tmp_path):

@@ -7,10 +7,10 @@ from jsmp.data.store import Store, StoreWriter
 from jsmp.errors import UserError
 
 
-def _write(path, date, x, shard_rows=4):
+def _write(path, date, x, shard_rows=4, blocks=3):
     side = {"date": "int32", "weight": "float32"}
     with StoreWriter(path, [f"feature_{i}" for i in range(x.shape[1])], side, {"kind": "test"}, shard_rows=shard_rows) as w:
-        for sl in np.array_split(np.arange(len(date)), 3):
+        for sl in np.array_split(np.arange(len(date)), blocks):
             w.append(x[sl], {"date": date[sl], "weight": np.ones(len(sl))})
         return w.close()
 
@@ -32,6 +32,23 @@ def test_round_trip_and_whole_day_shards(tmp_path):
     blocks = np.concatenate(list(s.iter_blocks([(1, 13)], block_rows=4)))
     np.testing.assert_array_equal(blocks, x[1:13])
     assert isinstance(s.shards[0], np.memmap)
+
+
+def test_shards_depend_on_rows_only_and_are_np_save_bytes(tmp_path):
+    """Shards are the whole days that fit in shard_rows (a longer day alone), however the rows
+    were appended; written from the appended blocks without joining them first, each file holds
+    exactly the bytes np.save writes for its rows, and verifies."""
+    date = np.repeat(np.arange(9), [3, 1, 5, 2, 2, 6, 1, 4, 3])
+    x = np.random.default_rng(0).normal(size=(len(date), 5)).astype(np.float32)
+    stores = [Store(_write(tmp_path / f"s{k}", date, x, shard_rows=5, blocks=k)) for k in (1, 3, len(date))]
+    bounds = [(sh["start"], sh["stop"]) for sh in stores[0].manifest["shards"]]
+    assert bounds == [(0, 4), (4, 9), (9, 13), (13, 19), (19, 24), (24, 27)]
+    for s in stores:
+        assert s.manifest["shards"] == stores[0].manifest["shards"]
+        for sh in s.manifest["shards"]:
+            np.save(tmp_path / "ref.npy", x[sh["start"] : sh["stop"]])
+            assert (s.path / sh["file"]).read_bytes() == (tmp_path / "ref.npy").read_bytes()
+        s.verify()
 
 
 def test_tiny_store_gather_matches_full(tiny_store):

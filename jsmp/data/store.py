@@ -16,6 +16,7 @@ complete, so a directory holding `manifest.json` is always a whole store.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
 import shutil
@@ -97,32 +98,28 @@ class StoreWriter:
         self._buf_x.append(x)
         self._buf_date.append(date)
         self._buf_rows += n
-        if self._buf_rows >= self.shard_rows:
+        if self._buf_rows > self.shard_rows:
             self._flush(final=False)
 
     def _flush(self, final: bool) -> None:
+        """Write the buffered side values, and the shards the buffered rows decide (all rows when `final`)."""
         for k, parts in self._side.items():
             if parts:
                 np.concatenate(parts).tofile(self._side_files[k])
                 parts.clear()
         if not self._buf_rows:
             return
-        x = np.concatenate(self._buf_x) if len(self._buf_x) > 1 else self._buf_x[0]
         date = np.concatenate(self._buf_date) if len(self._buf_date) > 1 else self._buf_date[0]
-        self._buf_x = [x]  # release the parts now: about one shard in memory, not two
-        # Cut at the start of the last (possibly unfinished) day so shards hold whole days.
-        cut = len(date) if final else int(np.searchsorted(date, date[-1], side="left"))
-        if cut == 0:  # one day larger than a shard: keep buffering until it ends
-            self._buf_x, self._buf_date = [x], [date]
-            return
-        name = _shard_name(len(self._shards))
-        np.save(self.tmp / name, np.ascontiguousarray(x[:cut]))
-        start = self._rows_written
-        self._rows_written += cut
-        self._shards.append({"file": name, "start": start, "stop": self._rows_written, **file_digest(self.tmp / name)})
-        # Copy the unfinished day's rows so the written shard's buffer is freed.
-        self._buf_x, self._buf_date = ([x[cut:].copy()], [date[cut:].copy()]) if cut < len(date) else ([], [])
-        self._buf_rows = len(date) - cut
+        while len(date) and (cut := len(date) if final else _shard_cut(date, self.shard_rows)):
+            name = _shard_name(len(self._shards))
+            shard, self._buf_x = _split_rows(self._buf_x, cut)
+            digest = _save_rows(self.tmp / name, shard, len(self.features))
+            start = self._rows_written
+            self._rows_written += cut
+            self._shards.append({"file": name, "start": start, "stop": self._rows_written, **digest})
+            date = date[cut:]
+        self._buf_date = [date] if len(date) else []
+        self._buf_rows = len(date)
 
     def close(self, extra: dict | None = None) -> Path:
         """Finish the store and rename it into place; returns its path."""
@@ -171,6 +168,41 @@ class StoreWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def _shard_cut(date: np.ndarray, limit: int) -> int:
+    """Rows in the next shard of buffered rows with non-decreasing `date`: the whole days that fit
+    in `limit` rows (or a longer first day alone), 0 while the buffer cannot tell yet. Shard bounds
+    so depend on the rows only, not on how they were appended (CSV pieces, Parquet batches)."""
+    if len(date) <= limit:
+        return 0
+    cut = int(np.searchsorted(date, date[limit], side="left"))  # where the day of row `limit` starts
+    if cut == 0:  # the first day is longer than a shard: it is one once it has ended
+        cut = int(np.searchsorted(date, date[0], side="right"))
+        return cut if cut < len(date) else 0
+    return cut
+
+
+def _split_rows(parts: list[np.ndarray], cut: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Row blocks `parts` split into (blocks of the first `cut` rows, blocks of the rest)."""
+    ends = np.cumsum([len(p) for p in parts])
+    i = int(np.searchsorted(ends, cut))  # the block holding row cut - 1
+    k = cut - int(ends[i] - len(parts[i]))
+    rest = [parts[i][k:]] if k < len(parts[i]) else []
+    return [*parts[:i], parts[i][:k]], rest + parts[i + 1 :]
+
+
+def _save_rows(path: Path, parts: list[np.ndarray], n_features: int) -> dict:
+    """Write row blocks (k, n_features) float32 as one .npy file (the bytes np.save writes for
+    their concatenation, without making it); returns file_digest's dict."""
+    header = io.BytesIO()
+    shape = (sum(len(p) for p in parts), n_features)
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    crc, size = 0, 0
+    with open(path, "wb") as f:
+        for block in [header.getbuffer(), *(memoryview(np.ascontiguousarray(p, dtype="<f4")).cast("B") for p in parts)]:
+            crc, size = zlib.crc32(block, crc), size + f.write(block)
+    return {"bytes": size, "crc32": f"{crc:08x}"}
 
 
 def file_digest(path: Path, chunk: int = 1 << 24) -> dict:
