@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jsmp.data.datamodule import JsmpDataModule
-from jsmp.data.fill import FFILL_DIR, NAN_ROWS, _day_blocks, ffill_days, fill_nan, fill_source, nan_rows
+from jsmp.data.fill import FFILL_DIR, NAN_ROWS, _day_blocks, ffill_days, fill_source, nan_rows
 from jsmp.data.store import Store, StoreWriter
 
 nan = np.nan
@@ -102,16 +102,3 @@ def test_nan_rows_flags_are_cached_in_the_store(hand_store):
     assert isinstance(nan_rows(hand_store), np.memmap)  # later calls map the cache
     filled_store = fill_source(hand_store, "ffill", np.array([0, 1]))[0]
     np.testing.assert_array_equal(nan_rows(filled_store), flags)  # the raw rows' flags: a superset
-
-
-def test_fill_nan_on_flagged_rows_equals_the_full_fill():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((500, 7)).astype(np.float32)
-    x[rng.random(x.shape) < 0.05] = np.nan
-    value = rng.standard_normal(7).astype(np.float32)
-    full = fill_nan(x.copy(), value)
-    np.testing.assert_array_equal(fill_nan(x.copy(), value, np.isnan(x).any(axis=1)), full)
-    assert not np.isnan(full).any()
-    view = x.copy()[100:300]  # a slice of a batch (as the parallel gather fills it) is filled in place
-    fill_nan(view, value, np.isnan(view).any(axis=1))
-    np.testing.assert_array_equal(view, full[100:300])

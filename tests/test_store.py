@@ -91,3 +91,24 @@ def test_pickles_by_path(tiny_store):
     blob = pickle.dumps(s)
     assert len(blob) < 2000  # the memmaps are not copied
     np.testing.assert_array_equal(pickle.loads(blob).gather(np.arange(5)), s.gather(np.arange(5)))
+
+
+def test_gather_fills_nans_in_flagged_rows_in_any_order(tmp_path):
+    rng = np.random.default_rng(1)
+    date = np.repeat(np.arange(40), 25)
+    x = rng.standard_normal((len(date), 6)).astype(np.float32)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    s = Store(_write(tmp_path / "s", date, x, shard_rows=100))
+    fill = rng.standard_normal(6).astype(np.float32)
+    filled = np.where(np.isnan(x), fill, x)
+    flags = np.isnan(x).any(axis=1)
+    for rows in (np.sort(rng.choice(len(x), 300, replace=False)),  # a batch: sorted, across shards
+                 rng.integers(0, len(x), 300),                      # scattered, repeats: read in row order
+                 np.arange(40, 60)[::-1]):                          # descending within one shard
+        np.testing.assert_array_equal(s.gather(rows), x[rows])
+        np.testing.assert_array_equal(s.gather(rows, fill), filled[rows])
+        np.testing.assert_array_equal(s.gather(rows, fill, flags[rows]), filled[rows])
+    # rows not flagged are copied as they are: the flags must cover every row holding a NaN
+    rows = np.flatnonzero(flags)[:5]
+    assert np.isnan(s.gather(rows, fill, np.zeros(5, dtype=bool))).any()
+    assert s.gather(np.zeros(0, dtype=np.int64), fill).shape == (0, 6)

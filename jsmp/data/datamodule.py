@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jsmp.data.fill import FILLS, fill_nan, fill_source, nan_rows
+from jsmp.data.fill import FILLS, fill_source, nan_rows
 from jsmp.data.labels import Labels
 from jsmp.data.preprocess import Preprocess
 from jsmp.data.rowtable import RowTable
@@ -46,8 +46,8 @@ class RowBatches(Dataset):
 
     Only the features are read from the memmap per batch. The rest is small: taken once for
     the split's rows at set-up and held in memory as one packed record per row (RowTable),
-    with each row's NaN flag (jsmp.data.fill.nan_rows), so NaNs are only looked for on the
-    rows that have some. Gathers use `ndarray.take`, several times faster than fancy `[]`.
+    with each row's NaN flag (jsmp.data.fill.nan_rows); the features are gathered and their
+    NaNs filled in one compiled pass (Store.gather), only looking for NaNs in flagged rows.
     """
 
     def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None = None,
@@ -70,7 +70,7 @@ class RowBatches(Dataset):
     def features(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> np.ndarray:
         """(len(rows), F) features with NaNs filled; has_nan: the rows' NaN flags, if known."""
         has_nan = self.has_nan.take(rows) if has_nan is None else has_nan
-        return fill_nan(self.store.gather(rows), self.fill_value, has_nan)
+        return self.store.gather(rows, self.fill_value, has_nan)
 
     def inputs(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """The model inputs of the target rows: x (B, F)."""

@@ -41,20 +41,10 @@ def feature_means(store: Store, day_index: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0).astype(np.float32)
 
 
-def fill_nan(x: np.ndarray, value: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Replace NaNs in `x` (..., n_features) by `value` (n_features,), in place when writable.
-
-    rows: optional (len(x),) bool, False for rows of a 2-D `x` known to hold no NaN (see
-    `nan_rows`): only the others are scanned, which is most of the cost saved.
-    """
+def fill_nan(x: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Replace NaNs in `x` (..., n_features) by `value` (n_features,), in place when writable."""
     if not x.flags.writeable:
         x = x.copy()
-    if rows is not None:
-        some = np.flatnonzero(rows)
-        if len(some):
-            sub = x.take(some, axis=0)
-            x[some] = np.where(np.isnan(sub), value, sub)  # faster than copyto(where=) into sub
-        return x
     np.copyto(x, np.broadcast_to(value, x.shape), where=np.isnan(x))
     return x
 
@@ -63,7 +53,8 @@ NAN_ROWS = "nan-rows.npy"  # inside the store, like FFILL_DIR
 
 
 def nan_rows(store: Store) -> np.ndarray:
-    """(n_rows,) bool: which rows of the store hold a NaN feature (about a fifth in JSMP).
+    """(n_rows,) bool: which rows of the store hold a NaN feature (about a fifth in JSMP), so
+    a batch gather looks for NaNs only there (Store.gather's `has_nan`).
 
     One streaming pass over the store the first time, then cached inside it (memory-mapped);
     where the store is read-only the flags are only kept in memory. A forward-filled store
