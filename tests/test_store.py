@@ -108,6 +108,12 @@ def test_gather_fills_nans_in_flagged_rows_in_any_order(tmp_path):
         np.testing.assert_array_equal(s.gather(rows), x[rows])
         np.testing.assert_array_equal(s.gather(rows, fill), filled[rows])
         np.testing.assert_array_equal(s.gather(rows, fill, flags[rows]), filled[rows])
+    # sorted rows spread over many shards (an ingested store has ~75): one run per shard
+    many = Store(_write(tmp_path / "many", date, x, shard_rows=25))
+    assert len(many.manifest["shards"]) == 40
+    rows = np.arange(0, len(x), 10)
+    np.testing.assert_array_equal(many.gather(rows, fill), filled[rows])
+    np.testing.assert_array_equal(many.gather(rows[::-1], fill), filled[rows[::-1]])
     # rows not flagged are copied as they are: the flags must cover every row holding a NaN
     rows = np.flatnonzero(flags)[:5]
     assert np.isnan(s.gather(rows, fill, np.zeros(5, dtype=bool))).any()

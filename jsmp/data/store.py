@@ -264,6 +264,7 @@ class Store:
         self.day_offsets = np.asarray(m["day_offsets"], dtype=np.int64)
         self.shard_starts = np.asarray([s["start"] for s in m["shards"]], dtype=np.int64)
         self._shards: list[np.ndarray] | None = None
+        self._shard_list = None  # the shards as jsmp.data.kernels reads them, made on first gather
         self._side: dict[str, np.ndarray] = {}
         self._check_sizes()
 
@@ -316,23 +317,15 @@ class Store:
     def has(self, name: str) -> bool:
         return name in self.manifest["side"]
 
-    def runs(self, rows: np.ndarray) -> list[tuple[np.ndarray, slice, np.ndarray]]:
-        """Sorted (or nearly sorted) store `rows` cut where they change shard: (shard array,
-        the slice of `rows` in it, those rows' indices within the shard) for each run."""
-        shard = np.searchsorted(self.shard_starts, rows, side="right") - 1
-        cuts = [0, *(np.flatnonzero(np.diff(shard)) + 1), len(rows)]
-        return [(self.shards[shard[a]], slice(a, b), rows[a:b] - self.shard_starts[shard[a]])
-                for a, b in zip(cuts[:-1], cuts[1:])]
-
     def gather(self, rows: np.ndarray, fill: np.ndarray | None = None, has_nan: np.ndarray | None = None) -> np.ndarray:
         """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32.
 
         With `fill` (n_features,), NaNs become its values while the rows are copied, in the
-        rows where `has_nan` (len(rows),) bool is set (all of them when it is None). Sorted
-        `rows` read the memmap forward, one compiled copy loop per shard touched
-        (jsmp.data.kernels); unsorted ones are gathered in sorted order and put back.
+        rows where `has_nan` (len(rows),) bool is set (all of them when it is None). One
+        compiled loop reads every shard (jsmp.data.kernels); sorted `rows` read the memmap
+        forward.
         """
-        from jsmp.data.kernels import take_rows
+        from jsmp.data.kernels import shard_list, take_rows
 
         rows = np.asarray(rows, dtype=np.int64)
         out = np.empty((len(rows), self.n_features), dtype=np.float32)
@@ -340,13 +333,10 @@ class Store:
             fill, has_nan = np.zeros(0, dtype=np.float32), np.zeros(len(rows), dtype=bool)
         fill = np.asarray(fill, dtype=np.float32)
         has_nan = np.ones(len(rows), dtype=bool) if has_nan is None else np.asarray(has_nan, dtype=bool)
-        runs = self.runs(rows) if len(rows) else []
-        if len(runs) > max(16, len(rows) // 64):  # scattered over the shards: read in row order
-            order = np.argsort(rows, kind="stable")
-            out[order] = self.gather(rows[order], fill, has_nan[order])
-            return out
-        for shard, part, local in runs:
-            take_rows(np.asarray(shard), local, out[part], fill, has_nan[part])
+        shard = np.searchsorted(self.shard_starts, rows, side="right") - 1
+        if self._shard_list is None:
+            self._shard_list = shard_list(self.shards)
+        take_rows(self._shard_list, shard, rows - self.shard_starts[shard], out, fill, has_nan)
         return out
 
     def iter_blocks(self, rows_ranges, block_rows: int = 1 << 16):
