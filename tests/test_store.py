@@ -118,3 +118,6 @@ def test_gather_fills_nans_in_flagged_rows_in_any_order(tmp_path):
     rows = np.flatnonzero(flags)[:5]
     assert np.isnan(s.gather(rows, fill, np.zeros(5, dtype=bool))).any()
     assert s.gather(np.zeros(0, dtype=np.int64), fill).shape == (0, 6)
+    for bad in ([0, len(x)], [-1, 3]):
+        with pytest.raises(IndexError, match=r"rows must be in \[0, 1000\)"):
+            s.gather(np.array(bad))

@@ -328,6 +328,8 @@ class Store:
         from jsmp.data.kernels import shard_list, take_rows
 
         rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and not (0 <= rows.min() and rows.max() < self.n_rows):  # the compiled loop does not check
+            raise IndexError(f"store {self.path}: rows must be in [0, {self.n_rows}), got {rows.min()}..{rows.max()}")
         out = np.empty((len(rows), self.n_features), dtype=np.float32)
         if fill is None:
             fill, has_nan = np.zeros(0, dtype=np.float32), np.zeros(len(rows), dtype=bool)
