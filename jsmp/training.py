@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import lightning as L
@@ -20,6 +21,7 @@ from hydra.utils import get_class
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from jsmp.allocator import ENV, huge_pages_in_effect
 from jsmp.callbacks import MetricsJson, NaNGuard, write_json
 from jsmp.config import build
 from jsmp.data.preprocess import PREPROCESS
@@ -57,6 +59,8 @@ def flat_hparams(cfg: DictConfig) -> dict:
 
 def train(cfg: DictConfig) -> float:
     """Train as `cfg` says: once, or once per CV fold with `cv_objective`; returns `cfg.optimized_metric`."""
+    log.info("huge pages for CPU tensors >= 2 MB: %s (%s=%s; see jsmp/allocator.py)",
+             "on" if huge_pages_in_effect() else "off", ENV, os.environ.get(ENV, "unset"))
     return train_folds(cfg) if cfg.get("cv_objective") else train_once(cfg)
 
 

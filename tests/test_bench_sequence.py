@@ -15,6 +15,9 @@ SMALL = ["--days", "20", "--rows-per-day", "300"]
      [r"^MLP\s+\d+\s+\d+\s+\d+\s+[\d.]+", r"^LSTM W=4\s+\d+"]),
     ("memory", ["--steps", "2", "--batch-size", "64", "--hidden", "8", "--windows", "2", "4"],
      [r"^\s+2\s+[\d.]+ GB", r"^\s+4\s+[\d.]+ GB", r"RSS\(W=4\) / RSS\(W=2\) = [\d.]+"]),
+    ("hugepages", ["--batch-size", "128", "--lstm-steps", "3", "--mlp-steps", "4", "--window", "4", "--repeat", "1"],
+     [r"^LSTM W=4\s+off\s+\d+\s+\d+\s+[\d.]+ GB", r"^LSTM W=4\s+on\s+\d+", r"^MLP\s+on\s+\d+",
+      r"^LSTM W=4\s+on / off: speed [\d.]+x, peak RSS [\d.]+x"]),
 ])
 def test_benchmark_prints_its_table(tmp_path, name, args, lines):
     p = run_cli(["-m", "jsmp.bench", name, *SMALL, *args], env={"JSMP_BENCH_DIR": str(tmp_path)})

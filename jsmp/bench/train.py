@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--window", type=int, default=32)
     p.add_argument("--mlp-steps", type=int, default=60)
-    p.add_argument("--lstm-steps", type=int, default=8)
+    p.add_argument("--lstm-steps", type=int, default=16)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3, help="best of this many measurements of each")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
