@@ -27,15 +27,18 @@ def default_huge_pages() -> None:
     os.environ.setdefault(ENV, "1")
 
 
+def kernel_offers_huge_pages() -> bool:
+    """Whether the kernel's transparent huge pages are available: its THP mode is not [never]."""
+    try:
+        return "[never]" not in THP_MODE.read_text()
+    except OSError:  # not Linux, or no THP support
+        return False
+
+
 def huge_pages_in_effect() -> bool:
     """Whether this process's big CPU tensors get huge pages: PyTorch then starts them on a page
-    boundary (its default 64-byte alignment leaves them off one) and the kernel's THP mode is
-    not [never]."""
+    boundary (its default 64-byte alignment leaves them off one) and the kernel offers them."""
     import torch
 
     probe = torch.empty(1 << 20)  # 4 MB
-    try:
-        mode = THP_MODE.read_text()
-    except OSError:  # not Linux, or no THP support
-        return False
-    return probe.data_ptr() % os.sysconf("SC_PAGESIZE") == 0 and "[never]" not in mode
+    return probe.data_ptr() % os.sysconf("SC_PAGESIZE") == 0 and kernel_offers_huge_pages()

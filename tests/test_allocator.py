@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from jsmp.allocator import ENV, THP_MODE
+from jsmp.allocator import ENV, kernel_offers_huge_pages
 
 # Allocates a 64 MB tensor twice (glibc unmaps the first on free) and counts the second one's page faults.
 CHILD = """
@@ -22,8 +22,7 @@ print(json.dumps({"in_effect": huge_pages_in_effect(),
 """
 PAGES = (64 << 20) // 4096
 
-needs_thp = pytest.mark.skipif(not THP_MODE.exists() or "[never]" in THP_MODE.read_text(),
-                               reason="the kernel offers no transparent huge pages")
+needs_thp = pytest.mark.skipif(not kernel_offers_huge_pages(), reason="the kernel offers no transparent huge pages")
 
 
 def _child(env: dict) -> dict:

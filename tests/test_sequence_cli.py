@@ -5,28 +5,24 @@ import json
 import pytest
 
 from conftest import run_cli
-from jsmp.allocator import ENV, THP_MODE
-
-THP_AVAILABLE = THP_MODE.exists() and "[never]" not in THP_MODE.read_text()
+from jsmp.allocator import ENV, kernel_offers_huge_pages
 
 
-def _run(tmp_path, *overrides):
-    return run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", *overrides], env={"JSMP_ROOT": str(tmp_path)})
+def _run(tmp_path, *overrides, env=None):
+    return run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", *overrides], env={"JSMP_ROOT": str(tmp_path), **(env or {})})
 
 
 @pytest.mark.parametrize("cross_days,huge_pages", [("true", None), ("false", "0")])
 def test_lstm_fast_dev_run(tiny_store, tmp_path, cross_days, huge_pages):
-    env = {"JSMP_ROOT": str(tmp_path)} | ({ENV: huge_pages} if huge_pages else {})
-    p = run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", "model=lstm", f"data.store={tiny_store}",
-                 "trainer.fast_dev_run=true", "data.window.length=8", f"data.window.cross_days={cross_days}",
-                 "model.hidden=8"], env=env)
+    p = _run(tmp_path, "model=lstm", f"data.store={tiny_store}", "trainer.fast_dev_run=true", "data.window.length=8",
+             f"data.window.cross_days={cross_days}", "model.hidden=8", env={ENV: huge_pages} if huge_pages else None)
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "completed" and {"val/utility", "val/auc", "val/loss", "train/loss"} <= set(m)
     out = p.stderr + p.stdout
     assert "training LSTM" in out
     # jsmp turns PyTorch's huge pages on unless the environment says otherwise
-    expected = "off" if huge_pages == "0" or not THP_AVAILABLE else "on"
+    expected = "off" if huge_pages == "0" or not kernel_offers_huge_pages() else "on"
     assert f"huge pages for CPU tensors >= 2 MB: {expected} ({ENV}={huge_pages or 1}" in out
 
 
