@@ -1,0 +1,133 @@
+"""Writing user-visible files safely: one atomic-write helper and one destination check.
+
+Every command that writes (ingest, synth, predict, train, tune, bench caches) goes through
+these, so the guarantees in docs/safety.md hold everywhere:
+
+- `atomic_path(dst)`: work on a temporary sibling `.NAME.tmp-<pid>-<rand>`, renamed onto `dst`
+  only when the block ends without an exception; on an exception the temp is removed. A
+  process killed midway leaves only the temp, which `remove_stale_temps(dst)` (called by the
+  next write to `dst`) deletes once its writer pid is gone.
+- `claim_destination(dst, ...)`: before any long work, refuse (one-line UserError) to replace
+  a path that is not the command's own kind of output or empty, one equal to or containing an
+  input, or one whose parent is not writable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from jsmp.errors import UserError
+from jsmp.processes import pid_alive
+
+TMP_MARK = ".tmp-"
+
+
+def temp_sibling(path: str | os.PathLike) -> Path:
+    """A fresh hidden temp path beside `path`: `.NAME.tmp-<pid>-<8 hex>` (the pid lets a later
+    write tell a killed writer's leftovers from a live one's)."""
+    path = Path(path)
+    return path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temps of earlier writes to `path` whose writer process is gone; returns them."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}{TMP_MARK}*"):
+        pid = tmp.name.rsplit(TMP_MARK, 1)[1].split("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            _remove(tmp)
+            removed.append(tmp)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(dst: str | os.PathLike, replace: Callable[[Path, Path], None] | None = None) -> Iterator[Path]:
+    """Yield a temp path beside `dst` to write a file or directory into; on success it is
+    renamed onto `dst` (`replace(tmp, dst)` if given, else os.replace), on error removed.
+
+    Callers check with `claim_destination` first that `dst` may be replaced.
+    """
+    dst = Path(dst)
+    remove_stale_temps(dst)
+    tmp = temp_sibling(dst)
+    try:
+        yield tmp
+        (replace or os.replace)(tmp, dst)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_text_atomic(dst: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `dst` through a temp file and a rename."""
+    with atomic_path(dst) as tmp:
+        tmp.write_text(text)
+    return Path(dst)
+
+
+def is_empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _contains(outer: Path, inner: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def claim_destination(
+    dst: str | os.PathLike,
+    flag: str,
+    kind: str,
+    is_own: Callable[[Path], bool],
+    inputs: Iterable[str | os.PathLike] = (),
+    directory: bool = False,
+) -> Path:
+    """Check, before any long work, that the output `dst` (given as `flag`) may be written.
+
+    Allowed: `dst` absent, an empty directory (when `directory`), or `is_own(dst)` (the
+    command's own kind of output, `kind`, e.g. "jsmp store"). Refused with a one-line
+    UserError: anything else there; `dst` equal to, inside or containing one of `inputs`;
+    a parent that cannot be created or written. Returns `dst` as a Path.
+    """
+    dst = Path(dst)
+    where = f"{flag} {dst}"
+    resolved = dst.resolve()
+    for src in inputs:
+        s = Path(src).resolve()
+        if _contains(resolved, s):
+            what = "is" if s == resolved else "contains"
+            raise UserError(f"{where}: {what} the input {src}; writing there would destroy it. Choose another {flag}")
+    if dst.is_symlink() or dst.exists():
+        if is_own(dst) or (directory and is_empty_dir(dst)):
+            pass
+        else:
+            if dst.is_dir():
+                found = "a directory that is not a " + kind + (" (and not empty)" if directory else "")
+            else:
+                found = "an existing file that is not a " + kind
+            raise UserError(f"{where}: {found}; jsmp replaces only its own {kind} outputs. "
+                            f"Choose another {flag}, or move that {'directory' if dst.is_dir() else 'file'} away first")
+    parent = dst.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{where}: cannot create its parent directory {parent} ({e.strerror})") from None
+    if not parent.is_dir():
+        raise UserError(f"{where}: its parent {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{where}: its parent directory {parent} is not writable")
+    if dst.exists() and not os.access(dst, os.W_OK):
+        raise UserError(f"{where}: exists and is not writable")
+    return dst
