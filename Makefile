@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 STUDY  ?= mlp
 STORAGE ?= sqlite:///logs/train/sweeps/$(STUDY)/optuna.db
 
-.PHONY: install train tune test test-slow bench tensorboard dashboard clean
+.PHONY: install train tune test test-slow postgres-server bench tensorboard dashboard clean
 
 install: $(STAMP)
 
@@ -20,8 +20,16 @@ $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,postgres]"   # postgres: psycopg 3, for postgresql:// sweep storages
 	touch $(STAMP)
+
+# PostgreSQL's server binaries (initdb, pg_ctl), which tests/test_postgres.py starts a server with;
+# installed with apt as root (CI), else named for the user (the tests skip without them)
+postgres-server:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "note: the PostgreSQL tests need its server (initdb): sudo apt-get install postgresql" >&2; fi
 
 train: $(STAMP)       ## train the default MLP on the built-in synthetic data (make train ARGS="model=lstm")
 	$(BIN)/python train.py $(ARGS)
@@ -32,7 +40,7 @@ tune: $(STAMP)        ## hyper-parameter search (make tune ARGS="model=mlp hydra
 test: $(STAMP)        ## the fast test suite (CI runs this)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-slow: $(STAMP)   ## tests that take minutes
+test-slow: $(STAMP) postgres-server ## tests that take minutes (PostgreSQL sweeps included)
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)       ## benchmarks: make bench BENCH=ingest

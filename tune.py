@@ -4,6 +4,10 @@ The same as `python train.py hparams_search=mlp [overrides]`: runs conf/hparams_
 (a multirun with the jsmp_optuna sweeper; storage and n_trials defaults there), prints the
 best value and params and writes best.yaml, the plots and optuna.db into the sweep dir
 (logs/train/sweeps/<model>). Rerunning the same command continues the study.
+
+A shared storage's password never goes on the command line or into a config (Hydra writes
+both into every run dir): give `hydra.sweeper.storage=postgresql://USER@HOST/DB` and the
+password in JSMP_STORAGE_PASSWORD (see hydra_plugins/jsmp_optuna_sweeper/storage.py).
 """
 
 import sys
@@ -11,8 +15,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from hydra_plugins.jsmp_optuna_sweeper.errors import exit_on_sweep_error
+from hydra_plugins.jsmp_optuna_sweeper.space import check_overrides
 from jsmp.cli import run_task
-from jsmp.training import train
 
 
 def tune_argv(argv: list[str]) -> list[str]:
@@ -25,9 +30,14 @@ def tune_argv(argv: list[str]) -> list[str]:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    # imported here: torch and Lightning are not needed to report a bad command line
+    from jsmp.training import train
+
     return run_task(train, cfg)
 
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0], *tune_argv(sys.argv[1:])]
+    # a malformed or quoted sweep (model.lr=interval(1), "model.lr='interval(0, 1)'"): one line, exit 2
+    exit_on_sweep_error(check_overrides)(sys.argv[1:])
     main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +13,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from jsmp.errors import UserError
+from jsmp.files import write_text_atomic
+from jsmp.processes import pid_alive
 
 
 def _scalar(v) -> float:
@@ -25,6 +28,9 @@ class MetricsJson(L.Callback):
     the `val/*` metrics and `monitor` at the best epoch under `best/<name>` (best = highest
     `monitor`, or lowest with `mode='min'`),
     fixed reference values given as `extra` (e.g. `val/utility_ideal`), plus `epoch`, `global_step`, `best_epoch` and `status` (running, completed, failed).
+    `pid`, `pid_start` and `host` name the process that writes it, so `run_status` can tell a
+    `running` file whose writer was killed. Written first when fitting starts (status running);
+    a resumed run starts from the run's earlier file (its values until the next validation).
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val/utility", extra: dict | None = None,
@@ -37,6 +43,12 @@ class MetricsJson(L.Callback):
         self.best_epoch: int | None = None
         self.status = "running"
         self.error: str | None = None
+        self.previous: dict = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.previous = read_metrics(self.path) or {}
+        self.previous.pop("error", None)
+        write_json(self.path, {**self.previous, **self.extra, "status": "running", **writer()})
 
     def _latest(self, trainer: L.Trainer) -> dict[str, float]:
         return {k: _scalar(v) for k, v in sorted(trainer.callback_metrics.items()) if not k.endswith("_step")}
@@ -70,6 +82,7 @@ class MetricsJson(L.Callback):
 
     def write(self, trainer: L.Trainer) -> dict:
         out = {
+            **self.previous,
             **self.extra,
             **self._latest(trainer),
             **{f"best/{k}": v for k, v in self.best.items()},
@@ -77,6 +90,7 @@ class MetricsJson(L.Callback):
             "global_step": trainer.global_step,
             "best_epoch": self.best_epoch,
             "status": self.status,
+            **writer(),
         }
         if self.error:
             out["error"] = self.error
@@ -87,10 +101,49 @@ class MetricsJson(L.Callback):
 @rank_zero_only
 def write_json(path: Path, obj: dict) -> None:
     """Atomically write `obj` to `path` (once, from global rank 0 under DDP)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux /proc), None if unknown: with
+    the pid it tells a recycled pid from the writer."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def writer() -> dict:
+    """Who writes a metrics.json: {pid, pid_start, host}."""
+    return {"pid": os.getpid(), "pid_start": _start_time(os.getpid()), "host": socket.gethostname()}
+
+
+def read_metrics(path: str | os.PathLike) -> dict | None:
+    """A metrics.json's content; None if there is none or it is not a JSON object."""
+    try:
+        out = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def run_status(run_dir: str | os.PathLike) -> str | None:
+    """The status of the run in `run_dir` from its metrics.json: completed, failed, running,
+    or killed (`running`, but its writer process, on this host, is gone); None when there
+    is no metrics.json. A run written on another host is reported as its file says."""
+    m = read_metrics(Path(run_dir) / "metrics.json")
+    if m is None:
+        return None
+    status = m.get("status")
+    pid = m.get("pid")
+    if status == "running" and m.get("host") == socket.gethostname() and isinstance(pid, int):
+        start = m.get("pid_start")
+        if not pid_alive(pid) or (start is not None and _start_time(pid) not in (None, start)):
+            return "killed"
+    return status
 
 
 class DivergedError(UserError):

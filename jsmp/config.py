@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from jsmp.errors import UserError
+
+# objects whose constructors check their arguments (a ValueError there is a config value mistake)
+CHECKED_BY_CONSTRUCTOR = ("trainer", "logger")
 
 
 def build(node: DictConfig, key: str, **kwargs):
@@ -20,5 +24,12 @@ def build(node: DictConfig, key: str, **kwargs):
         if isinstance(cause, UserError):
             raise cause from None
         if isinstance(cause, TypeError):  # unexpected/missing keyword: a config key mistake
-            raise UserError(f"{key}: {cause}") from None
+            raise UserError(f"{key}: {_one_line(cause)}") from None
+        if key in CHECKED_BY_CONSTRUCTOR and isinstance(cause, (ValueError, MisconfigurationException)):
+            raise UserError(f"{key}: {_one_line(cause)}") from None
         raise
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -10,11 +10,14 @@ these, so the guarantees in docs/safety.md hold everywhere:
 - `claim_destination(dst, ...)`: before any long work, refuse (one-line UserError) to replace
   a path that is not the command's own kind of output or empty, one equal to or containing an
   input, or one whose parent is not writable.
+- `replace_dir(src, dst, is_own)`: the final swap of a finished output directory, under
+  `locked(dst)` so two writers of one destination take turns, and never over a non-own path.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
@@ -47,10 +50,12 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
 
 
 def _remove(path: Path) -> None:
+    """Remove a file or directory tree, as far as permissions allow."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -78,6 +83,53 @@ def write_text_atomic(dst: str | os.PathLike, text: str) -> Path:
     return Path(dst)
 
 
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on `path` among jsmp processes (waiting while another holds it):
+    an flock on the sibling `.NAME.lock`, which is removed on release."""
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:  # not unlinked by the holder before us
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.unlink(lock)
+        os.close(fd)
+
+
+def replace_dir(src: Path, dst: Path, is_own: Callable[[Path], bool], what: str) -> None:
+    """Move the finished directory `src` onto `dst` (`what` names it in errors), holding `locked(dst)`.
+
+    `dst` absent or an empty directory is replaced by one rename; one that `is_own` is first
+    renamed to a temp name (which `remove_stale_temps` clears should this process die before
+    removing it). Anything else at `dst` (put there after `claim_destination`) is left alone:
+    UserError, and `src` stays for the caller to remove.
+    """
+    with locked(dst):
+        if not (dst.is_symlink() or dst.exists()) or is_empty_dir(dst):
+            os.replace(src, dst)
+            return
+        if dst.is_symlink() or not is_own(dst):
+            raise UserError(f"{what} {dst}: something else was put there while jsmp was writing; left it untouched. "
+                            f"Move it away and run again")
+        trash = temp_sibling(dst)
+        os.rename(dst, trash)
+        try:
+            os.rename(src, dst)
+        except BaseException:
+            os.rename(trash, dst)
+            raise
+    _remove(trash)
+
+
 def is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 
@@ -98,11 +150,12 @@ def claim_destination(
 
     Allowed: `dst` absent, an empty directory (when `directory`), or `is_own(dst)` (the
     command's own kind of output, `kind`, e.g. "jsmp store"). Refused with a one-line
-    UserError: anything else there; `dst` equal to, inside or containing one of `inputs`;
-    a parent that cannot be created or written. Returns `dst` as a Path.
+    UserError: anything else there; `dst` equal to or containing one of `inputs`; a parent
+    that cannot be created or written. Returns `dst` as a Path.
     """
-    dst = Path(dst)
-    where = f"{flag} {dst}"
+    given = Path(dst)
+    where = f"{flag} {given}"
+    dst = Path(os.path.abspath(given))  # "." and "x/.." get a real name and parent
     resolved = dst.resolve()
     for src in inputs:
         s = Path(src).resolve()
@@ -120,14 +173,15 @@ def claim_destination(
             raise UserError(f"{where}: {found}; jsmp replaces only its own {kind} outputs. "
                             f"Choose another {flag}, or move that {'directory' if dst.is_dir() else 'file'} away first")
     parent = dst.parent
+    shown = given.parent if given.name not in ("", ".", "..") else parent  # as the user wrote it where it can be
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"{where}: cannot create its parent directory {parent} ({e.strerror})") from None
+        raise UserError(f"{where}: cannot create its parent directory {shown} ({e.strerror})") from None
     if not parent.is_dir():
-        raise UserError(f"{where}: its parent {parent} is not a directory")
+        raise UserError(f"{where}: its parent {shown} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{where}: its parent directory {parent} is not writable")
+        raise UserError(f"{where}: its parent directory {shown} is not writable")
     if dst.exists() and not os.access(dst, os.W_OK):
         raise UserError(f"{where}: exists and is not writable")
-    return dst
+    return given

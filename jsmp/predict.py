@@ -5,9 +5,13 @@
 RUN_DIR is a training run dir (its best checkpoint is used) or a checkpoint file inside one;
 the run dir's `config.yaml` names the model class and its `preprocess.json` holds the
 features, NaN fill and window training used. The checkpoint is loaded weights-only (no
-arbitrary unpickling). Each row's action is decided before the next row is read; sequence
-models see a ring buffer of the last W filled rows. `--batch` scores the whole file (or a
-store directory) at once and gives the same actions.
+arbitrary unpickling). Both modes read the file through one reader: pieces of about 2k
+rows parsed by pyarrow and checked as ingest checks a file (ingest's `Checker`), so a bad
+row anywhere stops either mode with the same one-line error and no output. Row by row,
+each row's action depends only on it and the rows before it; sequence models see a ring
+buffer of the last W filled rows. `--batch` scores the whole file (or a store directory)
+at once and gives the same actions. `--out` is replaced only when it is absent or a
+submission (first line `ts_id,action`), never the input.
 
 From Python, e.g. in a notebook loop over the Kaggle API's `iter_test()`::
 
@@ -20,30 +24,36 @@ From Python, e.g. in a notebook loop over the Kaggle API's `iter_test()`::
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
+import contextlib
+import dataclasses
 import os
 import pickle
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
+import pyarrow as pa
 import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from jsmp.data.ingest import Checker, Layout, Source, csv_header, iter_csv
+from jsmp.data.ingest import INT_COLUMNS, Checker, Layout, Source, csv_header, iter_csv
 from jsmp.data.preprocess import PREPROCESS, OnlineFill, Preprocess, fill_rows
 from jsmp.data.store import Store, is_store
 from jsmp.data.windows import gather_windows
 from jsmp.errors import UserError, exit_on_user_error
+from jsmp.files import atomic_path, claim_destination
 from jsmp.models.base import TradeModule
 
 # target rows per forward pass in batch mode (cache-sized: bigger passes are slower on CPU)
 BATCH_ROWS, WINDOW_BATCH_ROWS = 1024, 256
+# the non-feature columns of a test row, checked as ingest checks them (date and ts_id also for order)
+SIDE = ["date", "weight", "ts_id"]
+HEADER = "ts_id,action\n"  # a submission's first line
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -88,9 +98,9 @@ def load_model(ckpt: Path, target: str) -> TradeModule:
 
 
 def missing_columns(have, features: list[str], where: str) -> None:
-    """Raise when `have` (column names) lacks `date`, `ts_id` or a feature the model was trained on."""
+    """Raise when `have` (column names) lacks `date`, `weight`, `ts_id` or a feature the model was trained on."""
     have = set(have)
-    missing = [c for c in ["date", "ts_id", *features] if c not in have]
+    missing = [c for c in [*SIDE, *features] if c not in have]
     if missing:
         shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
         raise UserError(f"{where}: missing column(s) the model needs (it was trained on {len(features)} features): {shown}")
@@ -102,7 +112,8 @@ class Predictor:
     at once (`predict_batch`); both give identical actions.
 
     State carried between rows: the day (a new `date` starts a day), the forward-fill's last
-    values, and for sequence models the last W filled rows. `reset()` forgets it all.
+    values, for sequence models the last W filled rows, and `predict_row`'s last date and
+    ts_id (for its order checks). `reset()` forgets it all.
     `columns` is the layout `predict_row` expects of an array: date, weight, features, ts_id.
     threads: sets torch's (process-wide) thread count. One is fastest for one row, and on a
     busy machine for batches too (an LSTM can run 10x slower on two). None leaves it as it is.
@@ -142,16 +153,30 @@ class Predictor:
         self.seen = 0  # rows written to the ring
         self.filled = 0  # rows of the current window that are real (<= W)
         self.fill.reset()
+        self.checker = Checker()  # predict_row's order checks
+        self.rows = 0  # rows predict_row accepted
 
     # -- one row
     def predict_row(self, row) -> int:
-        """The action (0/1) for one row: a dict or pandas Series/1-row DataFrame with the
-        `columns` names, or an array in `columns` order. NaN (or None) marks a missing value."""
-        date, x = self._parse(row)
+        """The action (0/1) for one row: a dict or pandas Series/1-row DataFrame with (at
+        least: other keys are ignored) the `columns` names, or an array in `columns` order.
+        NaN (or None) marks a missing feature value.
+
+        The row is checked as `--batch` checks a file's rows (ingest's `Checker`, same
+        messages): date, weight and ts_id present and finite, date and ts_id integers, no
+        ±Inf feature, date not below and ts_id above the previous row's (since `reset()`).
+        A bad row raises UserError naming it (`row N`, counted from `reset()`) and changes no state.
+        """
+        values = self._values(row)
+        with np.errstate(over="ignore"):  # beyond float32 range -> inf, which the check reports
+            x = values[2:-1].astype(np.float32)
+        date = self._check(values, x)
+        self.rows += 1
         return self.step(date, x)
 
     def step(self, date: float, x: np.ndarray) -> int:
-        """The action for one row given its date and raw features x (F,) (NaNs allowed)."""
+        """The action for one row given its date and raw features x (F,) (NaNs allowed),
+        unchecked: for rows `read_csv` (or `predict_row`) has checked."""
         new_day = date != self.day
         self.day = date
         np.copyto(self.row, x)
@@ -177,24 +202,51 @@ class Predictor:
         self.mask[0, :pad] = False
         self.mask[0, pad:] = True
 
-    def _parse(self, row) -> tuple[float, np.ndarray]:
+    def _values(self, row) -> np.ndarray:
+        """The row's values in `columns` order, float64 (NaN for None)."""
         if isinstance(row, Mapping):
             try:
-                return float(row["date"]), np.array([row[c] for c in self.features], dtype=np.float32)
+                values = [row[c] for c in self.columns]
             except KeyError:
                 missing_columns(row.keys(), self.features, "row")
                 raise
-        if hasattr(row, "columns"):  # a 1-row pandas DataFrame, as the Kaggle API hands over
+        elif hasattr(row, "columns"):  # a 1-row pandas DataFrame, as the Kaggle API hands over
             missing_columns(row.columns, self.features, "row")
-            return float(row["date"].iloc[0]), row[self.features].to_numpy(np.float32)[0]
-        if hasattr(row, "index") and hasattr(row, "to_numpy"):  # a pandas Series
+            if len(row) != 1:
+                raise UserError(f"row: expected a 1-row DataFrame, got {len(row)} rows")
+            values = row[self.columns].to_numpy()[0]
+        elif hasattr(row, "index") and hasattr(row, "to_numpy"):  # a pandas Series
             missing_columns(row.index, self.features, "row")
-            return float(row["date"]), row[self.features].to_numpy(np.float32)
-        a = np.asarray(row, dtype=np.float32)
+            values = row[self.columns].to_numpy()
+        else:
+            values = row
+        try:
+            a = np.asarray(values, dtype=np.float64)
+        except (ValueError, TypeError):
+            for c, v in zip(self.columns, values):
+                try:
+                    np.asarray(v, dtype=np.float64).item()
+                except (ValueError, TypeError):
+                    want = "an integer" if c in INT_COLUMNS else "a number"
+                    raise UserError(f"row {self.rows + 1}, column {c!r}: got {v!r}, expected {want}") from None
+            a = np.empty(0)  # no single bad value: report the shape below
         if a.shape != (len(self.columns),):
             raise UserError(f"row: expected {len(self.columns)} values (date, weight, {len(self.features)} features, ts_id), "
                             f"got shape {a.shape}")
-        return float(a[0]), a[2:-1]
+        return a
+
+    def _check(self, values: np.ndarray, x: np.ndarray) -> int:
+        """The row's date, once ingest's Checker passed its date, weight, ts_id and any ±Inf
+        feature (the only feature values it refuses) as a 1-row batch; a NaN (or None) there
+        is a missing value, as an empty field is in a file."""
+        bad = [int(j) for j in np.flatnonzero(np.isinf(x))]
+        names = [*SIDE, *(self.features[j] for j in bad)]
+        column = pa.array(np.r_[values[[0, 1, -1]], x[bad]], pa.float64(), from_pandas=True)
+        batch = pa.RecordBatch.from_arrays([column.slice(k, 1) for k in range(len(names))], names=names)
+        checker = dataclasses.replace(self.checker)  # kept only when the row passes
+        _, side = checker(batch, Layout(names, names[len(SIDE):], SIDE, []), lambda i, c: f"row {self.rows + 1}, column {c!r}")
+        self.checker = checker
+        return int(side["date"][0])
 
     # -- all rows at once
     def predict_batch(self, date: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -224,32 +276,24 @@ def require_file(path: Path) -> None:
         raise UserError(f"{path}: {what}; expected a CSV(.gz) in the example_test.csv layout (date, weight, feature_*, ts_id)")
 
 
-def _open_text(path: Path):
+def read_csv(path: Path, features: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(ts_id (n,), date (n,), x (n, F) float32) per piece of a CSV(.gz) (about 2k rows), features
+    in model order, read and checked as ingest reads a file (iter_csv + Checker): a bad field or
+    row anywhere raises UserError naming its line and column."""
     require_file(path)
-    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
-
-
-def stream_rows(path: Path, features: list[str]) -> Iterator[tuple[int, float, list[str]]]:
-    """Yield (ts_id, date, feature fields as text) per CSV row, reading one row at a time."""
-    with _open_text(path) as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise UserError(f"{path}: file is empty; expected a header line (date, weight, feature_*, ts_id)")
-        missing_columns(header, features, str(path))
-        pos = {c: i for i, c in enumerate(header)}
-        i_date, i_ts, i_x = pos["date"], pos["ts_id"], [pos[c] for c in features]
-        for line, fields in enumerate(reader, 2):
-            try:
-                yield int(fields[i_ts]), float(fields[i_date]), [fields[i] for i in i_x]
-            except (ValueError, IndexError):
-                raise UserError(f"{path} line {line}: expected {len(header)} fields with integer date and ts_id, "
-                                f"got {len(fields)} fields") from None
-
-
-def parse_fields(fields: list[str]) -> np.ndarray:
-    """Feature fields as text -> (F,) float32; empty fields are NaN (ValueError on other text)."""
-    return np.array([v or "nan" for v in fields], dtype=np.float32)
+    source = Source.of(path)
+    header = csv_header(path, source.kind)
+    missing_columns(header, features, str(path))
+    layout = Layout(header, list(features), SIDE, [])
+    check = Checker()
+    rows = 0
+    for batch, line, _ in iter_csv(source, layout, None):
+        if batch.num_rows:
+            x, side = check(batch, layout, lambda i, c, line=line: f"{path} line {line + i}, column {c!r}")
+            rows += len(x)
+            yield side["ts_id"], side["date"], x
+    if not rows:
+        raise UserError(f"{path}: header only, no data rows")
 
 
 def read_all(path: Path, features: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -262,78 +306,63 @@ def read_all(path: Path, features: list[str]) -> tuple[np.ndarray, np.ndarray, n
         cols = [store.features.index(c) for c in features]
         x = np.concatenate([b[:, cols] for b in store.iter_blocks([(0, store.n_rows)])])
         return np.asarray(store.side("ts_id")), np.asarray(store.side("date")), x
-    require_file(path)
-    source = Source.of(path)
-    header = csv_header(path, source.kind)
-    missing_columns(header, features, str(path))
-    layout = Layout(header, list(features), ["date", "ts_id"], [])
-    check = Checker()
-    parts = [check(b, layout, lambda i, c, line=line: f"{path} line {line + i}, column {c!r}")
-             for b, line, _ in iter_csv(source, layout, None) if b.num_rows]
-    if not parts:
-        raise UserError(f"{path}: header only, no data rows")
-    return (np.concatenate([s["ts_id"] for _, s in parts]), np.concatenate([s["date"] for _, s in parts]),
-            np.concatenate([x for x, _ in parts]))
+    ts_id, date, x = zip(*read_csv(path, features))
+    return np.concatenate(ts_id), np.concatenate(date), np.concatenate(x)
 
 
 # -- the command -----------------------------------------------------------------------------
-class Submission:
-    """`ts_id,action` lines written to a temp file, renamed to `path` by `commit()`."""
+def is_submission(path: Path) -> bool:
+    """Whether `path` is a file whose first line is `ts_id,action` (what this command writes)."""
+    try:
+        with open(path, "rb") as f:
+            return f.readline(len(HEADER) + 1).rstrip(b"\r\n") == HEADER.strip().encode()
+    except OSError:  # a directory, unreadable, gone
+        return False
 
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        self.f = open(self.tmp, "w")
-        self.f.write("ts_id,action\n")
 
-    def write(self, ts_id: int, action: int) -> None:
-        self.f.write(f"{ts_id},{action}\n")
-
-    def commit(self) -> None:
-        self.f.close()
-        os.replace(self.tmp, self.path)
-
-    def __enter__(self) -> Submission:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.f.close()
-            self.tmp.unlink(missing_ok=True)
+@contextlib.contextmanager
+def submission(out: Path) -> Iterator[TextIO]:
+    """A text file to write `ts_id,action` lines to (the header is written); it appears at
+    `out` only when the block ends without an exception (jsmp.files.atomic_path)."""
+    with atomic_path(out) as tmp, open(tmp, "w") as f:
+        f.write(HEADER)
+        yield f
 
 
 def run_online(predictor: Predictor, data: Path, out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Replay `data` row by row into `out`; returns (actions, per-row latency in seconds from
-    the row's text fields to its action, and the CPU time this thread spent on it: the
-    difference is time spent waiting for a core)."""
+    """Replay `data` row by row into `out`; returns (actions, per-row latency in seconds from the
+    row's parsed values to its action (fill, window, forward), and the CPU time this thread spent
+    on it: the difference is time spent waiting for a core). Reading, parsing and checking are
+    done per piece of the file by `read_csv`, outside the timing."""
     actions, latency, cpu = [], [], []
     clock, cpu_clock = time.perf_counter, time.thread_time
-    with Submission(out) as sub, tqdm(unit="row", desc=f"predicting {data.name}", disable=None, file=sys.stderr) as bar:
-        for ts_id, date, fields in stream_rows(data, predictor.features):
-            t0, c0 = clock(), cpu_clock()
-            try:
-                action = predictor.step(date, parse_fields(fields))
-            except ValueError as e:
-                raise UserError(f"{data} line {len(actions) + 2}: a feature field is not a number ({e})") from None
-            latency.append(clock() - t0)
-            cpu.append(cpu_clock() - c0)
-            sub.write(ts_id, action)
-            actions.append(action)
-            bar.update()
-        if not actions:
-            raise UserError(f"{data}: header only, no data rows")
-        sub.commit()
+    with submission(out) as f, tqdm(unit="row", desc=f"predicting {data.name}", disable=None, file=sys.stderr) as bar:
+        for ts_id, date, x in read_csv(data, predictor.features):
+            for t, d, row in zip(ts_id.tolist(), date.tolist(), x):
+                t0, c0 = clock(), cpu_clock()
+                action = predictor.step(d, row)
+                latency.append(clock() - t0)
+                cpu.append(cpu_clock() - c0)
+                f.write(f"{t},{action}\n")
+                actions.append(action)
+            bar.update(len(x))
     return np.asarray(actions, dtype=np.int8), np.asarray(latency), np.asarray(cpu)
 
 
 def run_batch(predictor: Predictor, data: Path, out: Path) -> np.ndarray:
     ts_id, date, x = read_all(data, predictor.features)
     actions = predictor.predict_batch(date, x)
-    with Submission(out) as sub:
-        sub.f.write("".join(f"{t},{a}\n" for t, a in zip(ts_id.tolist(), actions.tolist())))
-        sub.commit()
+    with submission(out) as f:
+        f.write("".join(f"{t},{a}\n" for t, a in zip(ts_id.tolist(), actions.tolist())))
     return actions
+
+
+def claim_out(out: str, data: Path) -> Path:
+    """`--out` checked before any work: absent or a submission, not the input, not inside an
+    input store dir, in a writable directory."""
+    if data.is_dir() and data.resolve() in Path(out).resolve().parents:
+        raise UserError(f"--out {out}: is inside the input store {data}; writing there would change it. Choose another --out")
+    return claim_destination(out, "--out", "submission (first line ts_id,action)", is_submission, inputs=[data])
 
 
 @exit_on_user_error
@@ -341,13 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jsmp.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="training run dir, or a checkpoint file in one")
     p.add_argument("--data", required=True, help="test CSV(.gz) in the example_test.csv layout (with --batch also a store dir)")
-    p.add_argument("--out", default="submission.csv", help="where to write ts_id,action (default: %(default)s)")
+    p.add_argument("--out", default="submission.csv",
+                   help="where to write ts_id,action: absent, or a submission to replace (default: %(default)s)")
     p.add_argument("--batch", action="store_true", help="score all rows at once (same actions as row by row)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s, the fastest for one row)")
     args = p.parse_args(argv)
-    data, out = Path(args.data), Path(args.out)
+    data = Path(args.data)
     if not (args.batch and data.is_dir()):
         require_file(data)
+    out = claim_out(args.out, data)
     predictor = Predictor(args.run, threads=args.threads)
     t0 = time.perf_counter()
     if args.batch:

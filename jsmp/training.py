@@ -21,11 +21,13 @@ from hydra.utils import get_class
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from jsmp import rundir
 from jsmp.allocator import ENV, huge_pages_in_effect
 from jsmp.callbacks import MetricsJson, NaNGuard, write_json
 from jsmp.config import build
 from jsmp.data.preprocess import PREPROCESS
 from jsmp.errors import UserError
+from jsmp.files import write_text_atomic
 from jsmp.pruning import trial_callbacks
 
 log = logging.getLogger(__name__)
@@ -64,23 +66,39 @@ def train(cfg: DictConfig) -> float:
     return train_folds(cfg) if cfg.get("cv_objective") else train_once(cfg)
 
 
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    """One-line errors for trainer keys Lightning would only trip over later (or silently accept)."""
+    if trainer_cfg.get("fast_dev_run"):
+        return
+    epochs = trainer_cfg.get("max_epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UserError(f"trainer.max_epochs must be an integer >= 1, got {epochs!r}")
+    low = trainer_cfg.get("min_epochs")
+    if low is not None and (isinstance(low, bool) or not isinstance(low, int) or low < 0):
+        raise UserError(f"trainer.min_epochs must be null or an integer >= 0, got {low!r}")
+
+
 def train_folds(cfg: DictConfig) -> float:
     """`cv_objective=true`: one run per fold of `data.cv`, in `<run dir>/fold-<k>/`; returns the
     mean of `optimized_metric` over the folds and writes it, with each fold's value, to
     `<run dir>/metrics.json`. In a sweep the pruner follows the first fold only (the oldest,
-    cheapest one): a trial it prunes never trains the other folds."""
+    cheapest one): a trial it prunes never trains the other folds. With `ckpt_path=last`
+    each fold that holds a run continues from its own last.ckpt; the others start."""
     folds = cfg.data.get("cv", {}).get("folds")
     if cfg.data.get("fold") is not None:
         raise UserError(f"cv_objective=true trains every fold of data.cv; leave data.fold null (got {cfg.data.fold})")
     if not isinstance(folds, int) or folds < 2:
         raise UserError(f"cv_objective=true needs data.cv.folds to be an integer >= 2, got {folds!r}")
     out_dir = Path(cfg.paths.output_dir)
+    rundir.check_run_dir(cfg, out_dir)
     values = []
     for k in range(folds):
         fold_cfg = cfg.copy()
+        fold_dir = out_dir / f"fold-{k}"
         with open_dict(fold_cfg):
             fold_cfg.cv_objective, fold_cfg.data.fold = False, k
-            fold_cfg.paths.output_dir = str(out_dir / f"fold-{k}")
+            fold_cfg.paths.output_dir = str(fold_dir)
+            fold_cfg.ckpt_path = "last" if cfg.get("ckpt_path") == "last" and rundir.run_contents(fold_dir) else None
             if k > 0:
                 fold_cfg.optuna_trial = None
         values.append(train_once(fold_cfg))
@@ -93,21 +111,27 @@ def train_folds(cfg: DictConfig) -> float:
 
 
 def train_once(cfg: DictConfig) -> float:
-    """Train once as `cfg` says; returns `cfg.optimized_metric` (NaN if it was never logged)."""
+    """Train once as `cfg` says; returns `cfg.optimized_metric` (NaN if it was never logged).
+
+    Everything is checked before anything is written into the run dir (jsmp/rundir.py): a
+    fresh run needs a run dir without a run; a resume (`ckpt_path`) a readable checkpoint that
+    matches the model, data and preprocess.json the run was trained with. A resume keeps the
+    run's config.yaml and preprocess.json and saves its own config as config.resume-<n>.yaml.
+    """
     out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if rank_zero_only.rank == 0:
-        OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    resume = rundir.check_run_dir(cfg, out_dir)
     check_accelerator(cfg.trainer.get("accelerator", "cpu"))
+    check_trainer(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
 
     sequence = getattr(get_class(cfg.model._target_), "sequence", False)
     data = build(cfg.data, "data", **({"windowed": True} if sequence else {}))
     data.prepare_data()
     data.setup("fit")
+    prep = data.preprocess() if hasattr(data, "preprocess") else None  # for jsmp.predict
+    if resume is not None:
+        rundir.check_data(resume, prep, data.model_kwargs(), f"ckpt_path={cfg.ckpt_path}")
     model = build(cfg.model, "model", **data.model_kwargs())
-    if rank_zero_only.rank == 0 and hasattr(data, "preprocess"):  # for jsmp.predict
-        data.preprocess().save(out_dir / PREPROCESS)
 
     metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, mode=cfg.get("monitor_mode", "max"),
                              extra=data.reference_metrics())
@@ -116,12 +140,25 @@ def train_once(cfg: DictConfig) -> float:
     always = [NaNGuard(cfg.diverge_factor), *trial_callbacks(cfg), metrics_cb]
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=logger)
 
-    if trainer.logger is not None:
+    # checked: now write (rank 0): the resolved config, and the preprocess the model trains with
+    if rank_zero_only.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume is not None and resume.continues:
+            name = f"config.resume-{rundir.hydra_resume_number(out_dir)}.yaml"
+        else:
+            name = "config.yaml"
+        write_text_atomic(out_dir / name, OmegaConf.to_yaml(cfg, resolve=True))
+        if prep is not None and not (out_dir / PREPROCESS).exists():  # (a resume's is checked equal)
+            prep.save(out_dir / PREPROCESS)
+
+    if trainer.logger is not None and (resume is None or not resume.continues):
         # TensorBoard's hparams view: the whole config, with hp_metric (the best validation
-        # utility so far, logged by the model every epoch) as its metric.
+        # utility so far, logged by the model every epoch) as its metric. (A resume keeps the
+        # run's first hparams.yaml: its own config is in config.resume-<n>.yaml.)
         trainer.logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": 0.0})
-    log.info("training %s on %s -> %s", type(model).__name__, type(data).__name__, out_dir)
-    trainer.fit(model, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
+    log.info("training %s on %s -> %s%s", type(model).__name__, type(data).__name__, out_dir,
+             f" (resuming from {resume.ckpt})" if resume is not None else "")
+    trainer.fit(model, datamodule=data, ckpt_path=None if resume is None else str(resume.ckpt))
 
     metrics = metrics_cb.write(trainer)
     best = metrics.get("val/utility_best", float("nan"))

@@ -1,15 +1,17 @@
-"""jsmp.predict: row-by-row = batch actions, training's fill and windows online, the CLI, weights-only loading."""
+"""jsmp.predict: row-by-row = batch actions, training's fill and windows online, the CLI, weights-only
+loading, both modes and predict_row checking rows alike, safe --out."""
 
 import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import compose_cfg, run_cli
+
 from jsmp.config import build
 from jsmp.data.fill import fill_nan, fill_source
 from jsmp.data.preprocess import OnlineFill, Preprocess, fill_rows
@@ -17,7 +19,7 @@ from jsmp.data.store import Store
 from jsmp.data.synthetic import SynthSpec, write_csv
 from jsmp.data.windows import gather_windows
 from jsmp.errors import UserError
-from jsmp.predict import Predictor, read_all
+from jsmp.predict import Predictor, main, read_all
 
 TEST_SPEC = SynthSpec(days=4, rows_per_day=60, seed=9)
 TRAIN_ARGS = {
@@ -32,17 +34,28 @@ def test_csv(tmp_path_factory):
     return write_csv(TEST_SPEC, tmp_path_factory.mktemp("test") / "test.csv", test_layout=True)
 
 
-@pytest.fixture(scope="module")
+class Runs(dict):
+    """Run dirs by TRAIN_ARGS name, trained by train.py (1 epoch on the tiny store) on first use;
+    kept in the session's temp dir, so every test module that asks gets the same runs."""
+
+    def __init__(self, root: Path, store: Path):
+        super().__init__()
+        self.root, self.store = root, store
+
+    def __missing__(self, name: str) -> Path:
+        run = self.root / name
+        if not any((run / "checkpoints").glob("*.ckpt")):
+            p = run_cli(["train.py", f"hydra.run.dir={run}", f"data.store={self.store}", "trainer.max_epochs=1",
+                         "logger=none", *TRAIN_ARGS[name]], env={"JSMP_ROOT": str(self.root)})
+            assert p.returncode == 0, p.stderr[-3000:]
+        self[name] = run
+        return run
+
+
+@pytest.fixture(scope="session")
 def runs(tiny_store, tmp_path_factory):
     """Run dirs of a 1-epoch MLP (ffill) and LSTM (W=8, windows within a day) trained by train.py."""
-    root = tmp_path_factory.mktemp("runs")
-    out = {}
-    for name, args in TRAIN_ARGS.items():
-        p = run_cli(["train.py", f"hydra.run.dir={root / name}", f"data.store={tiny_store}", "trainer.max_epochs=1",
-                     "logger=none", *args], env={"JSMP_ROOT": str(root)})
-        assert p.returncode == 0, p.stderr[-3000:]
-        out[name] = root / name
-    return out
+    return Runs(tmp_path_factory.getbasetemp() / "predict-runs", tiny_store)
 
 
 def _rows(csv):
@@ -192,5 +205,156 @@ def test_serve_benchmark_prints_its_table(tmp_path):
     p = run_cli(["-m", "jsmp.bench", "serve", "--rows", "400"], env={"JSMP_BENCH_DIR": str(tmp_path)})
     assert p.returncode in (0, 1), p.stderr[-3000:]  # 1: a latency target missed (a busy machine)
     for model in ["mlp", "lstm"]:
-        assert re.search(rf"^\s*{model}\s+400 \|(\s+[\d.]+){{4}}\s+<=", p.stdout, re.M), p.stdout
-    assert ("MISSED" in p.stdout) == (p.returncode == 1)
+        assert re.search(rf"^\s*{model}\s+400 \|(\s+[\d.]+){{4}}\s+<=", p.stdout, re.MULTILINE), p.stdout
+    assert "row API p99" in p.stdout and ("MISSED" in p.stdout) == (p.returncode == 1)
+
+
+# -- every row checked alike: --batch, row by row, predict_row -------------------------------
+def _lines(csv):
+    return csv.read_text().splitlines(keepends=True)
+
+
+def _set(line: str, header: list[str], **values) -> str:
+    """`line` (a CSV row) with the named fields replaced."""
+    fields = line.rstrip("\n").split(",")
+    for c, v in values.items():
+        fields[header.index(c)] = str(v)
+    return ",".join(fields) + "\n"
+
+
+def _field(line: str, header: list[str], c: str) -> str:
+    return line.rstrip("\n").split(",")[header.index(c)]
+
+
+# each: (a change to one of test.csv's lines L (1-based; line 1 is the header) given the header h,
+# the column the error names, the rest of its message)
+BAD_ROWS = {
+    "duplicate ts_id": (lambda L, h: {6: _set(L[6], h, ts_id=_field(L[5], h, "ts_id"))}, "ts_id", "ts_id 3 repeats; expected strictly increasing ts_id"),
+    "decreasing ts_id": (lambda L, h: {6: _set(L[6], h, ts_id=1)}, "ts_id", "ts_id 1 is below the previous 3; expected strictly increasing ts_id"),
+    "date backwards": (lambda L, h: {len(L) - 1: _set(L[-1], h, date=0)}, "date", "date 0 after date 3; expected non-decreasing dates"),
+    "extra field": (lambda L, h: {7: L[7].rstrip("\n") + ",1\n"}, None, "too many fields: expected 133 (as in the header), got 134"),
+    "Inf in a feature": (lambda L, h: {8: _set(L[8], h, feature_5="inf")}, "feature_5", "got inf (±Inf, or beyond float32 range)"),
+    "Inf in weight": (lambda L, h: {8: _set(L[8], h, weight="-inf")}, "weight", "got -inf (±Inf, or beyond float32 range); expected a finite number"),
+    "Inf in date": (lambda L, h: {8: _set(L[8], h, date="inf")}, "date", "got 'inf', expected an integer"),
+    "text in date": (lambda L, h: {5: _set(L[5], h, date="abc")}, "date", "got 'abc', expected an integer"),
+}
+
+
+def _bad_csv(test_csv, tmp_path, case) -> tuple[Path, str]:
+    """A copy of test.csv with `case` applied, and the error's location prefix."""
+    lines = _lines(test_csv)
+    header = lines[0].rstrip("\n").split(",")
+    change, column, _ = BAD_ROWS[case]
+    ((line, text),) = change([None, *lines], header).items()  # 1-based
+    lines[line - 1] = text
+    bad = tmp_path / "data" / "bad.csv"
+    bad.parent.mkdir()
+    bad.write_text("".join(lines))
+    return bad, f"{bad} line {line}" + (f", column {column!r}" if column else "")
+
+
+def _main_error(capsys, *args) -> str:
+    """Run `python -m jsmp.predict ARGS` in-process: it must exit 2 with exactly one `error:` line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err.splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("case", BAD_ROWS)
+def test_both_modes_reject_a_bad_row_alike(runs, test_csv, tmp_path, capsys, case):
+    bad, where = _bad_csv(test_csv, tmp_path, case)
+    (err,) = {_main_error(capsys, "--run", runs["mlp"], "--data", bad, "--out", tmp_path / "data" / "sub.csv", *mode)
+              for mode in ([], ["--batch"])}  # one error line, the same in both modes
+    assert err.startswith(f"error: {where}: {BAD_ROWS[case][2]}")
+    assert os.listdir(tmp_path / "data") == ["bad.csv"]  # no submission, no temp
+
+
+def test_cli_row_by_row_rejects_duplicate_ts_id(runs, test_csv, tmp_path):
+    bad, where = _bad_csv(test_csv, tmp_path, "duplicate ts_id")
+    err = _cli_error("--run", str(runs["mlp"]), "--data", str(bad), "--out", str(tmp_path / "data" / "sub.csv"))
+    assert err.startswith(f"error: {where}: ts_id 3 repeats")
+    assert os.listdir(tmp_path / "data") == ["bad.csv"]
+
+
+def _row_error(p: Predictor, rows) -> str:
+    """predict_row over `rows` from a reset: the UserError's message at the first bad one."""
+    p.reset()
+    with pytest.raises(UserError) as e:
+        for row in rows:
+            p.predict_row(row)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("case", ["duplicate ts_id", "decreasing ts_id", "date backwards", "Inf in a feature", "Inf in weight", "text in date"])
+def test_predict_row_rejects_what_batch_rejects_in_the_same_words(runs, test_csv, tmp_path, case):
+    p = Predictor(runs["mlp"])
+    bad, where = _bad_csv(test_csv, tmp_path, case)
+    rows = pd.read_csv(bad, dtype={"date": object}).to_dict("records")  # date as read: "abc" stays text
+    line = int(where.split(" line ")[1].split(",")[0])
+    column = BAD_ROWS[case][1]
+    with pytest.raises(UserError) as e:
+        read_all(bad, p.features)
+    assert _row_error(p, rows) == str(e.value).replace(where, f"row {line - 1}, column {column!r}")
+    assert p.rows == line - 2  # the bad row changed nothing: the next good row goes on
+    assert p.predict_row(rows[line - 3] | {"ts_id": 10**9, "date": 3}) in (0, 1)
+
+
+def test_predict_row_checks_each_form_and_reset_clears_the_order(runs, test_csv):
+    p = Predictor(runs["mlp"])
+    rows = pd.read_csv(test_csv)
+    first = rows.iloc[0].to_dict()
+    for form in [first, rows.iloc[0], rows.iloc[[0]], rows.loc[0, p.columns].to_numpy()]:
+        p.reset()
+        p.predict_row(form)
+        with pytest.raises(UserError, match=r"^row 2, column 'ts_id': ts_id 0 repeats"):
+            p.predict_row(form)
+    p.reset()  # the order starts afresh
+    assert p.predict_row(first) in (0, 1)
+    assert p.predict_row({**first, "ts_id": 1, "resp": 0.5, "note": "ignored"}) in (0, 1)  # extra keys are ignored
+    for value, message in [(float("nan"), "missing value"), (None, "missing value"), (float("inf"), "got inf"),
+                           (2.5, "got 2.5; expected an integer"), ("abc", "got 'abc', expected an integer")]:
+        with pytest.raises(UserError, match=rf"^row 3, column 'date': {message}"):
+            p.predict_row({**first, "ts_id": 2, "date": value})
+    with pytest.raises(UserError, match=r"^row 3, column 'weight': missing value"):
+        p.predict_row({**first, "ts_id": 2, "weight": float("nan")})
+    with pytest.raises(UserError, match=r"^row 3, column 'ts_id': got inf"):
+        p.predict_row({**first, "ts_id": float("inf")})
+    with pytest.raises(UserError, match=r"^row 3, column 'feature_7': got -inf"):
+        p.predict_row({**first, "ts_id": 2, "feature_7": -1e39})  # beyond float32 range
+    with pytest.raises(UserError, match=r"^row: expected a 1-row DataFrame, got 2 rows"):
+        p.predict_row(rows.iloc[:2])
+    assert p.predict_row({**first, "ts_id": 2, "feature_7": float("nan")}) in (0, 1)  # NaN features are filled
+
+
+# -- --out ------------------------------------------------------------------------------------
+def test_cli_refuses_to_overwrite_its_input(runs, test_csv, tmp_path):
+    data = tmp_path / "test.csv"
+    shutil.copy(test_csv, data)
+    err = _cli_error("--run", str(runs["mlp"]), "--data", str(data), "--out", str(data))
+    assert err == f"error: --out {data}: is the input {data}; writing there would destroy it. Choose another --out"
+    assert data.read_bytes() == test_csv.read_bytes() and os.listdir(tmp_path) == ["test.csv"]
+
+
+def test_out_is_replaced_only_when_a_submission(runs, test_csv, tiny_store, tmp_path, capsys):
+    other = tmp_path / "notes.csv"
+    other.write_text("ts_id,action,comment\n1,1,keep me\n")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    nope = tmp_path / "no-such-run"  # the model is loaded only after --out is found fine
+    for out, message in [(other, "an existing file that is not a submission"), (folder, "a directory that is not a submission"),
+                         (tiny_store / "sub.csv", f"is inside the input store {tiny_store}"),
+                         (tiny_store.parent, f"contains the input {tiny_store}")]:
+        assert message in _main_error(capsys, "--run", nope, "--data", tiny_store, "--out", out, "--batch")
+    assert other.read_text() == "ts_id,action,comment\n1,1,keep me\n" and not any(folder.iterdir())
+    assert not (tiny_store / "sub.csv").exists()
+
+    out = tmp_path / "sub.csv"
+    out.write_text("ts_id,action\n7,1\n")  # an earlier submission
+    stale = tmp_path / ".sub.csv.tmp-4194999-0123abcd"  # the temp of a killed run (no such pid)
+    stale.write_text("ts_id,action\n")
+    assert main(["--run", str(runs["mlp"]), "--data", str(test_csv), "--out", str(out)]) == 0
+    assert pd.read_csv(out)["ts_id"].tolist() == pd.read_csv(test_csv)["ts_id"].tolist()
+    assert sorted(os.listdir(tmp_path)) == ["folder", "notes.csv", "sub.csv"]  # the stale temp removed

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT, TINY, run_cli
+from jsmp.callbacks import run_status
 from jsmp.data.store import Store
 from jsmp.data.synthetic import write_store
 from jsmp.errors import UserError
@@ -33,11 +34,15 @@ def test_same_seed_gives_identical_metrics(tiny_store, tmp_path):
     args = [f"data.store={tiny_store}", "trainer.max_epochs=2", "data.batch_size=256", "logger=none"]
     a, b = _train(tmp_path, "a", *args), _train(tmp_path, "b", *args)
     assert a.returncode == 0 and b.returncode == 0, a.stderr[-2000:]
-    ma, mb = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in "ab")
+    ma, mb = (_without_writer(json.loads((tmp_path / r / "metrics.json").read_text())) for r in "ab")
     assert ma == mb
     c = _train(tmp_path, "c", *args, "seed=7")
     assert c.returncode == 0, c.stderr[-2000:]
     assert json.loads((tmp_path / "c" / "metrics.json").read_text())["val/loss"] != ma["val/loss"]
+
+
+def _without_writer(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in ("pid", "pid_start", "host")}  # who wrote it differs
 
 
 def test_kill_mid_epoch_then_resume_matches_uninterrupted(tiny_store, tmp_path):
@@ -57,8 +62,14 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tiny_store, tmp_path):
     proc.wait()
     assert last.exists(), "no checkpoint before the kill"
     assert json.loads((run / "metrics.json").read_text())["status"] == "running"
+    assert run_status(run) == "killed"  # running, but its writer is gone
+    first = {n: (run / n).read_bytes() for n in ("config.yaml", "preprocess.json", ".hydra/config.yaml")}
     resumed = _train(tmp_path, "killed", *args, "ckpt_path=last")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert {n: (run / n).read_bytes() for n in first} == first  # the first invocation's files stay
+    assert (run / "config.resume-1.yaml").read_text() == (run / "config.yaml").read_text().replace(
+        "ckpt_path: null", "ckpt_path: last")  # the resumed invocation's own config, alongside
+    assert run_status(run) == "completed"
     m_ref = json.loads((tmp_path / "ref" / "metrics.json").read_text())
     m_res = json.loads((run / "metrics.json").read_text())
     assert m_res["status"] == "completed" and m_res["epoch"] == m_ref["epoch"]
@@ -81,6 +92,18 @@ def test_tampered_shard_is_named(tmp_path):
         Store(path)
     p = _train(tmp_path, "t", f"data.store={path}", "trainer.fast_dev_run=true")
     assert p.returncode == 2 and "features-00001.npy" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_tampered_side_column_stops_training(tmp_path):
+    path = write_store(TINY, tmp_path / "s", shard_rows=500)
+    weight = path / "weight.npy"
+    data = bytearray(weight.read_bytes())
+    data[-3] ^= 0x01  # one bit of one weight: NaN-free, plausible, wrong
+    weight.write_bytes(bytes(data))
+    p = _train(tmp_path, "t", f"data.store={path}", "trainer.fast_dev_run=true")
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert p.returncode == 2 and "Traceback" not in p.stderr and len(err) == 1
+    assert "column weight.npy does not match its checksum in the manifest (the store is damaged; rebuild it: " in err[0]
 
 
 def test_store_write_killed_midway_is_never_complete(tmp_path):

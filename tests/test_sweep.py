@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,12 +14,16 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import yaml
+from conftest import CONF, ROOT, compose_cfg, run_cli
 from hydra.core.utils import JobReturn, JobStatus
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from omegaconf import OmegaConf
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState
 
-from conftest import CONF, ROOT, compose_cfg, run_cli
 from hydra_plugins.jsmp_optuna_sweeper.space import parse_params
 from hydra_plugins.jsmp_optuna_sweeper.sweeper import OptunaSweeper, _counted
 
@@ -118,9 +124,11 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tiny_store, tmp_path)
     assert by_lr == {0.001: TrialState.COMPLETE, -1.0: TrialState.FAIL, 0.002: TrialState.COMPLETE}
     assert "model.lr must be > 0" in p.stdout + p.stderr
 
-    # with no failures allowed, the same sweep in a new study stops with a message
+    # with no failures allowed, the same sweep in a new study stops with a one-line error
     p = tune(tiny_store, tmp_path, 3, *grid, "hydra.sweeper.max_failure_rate=0", "hydra.sweeper.study_name=strict")
-    assert p.returncode != 0 and "max_failure_rate=0" in p.stderr
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert p.stderr.strip().splitlines()[-1].startswith(
+        "error: hydra.sweeper.max_failure_rate=0.0: 1 of n_trials=3 trials failed, more than it allows; the sweep stops")
 
 
 def test_pruned_trials_are_recorded(tiny_store, tmp_path):
@@ -161,7 +169,7 @@ def test_killed_sweep_resumes_without_losing_or_duplicating_trials(tiny_store, t
         if db.exists():
             try:
                 states = [t.state for t in trials(tmp_path)]
-            except Exception:  # the study is being created
+            except Exception:  # noqa: BLE001, S112  (the study is being created)
                 continue
             if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
                 break
@@ -184,6 +192,9 @@ def test_killed_sweep_resumes_without_losing_or_duplicating_trials(tiny_store, t
     retry = [t for t in counted if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed[0].number]
     assert len(retry) == 1 and retry[0].params == killed[0].params
     assert after[killed[0].number].state == TrialState.FAIL
+    metrics = tmp_path / "sweep" / f"trial-{killed[0].number}" / "metrics.json"
+    if metrics.exists():  # (killed after its first epoch) its run dir says so, not "running"
+        assert json.loads(metrics.read_text())["status"] == "killed"
 
     # rerunning a finished study runs nothing more
     p = tune(tiny_store, tmp_path, 6, "trainer.max_epochs=4")
@@ -224,3 +235,97 @@ def test_cv_objective_trials_return_the_fold_mean_and_prune_on_the_first_fold(ti
     assert p.returncode == 0, p.stderr[-3000:]
     assert trials(tmp_path)[1].state == TrialState.PRUNED
     assert (tmp_path / "sweep" / "trial-1" / "fold-0").is_dir() and not (tmp_path / "sweep" / "trial-1" / "fold-1").exists()
+
+
+def one_error_line(p) -> str:
+    """The process failed as a user mistake: exit 2, one `error: ...` line on stderr, no traceback."""
+    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-3000:]
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("arg,expected", [
+    ("hydra.sweeper.storage=nonsense", ("error: hydra.sweeper.storage=nonsense: not a database URL (Could not parse "
+     "SQLAlchemy URL from given URL string); expected e.g. sqlite:///PATH/optuna.db or postgresql://USER@HOST[:PORT]/DB")),
+    ("hydra.sweeper.storage=mysql://u@h/db", ("error: hydra.sweeper.storage=mysql://u@h/db: the mysql driver is not "
+     "installed (No module named 'MySQLdb'); install the Python driver SQLAlchemy uses for mysql")),
+    ("hydra.sweeper.storage=foo://h/db", "error: hydra.sweeper.storage=foo://h/db: unknown database kind 'foo'"),
+    ("model.lr=tag(log, interval(0, 1))", ("error: model.lr=tag(log, interval(0, 1)): a log scale (tag(log, ...)) "
+     "needs a low bound > 0, got (low=0.0, high=1.0)")),
+    ("model.lr='interval(1)'", ("error: model.lr='interval(1)': a quoted string, not a search space; write it "
+     "without the quotes, e.g. model.lr=interval(LOW, HIGH)")),
+    ("model.lr=interval(1)", ("error: model.lr=interval(1): TypeError while evaluating 'interval(1)': missing a "
+     "required argument: 'end' (expected e.g. interval(LOW, HIGH)")),
+    ("model.lr=range(5, 1)", "error: model.lr=range(5, 1): range(5, 1, 1) is empty"),
+    ("hydra.sweeper.max_failure_rate=2", "error: hydra.sweeper.max_failure_rate=2.0: expected a number in [0, 1]"),
+])
+def test_user_mistakes_are_one_line_before_anything_runs(arg, expected, tiny_store, tmp_path):
+    line = one_error_line(tune(tiny_store, tmp_path, 2, arg))
+    assert line.startswith(expected), line
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("tag(log, interval(0, 1))", "error: hydra.sweeper.params.model.lr=tag(log, interval(0, 1)): a log scale"),
+    ('"\'interval(1e-4, 1e-2)\'"', ("error: hydra.sweeper.params.model.lr='interval(1e-4, 1e-2)': a quoted string, "
+     "not a search space; write it without the quotes, e.g. model.lr=interval(1e-4, 1e-2)")),
+    ("interval(1)", "error: hydra.sweeper.params.model.lr=interval(1): TypeError while evaluating 'interval(1)'"),
+])
+def test_a_bad_search_space_in_yaml_is_one_line(value, expected, tiny_store, tmp_path):
+    conf = tmp_path / "myconf" / "hparams_search"
+    conf.mkdir(parents=True)
+    (conf / "bad.yaml").write_text(f"# @package _global_\ndefaults:\n  - mlp\nhydra:\n  sweeper:\n    params:\n"
+                                   f"      model.lr: {value}\n")
+    p = run_cli(["tune.py", "--config-dir", str(tmp_path / "myconf"), "hparams_search=bad",
+                 *tune_args(tiny_store, tmp_path, 2)[1:]], env={"JSMP_ROOT": str(tmp_path)})
+    assert one_error_line(p).startswith(expected)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_postgres_url_without_its_driver_names_the_extra(tiny_store, tmp_path):
+    fake = tmp_path / "no-psycopg" / "psycopg"  # hides an installed psycopg, as on a fresh install
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'psycopg'\", name='psycopg')\n")
+    p = run_cli(tune_args(tiny_store, tmp_path, 2, "hydra.sweeper.storage=postgresql://jsmp@dbhost/jsmp"),
+                env={"JSMP_ROOT": str(tmp_path), "PYTHONPATH": str(fake.parent)})
+    assert one_error_line(p) == ("error: hydra.sweeper.storage=postgresql+psycopg://jsmp@dbhost/jsmp: the postgresql "
+                                 "driver is not installed (No module named 'psycopg'); pip install 'jsmp[postgres]'")
+
+
+def test_an_unreachable_server_is_one_line(tiny_store, tmp_path):
+    pytest.importorskip("psycopg", reason="pip install 'jsmp[postgres]'")
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://jsmp@127.0.0.1:{port}/jsmp"
+    p = tune(tiny_store, tmp_path, 2, f"hydra.sweeper.storage={url}")
+    line = one_error_line(p)
+    assert line.startswith(f"error: hydra.sweeper.storage: cannot connect to {url} (connection failed: ")
+    assert "Connection refused" in line
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_trial_whose_worker_died_is_retried_and_its_run_dir_marked_killed(tiny_store, tmp_path):
+    # a study whose trial 0 is RUNNING for a worker process of this machine that is gone, and
+    # whose run dir has the metrics.json the job was writing when it was killed
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    study = optuna.create_study(study_name="mlp", storage=f"sqlite:///{sweep / 'optuna.db'}", direction="maximize")
+    searched, _ = parse_params([f"{k}={v}" for k, v in compose_cfg(["hparams_search=mlp"]).hydra.sweeper.params.items()])
+    trial = study.ask(searched)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}")
+    (sweep / "trial-0").mkdir()
+    (sweep / "trial-0" / "metrics.json").write_text(json.dumps({"status": "running", "epoch": 1, "pid": gone.pid}))
+
+    p = tune(tiny_store, tmp_path, 1)
+    assert p.returncode == 0, p.stderr[-3000:]
+    after = trials(tmp_path)
+    assert after[0].state == TrialState.FAIL
+    (retry,) = _counted(after)
+    assert retry.state == TrialState.COMPLETE and retry.params == after[0].params
+    assert json.loads((sweep / "trial-0" / "metrics.json").read_text()) == {"status": "killed", "epoch": 1, "pid": gone.pid}
+    assert json.loads((sweep / f"trial-{retry.number}" / "metrics.json").read_text())["status"] == "completed"
+    assert [p.name for p in (sweep / "trial-0").iterdir()] == ["metrics.json"]  # no temp left behind

@@ -7,8 +7,8 @@ import pytest
 from conftest import run_cli
 
 
-def _run(tmp_path, *overrides, env=None):
-    return run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", *overrides], env={"JSMP_ROOT": str(tmp_path), **(env or {})})
+def _run(tmp_path, *overrides, env=None, run="run"):
+    return run_cli(["train.py", f"hydra.run.dir={tmp_path}/{run}", *overrides], env={"JSMP_ROOT": str(tmp_path), **(env or {})})
 
 
 def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path):
@@ -52,7 +52,7 @@ def test_default_synthetic_store_is_generated_once(tmp_path):
     store = tmp_path / "data" / "synthetic-d12-r30-s0"
     assert (store / "manifest.json").is_file()
     stamp = (store / "manifest.json").stat().st_mtime_ns
-    p = _run(tmp_path, *args)
+    p = _run(tmp_path, *args, run="run2")  # (a run dir holds one run)
     assert p.returncode == 0 and (store / "manifest.json").stat().st_mtime_ns == stamp
 
 

@@ -52,7 +52,9 @@ class OptunaSweeperConf:
     sampler: Any = MISSING
     # maximize | minimize, or a list of them for a multi-objective study
     direction: Any = "minimize"
-    # any Optuna RDB URL (sqlite:///..., postgresql://user:pw@host/db); null: <sweep dir>/optuna.db
+    # any Optuna RDB URL (sqlite:///..., postgresql://user@host/db); null: <sweep dir>/optuna.db.
+    # Never with a password (it is refused: Hydra writes this into every run dir); the password
+    # goes in JSMP_STORAGE_PASSWORD or a file named by JSMP_STORAGE_PASSWORD_FILE (storage.py)
     storage: Any = None
     # the study to create or continue; null: a new name per sweep dir ("<basename of sweep dir>")
     study_name: Optional[str] = None

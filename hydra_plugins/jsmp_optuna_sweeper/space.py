@@ -11,10 +11,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
+from hydra.errors import HydraException
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -22,9 +30,35 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from .errors import SweepError
 
-def to_distribution(override: Override) -> BaseDistribution:
-    """The Optuna distribution of one sweep override (`override.is_sweep_override()`)."""
+GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/extended/"
+# a quoted string that reads like a sweep: the quotes make it a fixed value, surely a mistake
+_LOOKS_LIKE_SWEEP = re.compile(r"^\s*(interval|range|choice|tag|shuffle|glob)\s*\(")
+# where each flag of Hydra's command line takes the next argument as its value
+_FLAGS_WITH_VALUE = {"-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
+                     "--experimental-rerun", "-p", "--package", "-i", "--info"}
+
+
+def to_distribution(override: Override, where: str = "") -> BaseDistribution:
+    """The Optuna distribution of one sweep override (`override.is_sweep_override()`); a
+    SweepError naming `where + key` for one Optuna cannot sample (e.g. a log scale from 0)."""
+    try:
+        return _distribution(override)
+    except (ValueError, TypeError) as e:
+        raise SweepError(f"{where}{override.input_line.strip()}: {_why(e)}") from None
+
+
+def _why(e: Exception) -> str:
+    text = str(e)
+    if "`low > 0` must hold for `log=True`" in text:
+        return "a log scale (tag(log, ...)) needs a low bound > 0, " + text.split("but ", 1)[-1].rstrip(".")
+    if "`low <= high` must hold" in text:
+        return "expected low <= high, " + text.split("but ", 1)[-1].rstrip(".")
+    return text
+
+
+def _distribution(override: Override) -> BaseDistribution:
     value = override.value()
     key = override.get_key_element()
     if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
@@ -37,30 +71,80 @@ def to_distribution(override: Override) -> BaseDistribution:
         start, stop, step = value.start, value.stop, value.step
         if any(isinstance(v, float) for v in (start, stop, step)):
             n = int((stop - start) / step - 1e-9)  # last value strictly below stop
+            if n < 0:
+                raise ValueError(f"range({start}, {stop}, {step}) is empty; expected START < STOP for a positive STEP")
             return FloatDistribution(start, start + n * step, step=step)
         n = (int(stop) - int(start) - 1) // int(step)
+        if n < 0:
+            raise ValueError(f"range({start}, {stop}, {step}) is empty; expected START < STOP for a positive STEP")
         return IntDistribution(int(start), int(start) + n * int(step), step=int(step))
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags
         if isinstance(value.start, int) and isinstance(value.end, int):
             return IntDistribution(value.start, value.end, log=log)
         return FloatDistribution(value.start, value.end, log=log)
-    raise ValueError(f"{key}: {override.input_line!r} is not a sweep Optuna can sample")
+    raise ValueError("not a sweep Optuna can sample (expected interval(), int(interval()), range(), "
+                     "choice() or tag(log, ...))")
 
 
-def parse_params(arguments: list[str]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+def parse_override(text: str, where: str = "") -> Override:
+    """One override in Hydra's grammar; a SweepError naming `where + text` if it does not parse."""
+    try:
+        return OverridesParser.create().parse_override(text)
+    except HydraException as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("See ")]
+        why = lines[-1] if len(lines) > 1 else lines[0] if lines else "cannot be parsed"
+        raise SweepError(f"{where}{text}: {why} (expected e.g. interval(LOW, HIGH), int(interval(LOW, HIGH)), "
+                         f"choice(A, B), range(START, STOP, STEP), tag(log, interval(LOW, HIGH)); see {GRAMMAR})") from None
+
+
+def check_fixed(override: Override, where: str = "") -> None:
+    """Refuse a quoted sweep ('interval(0, 1)'): Hydra reads it as one fixed string."""
+    value = override.value()
+    if isinstance(value, str) and not override.is_sweep_override() and _LOOKS_LIKE_SWEEP.match(value):
+        key, bare = override.get_key_element(), value.strip()
+        try:
+            example = bare if parse_override(f"{key}={bare}").is_sweep_override() else None
+        except SweepError:
+            example = None
+        example = example or "interval(LOW, HIGH)"
+        raise SweepError(f"{where}{key}={override.get_value_element_as_str()}: a quoted string, not a search "
+                         f"space; write it without the quotes, e.g. {key}={example} (on the shell, quote the "
+                         f"whole argument: '{key}={example}')")
+
+
+def check_overrides(argv: list[str], sweeping: bool = True) -> None:
+    """Parse a command line's overrides as Hydra will and, when `sweeping`, refuse quoted sweeps:
+    a SweepError in one line instead of Hydra's exception (tune.py and train.py call it first)."""
+    skip = False
+    for arg in argv:
+        if skip or arg.startswith("-"):
+            skip = not skip and arg in _FLAGS_WITH_VALUE
+            continue
+        if "=" in arg:
+            override = parse_override(arg)
+            if sweeping:
+                check_fixed(override)
+
+
+def parse_params(arguments: list[str], n_from_params: int = 0) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
     """Override strings -> (searched: key -> distribution, fixed: key -> value as override text).
 
     A fixed key also given as a sweep is fixed (later overrides, e.g. the command line, win).
+    The first `n_from_params` come from `hydra.sweeper.params` (errors name them so); a string
+    that does not parse, a sweep Optuna cannot sample, or a quoted sweep is a SweepError.
     """
     searched: dict[str, BaseDistribution] = {}
     fixed: dict[str, str] = {}
-    for override in OverridesParser.create().parse_overrides(arguments):
+    for i, text in enumerate(arguments):
+        where = "hydra.sweeper.params." if i < n_from_params else ""
+        override = parse_override(text, where)
         key = override.get_key_element()
         if override.is_sweep_override():
-            searched[key] = to_distribution(override)
+            searched[key] = to_distribution(override, where)
             fixed.pop(key, None)
         else:
+            check_fixed(override, where)
             fixed[key] = override.get_value_element_as_str()
             searched.pop(key, None)
     return searched, fixed

@@ -18,6 +18,7 @@ A job that raises, or returns NaN, is told FAIL; one that raises optuna.TrialPru
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,9 +45,10 @@ from optuna.trial import FrozenTrial, TrialState
 from jsmp.processes import pid_alive
 
 from . import config as _config  # noqa: F401  (registers the configs)
+from .errors import SweepError, exit_on_sweep_error
 from .reports import OVERRIDES_ATTR, report
 from .space import override_text, parse_params
-from .storage import open_storage
+from .storage import check_url, display, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +59,23 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class OptunaSweeper(Sweeper):
+    # Hydra instantiates the sweeper, calls setup, then sweep: each one reports a SweepError
+    # (a bad setting, an unusable storage, too many failures) in one line and exits 2.
+    @exit_on_sweep_error
     def __init__(self, sampler: Any, direction: Any, storage: str | None, study_name: str | None,
                  n_trials: int, n_jobs: int, max_failure_rate: float, params: DictConfig | None,
                  custom_search_space: str | None, pruner: Any, threads_per_job: int | None,
                  heartbeat_interval: int, grace_period: int, poll_interval: float) -> None:
         if not 0.0 <= max_failure_rate <= 1.0:
-            raise ValueError(f"hydra.sweeper.max_failure_rate must be in [0, 1], got {max_failure_rate}")
-        if n_jobs < 1 or n_trials < 0:
-            raise ValueError(f"hydra.sweeper: n_jobs must be >= 1 and n_trials >= 0, got {n_jobs}, {n_trials}")
+            raise SweepError(f"hydra.sweeper.max_failure_rate={max_failure_rate}: expected a number in [0, 1]")
+        if n_jobs < 1:
+            raise SweepError(f"hydra.sweeper.n_jobs={n_jobs}: expected an integer >= 1")
+        if n_trials < 0:
+            raise SweepError(f"hydra.sweeper.n_trials={n_trials}: expected an integer >= 0")
+        if storage is not None:
+            # before anything is written: no password in it (Hydra would save it in every run dir),
+            # a URL SQLAlchemy can parse, an installed driver
+            check_url(storage)
         self.sampler, self.pruner = sampler, pruner  # instantiated by Hydra (or a GridSampler partial)
         self.directions = [str(d) for d in direction] if isinstance(direction, (list, tuple)) or (
             OmegaConf.is_list(direction)) else [str(direction)]
@@ -76,15 +88,18 @@ class OptunaSweeper(Sweeper):
         self.poll_interval = poll_interval
         self.me = f"{socket.gethostname()}:{os.getpid()}"
 
+    @exit_on_sweep_error
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function)
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
         self.study_name = self.study_name or self.sweep_dir.name
+        self.default_storage = not self.storage_url
         self.storage_url = self.storage_url or f"sqlite:///{self.sweep_dir / 'optuna.db'}"
 
     # ---------------------------------------------------------------- the loop
+    @exit_on_sweep_error
     def sweep(self, arguments: list[str]) -> None:
         with warnings.catch_warnings():
             # heartbeats, retries and the matplotlib plots are marked experimental: no news to a user
@@ -92,11 +107,13 @@ class OptunaSweeper(Sweeper):
             self._sweep(arguments)
 
     def _sweep(self, arguments: list[str]) -> None:
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
         params = [f"{k}={v}" for k, v in (self.params or {}).items()]
-        self.searched, self.fixed = parse_params(params + list(arguments))
-        study = self._study()
-        log.info("study %s in %s: %d trials, %d at once, pruner %s", study.study_name, self.storage_url,
+        self.searched, self.fixed = parse_params(params + list(arguments), n_from_params=len(params))
+        if self.default_storage:  # the study's SQLite file lives in the sweep dir
+            self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        study = self._study()  # a storage that cannot be opened stops here, before any dir is made
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        log.info("study %s in %s: %d trials, %d at once, pruner %s", study.study_name, display(self.storage_url),
                  self.n_trials, self.n_jobs, type(self.pruner).__name__ if self.pruner else None)
         children = self._start_children()
         try:
@@ -136,7 +153,8 @@ class OptunaSweeper(Sweeper):
             if len(finished) >= self.n_trials:
                 log.info("study %s: %d trials finished", study.study_name, len(finished))
                 return
-            if len(counted) >= self.n_trials:  # the rest are running elsewhere
+            waiting = any(t.state == TrialState.WAITING for t in counted)  # a dead trial's retry: run it
+            if len(counted) >= self.n_trials and not waiting:  # the rest are running elsewhere
                 time.sleep(self.poll_interval)
                 continue
             self._run_one(study)
@@ -190,12 +208,14 @@ class OptunaSweeper(Sweeper):
     def _check_failures(self, finished: list[FrozenTrial]) -> None:
         failed = sum(1 for t in finished if t.state == TrialState.FAIL)
         if failed > self.max_failure_rate * self.n_trials:
-            raise RuntimeError(f"{failed} of n_trials={self.n_trials} trials failed, more than "
-                               f"max_failure_rate={self.max_failure_rate} allows (see the trials' logs in "
-                               f"{self.sweep_dir})")
+            raise SweepError(f"hydra.sweeper.max_failure_rate={self.max_failure_rate}: {failed} of n_trials="
+                             f"{self.n_trials} trials failed, more than it allows; the sweep stops (see the "
+                             f"failed trials' logs in {self.sweep_dir}; rerunning the command resumes the study)")
 
     def _fail_dead(self, study: optuna.Study) -> None:
-        """FAIL, and retry, trials whose worker stopped: heartbeat too old, or a dead pid here."""
+        """FAIL, and retry, trials whose worker stopped: heartbeat too old, or a dead pid here;
+        the run dirs here of the trials failed so get `"status": "killed"` in their metrics.json."""
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
         host = socket.gethostname()
         storage = study._storage
@@ -209,6 +229,39 @@ class OptunaSweeper(Sweeper):
                 continue  # another worker got there first
             log.info("trial %d: its worker %s is gone; retrying its params", t.number, t.user_attrs[WORKER_ATTR])
             Retry()(study, storage.get_trial(t._trial_id))
+        if running:
+            retried = {n for t in study.get_trials(deepcopy=False) for n in Retry.retry_history(t)}
+            for number in sorted(running & retried):
+                self._mark_killed(number)
+
+    def _run_dir(self, number: int) -> Path | None:
+        """The run dir trial `number`'s job had (hydra.sweep.dir / hydra.sweep.subdir with
+        hydra.job.num = number), or None when the subdir cannot be resolved without the job."""
+        cfg = OmegaConf.create({"hydra": {"job": {"num": number}, "sweep": {
+            "subdir": OmegaConf.to_container(self.config.hydra.sweep, resolve=False).get("subdir")}}})
+        try:
+            return self.sweep_dir / str(cfg.hydra.sweep.subdir)
+        except Exception:  # noqa: BLE001  (an interpolation only the job's own config has)
+            return None
+
+    def _mark_killed(self, number: int) -> None:
+        """`"status": "running"` -> `"killed"` in the metrics.json files of trial `number`'s run
+        dir (and its CV folds'), each rewritten atomically; other files and statuses are kept."""
+        run_dir = self._run_dir(number)
+        if run_dir is None or not run_dir.is_dir():
+            return  # another machine's trial, or one killed before its job started
+        for path in [run_dir / "metrics.json", *sorted(run_dir.glob("fold-*/metrics.json"))]:
+            try:
+                metrics = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(metrics, dict) or metrics.get("status") != "running":
+                continue
+            metrics["status"] = "killed"
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+            log.info("trial %d: marked %s killed", number, path)
 
     # ------------------------------------------------------ local parallelism
     def _start_children(self) -> list[subprocess.Popen]:
@@ -278,5 +331,5 @@ def _grid_values(dist) -> list:
         return list(dist.choices)
     if dist.step is None:
         raise ValueError("the grid sampler needs choice() or range() params, not interval()")
-    n = int(round((dist.high - dist.low) / dist.step)) + 1
+    n = round((dist.high - dist.low) / dist.step) + 1
     return [dist.low + i * dist.step for i in range(n)]

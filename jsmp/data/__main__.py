@@ -1,8 +1,9 @@
 """`python -m jsmp.data COMMAND ...`: build and inspect stores.
 
-    synth (--out FILE.csv [--test-layout] | --store DIR) [--days D] [--rows-per-day R] [--seed S]
+    synth (--out FILE.csv [--test-layout] | --store DIR [--force]) [--days D] [--rows-per-day R] [--seed S]
     ingest SRC --store DIR [--force]     SRC: Kaggle CSV (.csv, .csv.gz), .parquet, or a directory of .parquet
     info DIR
+    verify DIR [--rebuild-caches]        check every checksum of a store and its caches
 """
 
 from __future__ import annotations
@@ -23,16 +24,37 @@ def _positive(v: str) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
-    from jsmp.data.synthetic import SynthSpec, write_csv, write_store
+    from jsmp.data.synthetic import SynthSpec, write_csv
 
     spec = SynthSpec(days=args.days, rows_per_day=args.rows_per_day, seed=args.seed)
     if args.out:
+        if args.force:
+            raise UserError("--force: only with --store (--out replaces a CSV synth wrote, never another file)")
         if Path(args.out).is_dir():
             raise UserError(f"--out {args.out}: is a directory, expected a CSV file path")
-        path = write_csv(spec, args.out, test_layout=args.test_layout)
+        print(f"wrote {write_csv(spec, args.out, test_layout=args.test_layout)}")
     else:
-        path = write_store(spec, args.store)
-    print(f"wrote {path}")
+        synth_store(spec, Path(args.store), args.force)
+
+
+def synth_store(spec, path: Path, force: bool) -> None:
+    """`synth --store`: a store already holding `spec`'s data, whole, is kept (`force` regenerates
+    it); a store of other synthetic data, or a damaged one, is replaced; one of real data only with `force`."""
+    from jsmp.data.store import damage_at, read_manifest
+    from jsmp.data.synthetic import synth_source, write_store
+
+    old = read_manifest(path)
+    if old is not None and not force:
+        src = old.get("source") or {}
+        if src.get("kind") != "synthetic":
+            raise UserError(f"--store {path}: holds data ingested from {src.get('path', '?')}; synth would replace it "
+                            f"with synthetic data. Add --force to replace it, or choose another --store")
+        if src == synth_source(spec):
+            if (problem := damage_at(path)) is None:
+                print(f"{path} is up to date with {spec.name} (--force regenerates it)")
+                return
+            print(f"warning: store {path}: {problem}; regenerating it", file=sys.stderr)
+    print(f"wrote {write_store(spec, path)}")
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -49,6 +71,19 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(describe(Store(args.store)))
 
 
+def cmd_verify(args: argparse.Namespace) -> None:
+    from jsmp.data.fill import verify_caches
+    from jsmp.data.store import Store
+
+    store = Store(args.store)
+    store.verify()
+    files = [s["file"] for s in store.manifest["shards"]] + [f"{k}.npy" for k in store.manifest["side"]]
+    size = sum((store.path / f).stat().st_size for f in files)
+    caches = verify_caches(store, rebuild=args.rebuild_caches)
+    print(f"store {store.path}: OK ({len(files)} files, {size / 1e6:,.1f} MB, checksums match)")
+    print("\n".join(f"  cache {line}" for line in caches) or "  no caches")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jsmp.data", description="Build and inspect jsmp stores.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -60,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--rows-per-day", type=_positive, default=4780, help="mean rows per day (default 4780, the real file's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--test-layout", action="store_true", help="--out without resp columns, as example_test.csv")
+    s.add_argument("--force", action="store_true",
+                   help="--store: regenerate even when the store already holds this data, or replace a store of ingested data")
     s.set_defaults(func=cmd_synth)
     i = sub.add_parser("ingest", help="ingest a Kaggle train.csv(.gz), a .parquet file or a directory of them into a store")
     i.add_argument("src", help="source file or directory")
@@ -69,6 +106,11 @@ def parser() -> argparse.ArgumentParser:
     n = sub.add_parser("info", help="summarise a store: rows, days, features, zero weights, NaNs, source")
     n.add_argument("store", help="store directory")
     n.set_defaults(func=cmd_info)
+    v = sub.add_parser("verify", help="check every file of a store and its caches against their checksums")
+    v.add_argument("store", help="store directory")
+    v.add_argument("--rebuild-caches", action="store_true",
+                   help="rebuild damaged or stale caches (nan-rows.npy, fill-ffill/) instead of failing")
+    v.set_defaults(func=cmd_verify)
     return p
 
 

@@ -1,19 +1,26 @@
 """Missing-value fills (`data.fill`): statistics from training days only, computed once by
 streaming; the forward fill is a sequential pass, so it is computed once per store and cached
-inside it as memory-mapped shards."""
+inside it as memory-mapped shards.
+
+Caches inside a store (`nan-rows.npy`, `fill-ffill/`) are written atomically with a small
+manifest (`nan-rows.json`, `fill-ffill/manifest.json`): the store they were computed from
+(its manifest's CRC-32) and each file's bytes and CRC-32. On use, a cache without one (an
+older jsmp's, or a write cut short) or from another store is rebuilt with a warning; sizes
+are always checked, checksums when the store was verified; a damaged cache is a UserError
+saying how to rebuild it. Temps of killed cache builds are removed on the next use.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from jsmp.data.store import Store
+from jsmp.data.store import Store, file_digest, file_problem
 from jsmp.errors import UserError
+from jsmp.files import atomic_path, remove_stale_temps, replace_dir, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +56,58 @@ def fill_nan(x: np.ndarray, value: np.ndarray) -> np.ndarray:
     return x
 
 
+CACHE_FORMAT = "jsmp-cache"
 NAN_ROWS = "nan-rows.npy"  # inside the store, like FFILL_DIR
+NAN_ROWS_META = "nan-rows.json"
+
+
+def _cache_files(store: Store, meta: Path) -> tuple[dict | None, str]:
+    """The {file: {bytes, crc32}} a cache's manifest records when it was computed from this very
+    store, else (None, why it cannot be used)."""
+    try:
+        m = json.loads(meta.read_text())
+    except FileNotFoundError:
+        return None, "it has no checksums (an older jsmp wrote it, or its write was cut short)"
+    except (OSError, ValueError) as e:
+        return None, f"its manifest {meta.name} is unreadable ({e})"
+    if not isinstance(m, dict) or m.get("format") != CACHE_FORMAT or not isinstance(m.get("files"), dict):
+        return None, f"its manifest {meta.name} is not a jsmp cache manifest"
+    if m.get("store") != store.identity:
+        return None, "it was computed from an earlier store at this path"
+    return m["files"], ""
+
+
+def _cache_meta(store: Store, files: dict[str, Path]) -> str:
+    return json.dumps({"format": CACHE_FORMAT, "store": store.identity,
+                       "files": {name: file_digest(f) for name, f in files.items()}}, indent=1)
+
+
+def _cache_state(store: Store, data: Path, meta: Path, full: bool) -> tuple[str, str]:
+    """("absent" | "stale" | "damaged" | "ok", why) of the cache `data` with manifest `meta`;
+    checksums only when `full`."""
+    if not data.exists():
+        return "absent", ""
+    files, why = _cache_files(store, meta)
+    if files is None:
+        return "stale", why
+    base = data if data.is_dir() else data.parent
+    for name, record in files.items():
+        if problem := file_problem(base / name, record, full):
+            return "damaged", f"{(base / name).relative_to(store.path)} {problem}"
+    return "ok", ""
+
+
+def _check_cache(store: Store, data: Path, meta: Path) -> bool:
+    """Whether the cache `data` can be used as it is (checksums checked too when the store was
+    verified); False when it must be built; UserError when it is damaged."""
+    remove_stale_temps(data)
+    state, why = _cache_state(store, data, meta, full=store.verified)
+    if state == "damaged":
+        raise UserError(f"store {store.path}: cache {why} (remove {data}, a cache jsmp rebuilds on the next run, "
+                        f"or run: python -m jsmp.data verify {store.path} --rebuild-caches)")
+    if state == "stale":
+        log.warning("store %s: rebuilding the cache %s: %s", store.path, data.name, why)
+    return state == "ok"
 
 
 def nan_rows(store: Store) -> np.ndarray:
@@ -61,23 +119,34 @@ def nan_rows(store: Store) -> np.ndarray:
     gets its raw store's flags: a superset of the rows still holding NaNs.
     """
     path = store.path / NAN_ROWS
-    if path.is_file():
+    if not _check_cache(store, path, store.path / NAN_ROWS_META):
+        return write_nan_rows(store)
+    try:
         return np.load(path, mmap_mode="r")
+    except ValueError as e:  # a damaged header the size check cannot see (the store was not verified)
+        raise UserError(f"store {store.path}: cache {NAN_ROWS} is damaged ({e}); remove it, a cache jsmp rebuilds on the next run") from None
+
+
+def write_nan_rows(store: Store) -> np.ndarray:
+    """Compute the NaN flags of `store`'s rows and cache them in it (see nan_rows); returns them."""
+    path = store.path / NAN_ROWS
     log.info("flagging the rows of %s that hold NaNs, once, into %s", store.path, path.name)
     raw = Store(store.path)
     flags = np.concatenate([np.isnan(b).any(axis=1) for b in raw.iter_blocks([(0, raw.n_rows)])])
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}.npy")
     try:
-        np.save(tmp, flags)
-        os.rename(tmp, path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, flags)
+            meta = _cache_meta(store, {NAN_ROWS: tmp})
+        write_text_atomic(store.path / NAN_ROWS_META, meta)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         log.warning("store %s: cannot cache %s (%s); recomputing it each run", store.path, NAN_ROWS, e)
     return flags
 
 
 FILLS = ("mean", "ffill", "zero")
 FFILL_DIR = "fill-ffill"  # inside the store: replaced with it when the store is re-ingested
+CACHE_MANIFEST = "manifest.json"  # inside FFILL_DIR
 FFILL_BLOCK_ROWS = 1 << 16
 
 
@@ -124,36 +193,58 @@ def _day_blocks(bounds: np.ndarray, limit: int):
 
 
 def write_ffill(store: Store, cache: Path) -> None:
-    """Write the forward-filled copy of every feature shard into `cache` (atomically)."""
-    tmp = cache.with_name(f".{cache.name}.tmp-{uuid.uuid4().hex[:8]}")
+    """Write the forward-filled copy of every feature shard, with the cache manifest, into `cache` (atomically)."""
     try:
-        tmp.mkdir()
-        for meta, shard in zip(store.manifest["shards"], store.shards):
-            offsets = store.day_offsets
-            bounds = offsets[(offsets >= meta["start"]) & (offsets <= meta["stop"])] - meta["start"]
-            out = np.lib.format.open_memmap(tmp / meta["file"], mode="w+", dtype=np.float32, shape=shard.shape)
-            for a, b, starts in _day_blocks(bounds, FFILL_BLOCK_ROWS):
-                out[a:b] = ffill_days(np.asarray(shard[a:b]), starts)
-            out.flush()
-            del out
-        os.rename(tmp, cache)
+        with atomic_path(cache, replace=lambda tmp, dst: replace_dir(tmp, dst, Path.is_dir, "cache")) as tmp:
+            tmp.mkdir()
+            for meta, shard in zip(store.manifest["shards"], store.shards):
+                offsets = store.day_offsets
+                bounds = offsets[(offsets >= meta["start"]) & (offsets <= meta["stop"])] - meta["start"]
+                out = np.lib.format.open_memmap(tmp / meta["file"], mode="w+", dtype=np.float32, shape=shard.shape)
+                for a, b, starts in _day_blocks(bounds, FFILL_BLOCK_ROWS):
+                    out[a:b] = ffill_days(np.asarray(shard[a:b]), starts)
+                out.flush()
+                del out
+            files = {s["file"]: tmp / s["file"] for s in store.manifest["shards"]}
+            (tmp / CACHE_MANIFEST).write_text(_cache_meta(store, files))
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if cache.is_dir():  # another run finished it first
-            return
         raise UserError(f"store {store.path}: cannot write the forward-fill cache {cache} ({e})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def ffill_store(store: Store) -> FilledStore:
     """The store's features forward-filled within each day, computed once and cached inside the store."""
     cache = store.path / FFILL_DIR
-    if not cache.is_dir():
+    if not _check_cache(store, cache, cache / CACHE_MANIFEST):
         log.info("forward-filling %s once into %s", store.path, cache)
         write_ffill(store, cache)
-    return FilledStore(store.path, FFILL_DIR)
+    filled = FilledStore(store.path, FFILL_DIR)
+    filled.verified = store.verified
+    return filled
+
+
+CACHES = {  # name: (its manifest, relative to the store; how to build it)
+    NAN_ROWS: (NAN_ROWS_META, write_nan_rows),
+    FFILL_DIR: (f"{FFILL_DIR}/{CACHE_MANIFEST}", lambda store: write_ffill(store, store.path / FFILL_DIR)),
+}
+
+
+def verify_caches(store: Store, rebuild: bool = False) -> list[str]:
+    """Check every cache present in `store`, checksums included: one line per cache. A damaged
+    one is a UserError, or rebuilt with `rebuild`, as is a stale one (one without checksums or
+    from another store, which is otherwise rebuilt on its next use)."""
+    lines = []
+    for name, (meta, build) in CACHES.items():
+        data = store.path / name
+        remove_stale_temps(data)
+        state, why = _cache_state(store, data, store.path / meta, full=True)
+        if state == "damaged" and not rebuild:
+            raise UserError(f"store {store.path}: cache {why} (rebuild it: python -m jsmp.data verify {store.path} --rebuild-caches)")
+        if rebuild and state in ("damaged", "stale"):
+            build(store)
+            lines.append(f"{name}: rebuilt ({why})")
+        elif state != "absent":
+            lines.append(f"{name}: " + ("OK" if state == "ok" else f"{why}; rebuilt on its next use"))
+    return lines
 
 
 def fill_source(store: Store, fill: str, train_days: np.ndarray) -> tuple[Store, np.ndarray]:

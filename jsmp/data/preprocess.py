@@ -13,8 +13,9 @@ at a time and `fill_rows` to a whole block of rows; both give exactly the traini
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from jsmp.data.fill import FILLS, ffill_days, fill_nan
 from jsmp.data.windows import WindowSpec
 from jsmp.errors import UserError
+from jsmp.files import write_text_atomic
 
 PREPROCESS = "preprocess.json"
 
@@ -47,25 +49,59 @@ class Preprocess:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON, atomically (float32 values round-trip exactly through JSON's doubles)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Preprocess:
+        """Read a preprocess.json; anything but what `save` writes (edited by hand: wrong keys,
+        types or lengths, non-finite fill values) is a one-line UserError naming the file."""
         path = Path(path)
         try:
-            state = cls(**json.loads(path.read_text()))
+            state = json.loads(path.read_text())
         except FileNotFoundError:
             raise UserError(f"{path}: not found; the run dir must hold the {PREPROCESS} training writes "
                             f"(runs trained before it existed cannot be served)") from None
-        except (json.JSONDecodeError, TypeError) as e:
-            raise UserError(f"{path}: not a valid {PREPROCESS} ({e})") from None
-        if state.fill not in FILLS or len(state.fill_value) != len(state.features):
-            raise UserError(f"{path}: expected fill in {list(FILLS)} and one fill value per feature, "
-                            f"got {state.fill!r} and {len(state.fill_value)} values for {len(state.features)} features")
-        return state
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: not a valid {PREPROCESS} (not JSON: {e})") from None
+        except OSError as e:
+            raise UserError(f"{path}: cannot be read ({e.strerror})") from None
+        return cls(**_checked(state, path))
+
+
+def _checked(state, path: Path) -> dict:
+    """`state` (parsed JSON) as Preprocess keyword arguments, or a UserError saying what is wrong."""
+    def bad(what: str) -> UserError:
+        return UserError(f"{path}: not a valid {PREPROCESS}: {what} (it is written by training; "
+                         f"restore the run's original file)")
+
+    keys = {f.name for f in fields(Preprocess)}
+    required = keys - {"window"}
+    if not isinstance(state, dict):
+        raise bad(f"expected a JSON object with keys {sorted(keys)}, got {type(state).__name__}")
+    if unknown := sorted(set(state) - keys):
+        raise bad(f"unknown key(s) {unknown}")
+    if missing := sorted(required - set(state)):
+        raise bad(f"missing key(s) {missing}")
+    features, fill, values = state["features"], state["fill"], state["fill_value"]
+    if not isinstance(features, list) or not features or not all(isinstance(f, str) and f for f in features):
+        raise bad("features must be a non-empty list of column names")
+    if len(set(features)) != len(features):
+        raise bad("features has duplicate names")
+    if fill not in FILLS:
+        raise bad(f"fill must be one of {list(FILLS)}, got {fill!r}")
+    if not isinstance(values, list) or len(values) != len(features):
+        n = len(values) if isinstance(values, list) else type(values).__name__
+        raise bad(f"fill_value must be a list of one number per feature ({len(features)}), got {n}")
+    for name, v in zip(features, values):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise bad(f"fill_value of {name} must be a finite number, got {v!r}")
+    window = state.get("window")
+    if window is not None and (
+            not isinstance(window, dict) or set(window) != {"length", "cross_days"}
+            or isinstance(window["length"], bool) or not isinstance(window["length"], int)
+            or window["length"] < 1 or not isinstance(window["cross_days"], bool)):
+        raise bad(f"window must be null or {{\"length\": int >= 1, \"cross_days\": bool}}, got {window!r}")
+    return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window}
 
 
 def fill_rows(x: np.ndarray, day_starts: np.ndarray, prep: Preprocess) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 N_FEATURES = 130
@@ -33,3 +34,12 @@ def sorted_features(columns) -> list[str]:
     """The `feature_*` columns among `columns`, ordered by number."""
     feats = [c for c in columns if feature_number(c) is not None]
     return sorted(feats, key=feature_number)
+
+# Text that reads as NaN in a feature column (an error in the others): pandas' default na_values,
+# plus `nan` in every case with either sign, which pandas' float conversion also reads as NaN.
+NA_VALUES = sorted(
+    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null"}
+    | {sign + "".join(c) for sign in ("", "+", "-") for c in itertools.product("nN", "aA", "nN")}
+)
+# Integer columns and the range their store dtype holds.
+INT_RANGES = {"date": (-(2**31), 2**31 - 1), "ts_id": (-(2**63), 2**63 - 1)}

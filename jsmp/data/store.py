@@ -10,7 +10,9 @@ Layout of a store directory::
 Rows are in `ts_id` order and `date` never decreases, so day d owns the contiguous rows
 `day_offsets[d] : day_offsets[d + 1]` (d is the day's index, `days[d]` its date value).
 A store is written into a temporary sibling directory and renamed into place only when
-complete, so a directory holding `manifest.json` is always a whole store.
+complete, so a directory holding `manifest.json` is always a whole store. The manifest
+records every file's size and CRC-32 (shards in `shards`, side columns in `side_digests`)
+and its own checksum (`manifest_crc32`); stores written before those keys are still read.
 """
 
 from __future__ import annotations
@@ -20,19 +22,20 @@ import io
 import json
 import os
 import shutil
-import uuid
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from jsmp.errors import UserError
-from jsmp.processes import pid_alive
+from jsmp.files import claim_destination, remove_stale_temps, replace_dir, temp_sibling
 
 FORMAT = "jsmp-store"
 VERSION = 1
 MANIFEST = "manifest.json"
 DEFAULT_SHARD_ROWS = 1 << 18  # 262,144 rows x 130 features x 4 B = 136 MB per shard
+REQUIRED = ("features", "n_rows", "n_days", "days", "day_offsets", "shards", "side")
 
 
 def _shard_name(i: int) -> str:
@@ -45,6 +48,12 @@ class StoreWriter:
     Use as a context manager; on an exception the temporary directory is removed and any
     store already at `path` is left untouched. Memory is bounded by about one shard: side
     columns are appended to raw files in the temporary directory with every shard.
+
+    `path` (`--store`) is checked before anything is written (one-line UserError): it may be
+    absent, an empty directory or a jsmp store, never equal to or contain one of `inputs` or
+    the current directory, and its parent must be writable. A symlink to a store is
+    followed: the store it points to is replaced. Writers of one path take turns for the final
+    swap, so racing writers both succeed and the last one's store stays.
     """
 
     def __init__(
@@ -55,18 +64,19 @@ class StoreWriter:
         source: dict,
         columns: list[str] | None = None,
         shard_rows: int = DEFAULT_SHARD_ROWS,
+        inputs: Sequence[str | os.PathLike] = (),
     ):
         if "date" not in side_dtypes:
             raise ValueError("side_dtypes must include 'date'")
         self.path = Path(path)
+        self.target = claim_store(self.path, inputs)
         self.features = list(features)
         self.side_dtypes = dict(side_dtypes)
         self.source = source
         self.columns = list(columns) if columns is not None else None
         self.shard_rows = int(shard_rows)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(self.path)
-        self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        remove_stale_temps(self.target)
+        self.tmp = temp_sibling(self.target)
         self.tmp.mkdir()
         self._buf_x: list[np.ndarray] = []
         self._buf_date: list[np.ndarray] = []
@@ -113,7 +123,7 @@ class StoreWriter:
         while len(date) and (cut := len(date) if final else _shard_cut(date, self.shard_rows)):
             name = _shard_name(len(self._shards))
             shard, self._buf_x = _split_rows(self._buf_x, cut)
-            digest = _save_rows(self.tmp / name, shard, len(self.features))
+            digest = _save_rows(self.tmp / name, shard, (cut, len(self.features)))
             start = self._rows_written
             self._rows_written += cut
             self._shards.append({"file": name, "start": start, "stop": self._rows_written, **digest})
@@ -123,11 +133,21 @@ class StoreWriter:
 
     def close(self, extra: dict | None = None) -> Path:
         """Finish the store and rename it into place; returns its path."""
+        try:
+            self._finish(extra)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def _finish(self, extra: dict | None) -> None:
         self._flush(final=True)
+        side_digests = {}
         for k, f in self._side_files.items():
             f.close()
             raw = self.tmp / f"{k}.raw"
-            np.save(self.tmp / f"{k}.npy", np.fromfile(raw, dtype=self.side_dtypes[k]))
+            values = np.fromfile(raw, dtype=self.side_dtypes[k])
+            side_digests[k] = _save_rows(self.tmp / f"{k}.npy", [values], values.shape)
             raw.unlink()
         date = np.load(self.tmp / "date.npy", mmap_mode="r")
         n = int(len(date))
@@ -149,13 +169,12 @@ class StoreWriter:
             "days": days.tolist(),
             "day_offsets": day_offsets.tolist(),
             "shards": self._shards,
+            "side_digests": side_digests,
             "source": self.source,
             **(extra or {}),
         }
-        with open(self.tmp / MANIFEST, "w") as f:
-            json.dump(manifest, f, indent=1)
-        _replace_dir(self.tmp, self.path)
-        return self.path
+        write_manifest(self.tmp, manifest)
+        replace_dir(self.tmp, self.target, is_store, "--store")
 
     def abort(self) -> None:
         for f in self._side_files.values():
@@ -192,15 +211,15 @@ def _split_rows(parts: list[np.ndarray], cut: int) -> tuple[list[np.ndarray], li
     return [*parts[:i], parts[i][:k]], rest + parts[i + 1 :]
 
 
-def _save_rows(path: Path, parts: list[np.ndarray], n_features: int) -> dict:
-    """Write row blocks (k, n_features) float32 as one .npy file (the bytes np.save writes for
+def _save_rows(path: Path, parts: list[np.ndarray], shape: tuple[int, ...]) -> dict:
+    """Write row blocks of one dtype as one .npy file of `shape` (the bytes np.save writes for
     their concatenation, without making it); returns file_digest's dict."""
     header = io.BytesIO()
-    shape = (sum(len(p) for p in parts), n_features)
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    dtype = parts[0].dtype.newbyteorder("<") if parts[0].dtype.byteorder == ">" else parts[0].dtype
+    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
     crc, size = 0, 0
     with open(path, "wb") as f:
-        for block in [header.getbuffer(), *(memoryview(np.ascontiguousarray(p, dtype="<f4")).cast("B") for p in parts)]:
+        for block in [header.getbuffer(), *(memoryview(np.ascontiguousarray(p, dtype=dtype)).cast("B") for p in parts)]:
             crc, size = zlib.crc32(block, crc), size + f.write(block)
     return {"bytes": size, "crc32": f"{crc:08x}"}
 
@@ -214,48 +233,143 @@ def file_digest(path: Path, chunk: int = 1 << 24) -> dict:
     return {"bytes": path.stat().st_size, "crc32": f"{crc:08x}"}
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Delete temp dirs of earlier writes to `path` whose writer process is gone (killed mid-write)."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Write `manifest` (with its own checksum, `manifest_crc32`) as `directory`/manifest.json."""
+    manifest["manifest_crc32"] = _manifest_crc(manifest)
+    with open(directory / MANIFEST, "w") as f:
+        json.dump(manifest, f, indent=1)
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Atomically move the finished store `src` to `dst`, replacing any store there."""
-    if dst.exists():
-        trash = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(dst, trash)
-        os.rename(src, dst)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.rename(src, dst)
+def _manifest_crc(manifest: dict) -> str:
+    body = json.dumps({k: v for k, v in manifest.items() if k != "manifest_crc32"}, sort_keys=True)
+    return f"{zlib.crc32(body.encode()):08x}"
+
+
+def read_manifest(path: str | os.PathLike) -> dict | None:
+    """The manifest of the jsmp store at `path` (valid JSON of format jsmp-store), else None; nothing else is checked."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
 
 
 def is_store(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    """Whether `path` holds a jsmp store's manifest (see read_manifest)."""
+    return read_manifest(path) is not None
+
+
+def claim_store(path: Path, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Check that a store may be written at `path` (see StoreWriter); returns the directory to
+    replace: `path`, or the store a symlink at `path` points to."""
+    claim_destination(path, "--store", "jsmp store", is_store, inputs, directory=True)
+    real = Path(os.path.realpath(path))
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        raise UserError(f"--store {path}: is or contains the current directory; choose another --store")
+    if path.is_symlink():
+        claim_destination(real, "--store", "jsmp store", is_store, inputs, directory=True)
+    return real
+
+
+class _Problem(Exception):
+    """Why a store cannot be used: `damaged` when its files do not match its manifest."""
+
+    def __init__(self, what: str, damaged: bool = True):
+        super().__init__(what)
+        self.damaged = damaged
+
+
+def _load_manifest(path: Path) -> tuple[dict, bytes]:
+    """The manifest of the store at `path` and its bytes; raises _Problem."""
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        what = "does not exist" if not path.exists() else "has no manifest.json (not a jsmp store, or its write was interrupted)"
+        raise _Problem(what, damaged=False)
+    raw = mpath.read_bytes()
+    try:
+        m = json.loads(raw)
+    except ValueError as e:
+        raise _Problem(f"manifest.json is not valid JSON ({e})") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("version") != VERSION:
+        found = (m.get("format"), m.get("version")) if isinstance(m, dict) else (None, None)
+        raise _Problem(f"manifest.json: expected format {FORMAT!r} version {VERSION}, found {found[0]!r} version {found[1]}",
+                       damaged=False)
+    if "manifest_crc32" in m and _manifest_crc(m) != m["manifest_crc32"]:
+        raise _Problem("manifest.json does not match its own checksum")
+    if missing := [k for k in REQUIRED if k not in m]:
+        raise _Problem(f"manifest.json lacks {', '.join(missing)}")
+    return m, raw
+
+
+def file_problem(path: Path, record: dict, full: bool) -> str | None:
+    """How the file at `path` differs from its manifest `record` ({'bytes', 'crc32'}, either
+    optional), or None; the checksum only when `full` (it reads the file)."""
+    if not path.is_file():
+        return "is missing"
+    size = path.stat().st_size
+    if "bytes" in record and size != record["bytes"]:
+        return f"has {size} bytes, the manifest says {record['bytes']}"
+    if full and "crc32" in record and file_digest(path)["crc32"] != record["crc32"]:
+        return "does not match its checksum in the manifest"
+    return None
+
+
+def _files_problem(path: Path, manifest: dict, full: bool) -> str | None:
+    """The first shard or side column file that differs from the manifest, described, or None."""
+    digests = manifest.get("side_digests", {})
+    files = [(f"shard {sh['file']}", sh["file"], sh) for sh in manifest["shards"]]
+    files += [(f"column {name}.npy", f"{name}.npy", digests.get(name, {})) for name in manifest["side"]]
+    for what, name, record in files:
+        if problem := file_problem(path / name, record, full):
+            return f"{what} {problem}"
+    return None
+
+
+def damage_at(path: str | os.PathLike, full: bool = True) -> str | None:
+    """None when the store at `path` is whole, else one line saying what is wrong (a missing
+    store or manifest included). `full` also checks every file's CRC-32 (reads the whole store);
+    otherwise only the manifest and file sizes. Never raises."""
+    path = Path(path)
+    try:
+        return _files_problem(path, _load_manifest(path)[0], full)
+    except _Problem as p:
+        return str(p)
+    except OSError as e:
+        return f"cannot be read ({e.strerror}: {e.filename})"
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return f"manifest.json is malformed ({type(e).__name__}: {e})"
+
+
+def rebuild_hint(path: Path, manifest: dict | None) -> str:
+    """The command that rebuilds the store at `path` from what its manifest says it was made from."""
+    src = (manifest or {}).get("source") or {}
+    if src.get("kind") == "synthetic":
+        return (f"python -m jsmp.data synth --store {path} --days {src.get('days')} "
+                f"--rows-per-day {src.get('rows_per_day')} --seed {src.get('seed')} --force")
+    return f"python -m jsmp.data ingest {src.get('path', 'SRC')} --store {path} --force"
 
 
 class Store:
     """Read-only view of a store. Feature shards are memory-mapped lazily; nothing is read
-    into RAM until rows are gathered. Pickles by path (safe to send to DataLoader workers)."""
+    into RAM until rows are gathered. Pickles by path (safe to send to DataLoader workers).
+
+    Opening checks the manifest and every file's size (UserError naming the damaged file and
+    how to rebuild); `verify()` checks the checksums too.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        mpath = self.path / MANIFEST
-        if not mpath.is_file():
-            what = "does not exist" if not self.path.exists() else "has no manifest.json (not a jsmp store, or its write was interrupted)"
-            raise UserError(f"store {self.path}: {what}")
         try:
-            self.manifest = json.loads(mpath.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"store {mpath}: manifest is not valid JSON ({e})") from None
-        if self.manifest.get("format") != FORMAT or self.manifest.get("version") != VERSION:
-            raise UserError(
-                f"store {mpath}: expected format {FORMAT!r} version {VERSION}, "
-                f"found {self.manifest.get('format')!r} version {self.manifest.get('version')}"
-            )
+            self.manifest, raw = _load_manifest(self.path)
+        except _Problem as p:
+            raise self._error(str(p), p.damaged, None) from None
+        except OSError as e:
+            raise UserError(f"store {self.path}: cannot read {MANIFEST} ({e.strerror})") from None
+        if problem := self.damage(full=False):
+            raise self._error(problem, True, self.manifest)
+        self.identity = f"{zlib.crc32(raw):08x}"  # of manifest.json: tells caches computed from another store
+        self.verified = False  # set by verify(): caches then check their checksums too
         m = self.manifest
         self.features: list[str] = m["features"]
         self.n_rows: int = m["n_rows"]
@@ -266,28 +380,21 @@ class Store:
         self._shards: list[np.ndarray] | None = None
         self._shard_list = None  # the shards as jsmp.data.kernels reads them, made on first gather
         self._side: dict[str, np.ndarray] = {}
-        self._check_sizes()
 
-    def _check_sizes(self) -> None:
-        """Every shard exists with the size the manifest records (cheap: no data is read)."""
-        for sh in self.manifest["shards"]:
-            f = self.path / sh["file"]
-            if not f.is_file():
-                raise UserError(f"store {self.path}: shard {sh['file']} is missing (the store is damaged; rebuild it)")
-            if "bytes" in sh and f.stat().st_size != sh["bytes"]:
-                raise UserError(
-                    f"store {self.path}: shard {sh['file']} has {f.stat().st_size} bytes, the manifest says "
-                    f"{sh['bytes']} (the store is damaged; rebuild it)"
-                )
+    def _error(self, problem: str, damaged: bool, manifest: dict | None) -> UserError:
+        if not damaged:
+            return UserError(f"store {self.path}: {problem}")
+        return UserError(f"store {self.path}: {problem} (the store is damaged; rebuild it: {rebuild_hint(self.path, manifest)})")
+
+    def damage(self, full: bool = True) -> str | None:
+        """None when the store is whole, else one line naming what is damaged (see damage_at). Never raises."""
+        return damage_at(self.path, full)
 
     def verify(self) -> None:
-        """Check every shard's CRC-32 against the manifest (reads the whole store once)."""
-        for sh in self.manifest["shards"]:
-            if "crc32" in sh and file_digest(self.path / sh["file"])["crc32"] != sh["crc32"]:
-                raise UserError(
-                    f"store {self.path}: shard {sh['file']} does not match its checksum in the manifest "
-                    f"(the store is damaged; rebuild it)"
-                )
+        """Check every file's CRC-32 against the manifest (reads the whole store once); UserError if one differs."""
+        if problem := self.damage(full=True):
+            raise self._error(problem, True, self.manifest)
+        self.verified = True
 
     @property
     def n_features(self) -> int:

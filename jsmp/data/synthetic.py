@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 
 from jsmp.data import schema
 from jsmp.data.store import StoreWriter
+from jsmp.errors import UserError
+from jsmp.files import atomic_path, claim_destination
 
 # Real NaN groups (feature numbers) and the share of a day's rows missing at its start and midday.
 NAN_GROUPS = [
@@ -125,12 +127,16 @@ def _progress(spec: SynthSpec, what: str):
     return tqdm(total=int(day_sizes(spec).sum()), unit="row", unit_scale=True, desc=what, disable=None)
 
 
+def synth_source(spec: SynthSpec) -> dict:
+    """The manifest `source` of a store generated from `spec`."""
+    return {"kind": "synthetic", **asdict(spec), "checksum": f"synthetic:{spec.name}"}
+
+
 def write_store(spec: SynthSpec, path: str | os.PathLike, shard_rows: int | None = None) -> Path:
-    """Generate `spec` into a store at `path` (atomically)."""
+    """Generate `spec` into a store at `path` (atomically; `path` is checked first, see StoreWriter)."""
     side = {**schema.SIDE_DTYPES, "ideal": "int8"}
-    source = {"kind": "synthetic", **asdict(spec), "checksum": f"synthetic:{spec.name}"}
     kw = {"shard_rows": shard_rows} if shard_rows else {}
-    with StoreWriter(path, schema.FEATURE_COLUMNS, side, source, columns=schema.TRAIN_COLUMNS, **kw) as w, _progress(
+    with StoreWriter(path, schema.FEATURE_COLUMNS, side, synth_source(spec), columns=schema.TRAIN_COLUMNS, **kw) as w, _progress(
         spec, f"synthesising {Path(path).name}"
     ) as bar:
         for day in iter_days(spec):
@@ -139,16 +145,34 @@ def write_store(spec: SynthSpec, path: str | os.PathLike, shard_rows: int | None
         return w.close()
 
 
+def ideal_path(csv: str | os.PathLike) -> Path:
+    """The sidecar holding a generated CSV's ideal actions: `FILE.ideal.npy`."""
+    return Path(f"{csv}.ideal.npy")
+
+
+def is_synth_csv(path: Path) -> bool:
+    """Whether `path` is a CSV this generator wrote (a file with its `.ideal.npy` sidecar)."""
+    return path.is_file() and ideal_path(path).is_file()
+
+
 def write_csv(spec: SynthSpec, path: str | os.PathLike, test_layout: bool = False) -> Path:
     """Generate `spec` as a Kaggle-layout CSV at `path`, with the ideal actions in `path + '.ideal.npy'`
-    (`test_layout`: as example_test.csv, without the resp columns)."""
+    (`test_layout`: as example_test.csv, without the resp columns).
+
+    `path` may be absent or a CSV generated earlier (one with its sidecar), never another file
+    (one-line UserError naming `--out`). Both files are written through temps, the sidecar
+    renamed first: a CSV with no sidecar is never left by this function.
+    """
     import pandas as pd
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if (path.is_file() or path.is_symlink()) and not is_synth_csv(path):
+        raise UserError(f"--out {path}: an existing file that synth did not write (no {ideal_path(path).name} beside it); "
+                        f"synth replaces only its own CSVs. Choose another --out, or move that file away first")
+    claim_destination(path, "--out", "synth CSV", is_synth_csv)
+    claim_destination(ideal_path(path), "--out", "synth CSV's ideal actions", Path.is_file)
     ideal = []
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f, _progress(spec, f"writing {path.name}") as bar:
             for i, day in enumerate(iter_days(spec)):
                 cols = {c: day[c] for c in (schema.TEST_COLUMNS[:2] if test_layout else schema.TRAIN_COLUMNS[:7])}
@@ -157,8 +181,6 @@ def write_csv(spec: SynthSpec, path: str | os.PathLike, test_layout: bool = Fals
                 pd.DataFrame(cols).to_csv(f, header=i == 0, index=False)
                 ideal.append(day["ideal"])
                 bar.update(len(day["date"]))
-        np.save(path.with_name(path.name + ".ideal.npy"), np.concatenate(ideal))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic_path(ideal_path(path)) as side, open(side, "wb") as f:
+            np.save(f, np.concatenate(ideal))
     return path
