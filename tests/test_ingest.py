@@ -481,17 +481,29 @@ def test_unreadable_file_and_directory_through_the_cli(kaggle_csv, tmp_path_fact
 
 
 # -- the store ------------------------------------------------------------------------------
-def test_damaged_store_is_rebuilt_not_up_to_date(kaggle_csv, tmp_path):
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:-10])
+
+
+def _flip_bit(path):
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1  # past the .npy header: same size, other bytes
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, name", [(_truncate, "features-00000.npy"), (_flip_bit, "features-00000.npy"),
+                                          (_flip_bit, "weight.npy")])
+def test_damaged_store_is_rebuilt_not_up_to_date(kaggle_csv, tmp_path, damage, name):
+    """A truncated file, and a flipped bit that keeps every size (found by the checksums)."""
     src = tmp_path / "train.csv"
     src.write_bytes(kaggle_csv.read_bytes())
     ingest(src, tmp_path / "s")
     whole = _shards(tmp_path / "s")
-    shard = min((tmp_path / "s").glob("features-*.npy"))
-    shard.write_bytes(shard.read_bytes()[:-10])
+    damage(tmp_path / "s" / name)
     p = _ingest_cli(src, tmp_path / "s")
     assert p.returncode == 0 and "up to date" not in p.stdout and "wrote" in p.stdout, p.stdout
-    assert re.search(r"warning: store .*s is damaged \(.*features-00000\.npy.*\); re-ingesting", p.stderr), p.stderr
-    assert _shards(tmp_path / "s") == whole
+    assert re.search(rf"warning: store .*s is damaged \(.*{re.escape(name)}.*\); re-ingesting", p.stderr), p.stderr
+    assert _shards(tmp_path / "s") == whole and Store(tmp_path / "s").damage() is None
     assert "up to date" in _ingest_cli(src, tmp_path / "s").stdout
 
 

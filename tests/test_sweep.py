@@ -258,6 +258,8 @@ def one_error_line(p) -> str:
     ("model.lr=interval(1)", ("error: model.lr=interval(1): TypeError while evaluating 'interval(1)': missing a "
      "required argument: 'end' (expected e.g. interval(LOW, HIGH)")),
     ("model.lr=range(5, 1)", "error: model.lr=range(5, 1): range(5, 1, 1) is empty"),
+    ("hydra.sweeper.storage=sqlite:///x.db?password=SECRETPW", ("error: hydra.sweeper.storage=sqlite:///x.db?password=*** "
+     "mismatched input '=' expecting <EOF> (quote a value holding = ? & or spaces for Hydra")),
     ("hydra.sweeper.max_failure_rate=2", "error: hydra.sweeper.max_failure_rate=2.0: expected a number in [0, 1]"),
 ])
 def test_user_mistakes_are_one_line_before_anything_runs(arg, expected, tiny_store, tmp_path):

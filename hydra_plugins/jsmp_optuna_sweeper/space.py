@@ -94,8 +94,12 @@ def parse_override(text: str, where: str = "") -> Override:
     except HydraException as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("See ")]
         why = lines[-1] if len(lines) > 1 else lines[0] if lines else "cannot be parsed"
-        raise SweepError(f"{where}{text}: {why} (expected e.g. interval(LOW, HIGH), int(interval(LOW, HIGH)), "
-                         f"choice(A, B), range(START, STOP, STEP), tag(log, interval(LOW, HIGH)); see {GRAMMAR})") from None
+        if "(" in text.partition("=")[2]:  # a sweep, or meant as one
+            hint = (f"expected e.g. interval(LOW, HIGH), int(interval(LOW, HIGH)), choice(A, B), "
+                    f"range(START, STOP, STEP), tag(log, interval(LOW, HIGH)); see {GRAMMAR}")
+        else:
+            hint = "quote a value holding = ? & or spaces for Hydra, e.g. \"key='VALUE'\" on the shell"
+        raise SweepError(f"{where}{text}: {why} ({hint})") from None
 
 
 def check_fixed(override: Override, where: str = "") -> None:

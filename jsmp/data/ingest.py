@@ -605,7 +605,8 @@ def ingest(src: str | os.PathLike, store: str | os.PathLike, force: bool = False
     try:
         with StoreWriter(store, layout.features, side_dtypes, {}, columns=layout.columns, shard_rows=shard_rows, inputs=[source.path]) as w:
             if not force and (store / MANIFEST).is_file() and (checksum := up_to_date(store, source)):
-                if (damage := damage_at(store, full=False)) is None:  # sizes only: cheap
+                # every checksum: a read of the store, far cheaper than ingesting it again
+                if (damage := damage_at(store, full=True)) is None:
                     w.abort()
                     log.info("store %s is up to date with %s (%s); --force re-ingests", store, source.path, checksum)
                     return store, False
