@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 STUDY  ?= mlp
 STORAGE ?= sqlite:///logs/train/sweeps/$(STUDY)/optuna.db
 
-.PHONY: install train tune test test-slow postgres-server bench tensorboard dashboard clean
+.PHONY: install train tune test test-slow lint postgres-server bench tensorboard dashboard clean
 
 install: $(STAMP)
 
@@ -42,6 +42,9 @@ test: $(STAMP)        ## the fast test suite (CI runs this)
 
 test-slow: $(STAMP) postgres-server ## tests that take minutes (PostgreSQL sweeps included)
 	$(BIN)/python -m pytest -q -m slow
+
+lint: $(STAMP)        ## ruff (rules in pyproject.toml)
+	$(BIN)/ruff check .
 
 bench: $(STAMP)       ## benchmarks: make bench BENCH=ingest
 	$(BIN)/python -m jsmp.bench $(BENCH)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import compose_cfg, run_cli
+from jsmp.config import build
 from jsmp.data.datamodule import JsmpDataModule
 from jsmp.errors import UserError
 from jsmp.models.aemlp import AEMLP
-from jsmp.config import build
 
 
 def _batch(store, n=256, targets=("resp", "resp_1", "resp_2", "resp_3", "resp_4")):

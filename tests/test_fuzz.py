@@ -16,12 +16,12 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_cli
-from fuzzing import mutate, mutations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jsmp.data.ingest as ingest_module
+from conftest import run_cli
+from fuzzing import mutate, mutations
 from jsmp.data import schema
 from jsmp.data.ingest import ingest
 from jsmp.data.store import Store

@@ -58,7 +58,9 @@ def test_null_spellings_read_as_empty_fields_in_small_pieces(kaggle_csv, frame, 
     """Pieces without an "a" or "A" take pyarrow's faster parse with "" as the only null; NA,
     NULL, -nan, 1.#IND ... still read as NaN, bit for bit like empty fields and like pandas."""
     spellings, count = itertools.cycle(["NA", "NULL", "-nan", "NaN", "1.#IND", "null", "#N/A"]), itertools.count()
-    fill = (lambda m: next(spellings) if next(count) % 50 == 0 else "")  # about one spelling a piece
+    def fill(_):  # about one spelling a piece
+        return next(spellings) if next(count) % 50 == 0 else ""
+
     text = re.sub(r"(?<=,)(?=,)", fill, kaggle_csv.read_text())  # into empty fields
     assert "-nan" in text and "NULL" in text
     (tmp_path / "n.csv").write_text(text)

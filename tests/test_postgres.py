@@ -23,9 +23,9 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-from conftest import ROOT
 from test_sweep import FINISHED, tune_args
 
+from conftest import ROOT
 from hydra_plugins.jsmp_optuna_sweeper.sweeper import _counted
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import compose_cfg, run_cli
 
+from conftest import compose_cfg, run_cli
 from jsmp.config import build
 from jsmp.data.fill import fill_nan, fill_source
 from jsmp.data.preprocess import OnlineFill, Preprocess, fill_rows

@@ -7,17 +7,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 
 import pytest
-from conftest import TINY, run_cli
 
+from conftest import TINY, compose_cfg, run_cli
 from jsmp.callbacks import run_status, writer
 from jsmp.data.preprocess import Preprocess
 from jsmp.errors import UserError
+from jsmp.rundir import check_run_dir
+from jsmp.training import check_trainer
 
 ARGS = ["trainer.max_epochs=1", "data.batch_size=256", "logger=none", "callbacks.progress_bar=null"]
 
@@ -81,16 +84,23 @@ def test_fresh_run_into_a_used_run_dir_is_refused_and_touches_nothing(run, tiny_
     assert _tree(run) == before  # .hydra/*.yaml and train.log included
 
 
+def test_resume_that_does_not_match_the_run_is_refused(run, tiny_store, tmp_path):
+    before = _tree(run)
+    err = _one_error(_train(run, f"data.store={tiny_store}", *ARGS, "ckpt_path=last", "data.fill=zero", root=tmp_path))
+    assert err.startswith("error: ckpt_path=last: ") and "data.fill was 'mean', now 'zero'" in err, err
+    assert _tree(run) == before
+
+
 @pytest.mark.parametrize("override,fragment", [
-    ("data.fill=zero", "data.fill was 'mean', now 'zero'"),
     ("model.hidden=[16,8]", "model.hidden was [118, 142], now [16, 8]"),
     ("data.split.gap_days=2", "data.split was"),
 ])
-def test_resume_that_does_not_match_the_run_is_refused(run, tiny_store, tmp_path, override, fragment):
-    before = _tree(run)
-    err = _one_error(_train(run, f"data.store={tiny_store}", *ARGS, "ckpt_path=last", override, root=tmp_path))
-    assert err.startswith("error: ckpt_path=last: ") and fragment in err, err
-    assert _tree(run) == before
+def test_resume_check_names_what_changed(run, tiny_store, override, fragment):
+    """The same check in-process (train.py runs it in its Hydra callback, as above)."""
+    cfg = compose_cfg([f"data.store={tiny_store}", *ARGS, "ckpt_path=last", override])
+    with pytest.raises(UserError, match=r"^ckpt_path=last: ") as e:
+        check_run_dir(cfg, run)
+    assert fragment in str(e.value)
 
 
 def test_resume_into_a_store_with_fewer_features_names_the_counts(run, tmp_path):
@@ -155,11 +165,14 @@ def test_resume_keeps_the_first_invocations_files(run, tiny_store, tmp_path):
     assert (run / "config.resume-2.yaml").is_file() and (run / ".hydra-resume-2").is_dir()
 
 
-@pytest.mark.parametrize("value,shown", [("0", "0"), ("-5", "-5"), ("abc", "'abc'"), ("1.5", "1.5")])
-def test_max_epochs_must_be_a_positive_integer(tiny_store, tmp_path, value, shown):
-    err = _one_error(_train(tmp_path / "r", f"data.store={tiny_store}", f"trainer.max_epochs={value}", root=tmp_path))
-    assert err == f"error: trainer.max_epochs must be an integer >= 1, got {shown}"
+def test_max_epochs_must_be_a_positive_integer(tiny_store, tmp_path):
+    err = _one_error(_train(tmp_path / "r", f"data.store={tiny_store}", "trainer.max_epochs=abc", root=tmp_path))
+    assert err == "error: trainer.max_epochs must be an integer >= 1, got 'abc'"
     assert not (tmp_path / "r" / "config.yaml").exists() and not (tmp_path / "r" / "metrics.json").exists()
+    for value, shown in [("0", "0"), ("-5", "-5"), ("1.5", "1.5")]:
+        with pytest.raises(UserError, match=rf"^trainer.max_epochs must be an integer >= 1, got {re.escape(shown)}$"):
+            check_trainer(compose_cfg([f"trainer.max_epochs={value}"]).trainer)
+    check_trainer(compose_cfg(["trainer.max_epochs=3"]).trainer)
 
 
 def test_trainer_constructor_errors_are_one_line(tiny_store, tmp_path):

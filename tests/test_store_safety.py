@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
 
+from conftest import ROOT, run_cli
 from jsmp.data.fill import FFILL_DIR, NAN_ROWS, NAN_ROWS_META, ffill_store, nan_rows
 from jsmp.data.store import MANIFEST, Store, StoreWriter, damage_at
 from jsmp.data.synthetic import SynthSpec, write_csv, write_store

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import yaml
-from conftest import CONF, ROOT, compose_cfg, run_cli
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.distributions import (
@@ -24,6 +23,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
+from conftest import CONF, ROOT, compose_cfg, run_cli
 from hydra_plugins.jsmp_optuna_sweeper.space import parse_params
 from hydra_plugins.jsmp_optuna_sweeper.sweeper import OptunaSweeper, _counted
 

@@ -12,9 +12,10 @@ from urllib.parse import quote
 
 import optuna
 import pytest
-from conftest import ROOT, run_cli
 from test_postgres import clean_env, postgres_server
 from test_sweep import tune_args
+
+from conftest import ROOT, run_cli
 
 PASSWORD = "Sw0rdfish-s3cret"
 
