@@ -26,14 +26,16 @@ import optuna
 
 import jsmp
 from jsmp.bench.common import cache_dir, run_child
+from jsmp.files import claim_destination
 
 ROOT = Path(jsmp.__file__).resolve().parents[1]
 
 
 def run_sweep(name: str, args: argparse.Namespace, *overrides: str) -> dict:
     """One tune.py run in a fresh sweep dir; its wall time and what its study holds."""
-    sweep_dir = cache_dir() / "sweeps" / name
-    shutil.rmtree(sweep_dir, ignore_errors=True)
+    sweep_dir = claim_destination(cache_dir() / "sweeps" / name, "JSMP_BENCH_DIR", "benchmark sweep (optuna.db)",
+                                  lambda p: (p / "optuna.db").is_file(), directory=True)
+    shutil.rmtree(sweep_dir, ignore_errors=True)  # a sweep this benchmark ran before: it starts afresh
     argv = [
         "tune.py", "model=mlp", f"data.data_dir={cache_dir()}", f"data.synthetic.days={args.days}",
         f"data.synthetic.rows_per_day={args.rows}", "logger=none", "callbacks.progress_bar=null",
