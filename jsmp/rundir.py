@@ -26,11 +26,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from jsmp.data.preprocess import PREPROCESS
 from jsmp.errors import EXIT_USAGE, UserError, report
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
-PREPROCESS = "preprocess.json"  # (= jsmp.data.preprocess.PREPROCESS)
 RESUME_RE = re.compile(r"^(?:config\.resume-|\.hydra-resume-)(\d+)(?:\.yaml)?$")
 # data keys that define what the model was trained on: a resume must not change them
 DATA_KEYS = ("_target_", "frac", "keep", "split", "cv", "fold", "fill", "drop_zero_weight", "targets",

@@ -104,7 +104,7 @@ def train_folds(cfg: DictConfig) -> float:
         values.append(train_once(fold_cfg))
         log.info("fold %d/%d: %s = %.6g", k + 1, folds, cfg.optimized_metric, values[-1])
     mean = float(np.mean(values))
-    write_json(out_dir / "metrics.json", {cfg.optimized_metric: mean, "folds": folds, "status": "completed",
+    write_json(out_dir / rundir.METRICS, {cfg.optimized_metric: mean, "folds": folds, "status": "completed",
                                            **{f"fold-{k}/{cfg.optimized_metric}": v for k, v in enumerate(values)}})
     log.info("%s = %.6g (mean over %d folds)", cfg.optimized_metric, mean, folds)
     return mean
@@ -133,7 +133,7 @@ def train_once(cfg: DictConfig) -> float:
         rundir.check_data(resume, prep, data.model_kwargs(), f"ckpt_path={cfg.ckpt_path}")
     model = build(cfg.model, "model", **data.model_kwargs())
 
-    metrics_cb = MetricsJson(out_dir / "metrics.json", monitor=cfg.monitor, mode=cfg.get("monitor_mode", "max"),
+    metrics_cb = MetricsJson(out_dir / rundir.METRICS, monitor=cfg.monitor, mode=cfg.get("monitor_mode", "max"),
                              extra=data.reference_metrics())
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     logger = build(cfg.logger, "logger") if cfg.get("logger") else False
@@ -146,7 +146,7 @@ def train_once(cfg: DictConfig) -> float:
         if resume is not None and resume.continues:
             name = f"config.resume-{rundir.hydra_resume_number(out_dir)}.yaml"
         else:
-            name = "config.yaml"
+            name = rundir.CONFIG
         write_text_atomic(out_dir / name, OmegaConf.to_yaml(cfg, resolve=True))
         if prep is not None and not (out_dir / PREPROCESS).exists():  # (a resume's is checked equal)
             prep.save(out_dir / PREPROCESS)
