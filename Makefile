@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[dev,postgres]"   # postgres: psycopg 3, for postgresql:// sweep storages
 	touch $(STAMP)
 
-# PostgreSQL's server binaries (initdb, pg_ctl), which tests/test_postgres.py starts a server with;
+# PostgreSQL's server binaries (initdb, pg_ctl), which tests/sweeper/test_postgres.py starts a server with;
 # installed with apt as root (CI), else named for the user (the tests skip without them)
 postgres-server:
 	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \

@@ -1,7 +1,7 @@
 """Train a jsmp model: `python train.py model=mlp data.frac=0.5 trainer.max_epochs=2`.
 
 Every setting lives in conf/ (see `python train.py --help`); this file only hands the
-composed config to the recipe in jsmp/training.py. `python train.py +best=SWEEP_DIR/best.yaml`
+composed config to the recipe in jsmp/run/training.py. `python train.py +best=SWEEP_DIR/best.yaml`
 replays a hyper-parameter sweep's best trial (see tune.py).
 """
 
@@ -12,15 +12,15 @@ from omegaconf import DictConfig
 
 from hydra_plugins.jsmp_optuna_sweeper.errors import exit_on_sweep_error
 from hydra_plugins.jsmp_optuna_sweeper.space import check_overrides
-from jsmp.cli import run_task
 from jsmp.errors import exit_on_user_error
-from jsmp.tuning import expand_best
+from jsmp.run.cli import run_task
+from jsmp.run.tuning import expand_best
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     # imported here: torch and Lightning are not needed to report a bad command line
-    from jsmp.training import train
+    from jsmp.run.training import train
 
     return run_task(train, cfg)
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from hydra_plugins.jsmp_optuna_sweeper.errors import exit_on_sweep_error
 from hydra_plugins.jsmp_optuna_sweeper.space import check_overrides
-from jsmp.cli import run_task
+from jsmp.run.cli import run_task
 
 
 def tune_argv(argv: list[str]) -> list[str]:
@@ -31,7 +31,7 @@ def tune_argv(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     # imported here: torch and Lightning are not needed to report a bad command line
-    from jsmp.training import train
+    from jsmp.run.training import train
 
     return run_task(train, cfg)
 

@@ -25,7 +25,7 @@ SAMPLERS = {
     "grid": {"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": None},
 }
 
-# Steps are epochs and each trial reports its best epoch so far (jsmp/pruning.py). Measured on
+# Steps are epochs and each trial reports its best epoch so far (jsmp/run/pruning.py). Measured on
 # the 24-trial MLP search (`python -m jsmp.bench sweep`): median with 3 start-up trials and no
 # warm-up ran 2.2-2.8x fewer epochs than no pruning at 0.94-0.99 of its best value (5 start-up
 # trials and 1 warm-up epoch: 1.7x); successive halving cutting at epochs 2, 6, 18 to the best

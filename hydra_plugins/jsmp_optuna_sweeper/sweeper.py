@@ -13,7 +13,7 @@ study, so they finish exactly `n_trials` trials between them:
         else wait for the other workers' running trials
 
 A job that raises, or returns NaN, is told FAIL; one that raises optuna.TrialPruned
-(jsmp/pruning.py does when the pruner says so) is told PRUNED.
+(jsmp/run/pruning.py does when the pruner says so) is told PRUNED.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class OptunaSweeper(Sweeper):
             self._tell(study, trial, ret)
 
     def _trial_keys(self, study: optuna.Study, trial: optuna.Trial) -> dict[str, Any]:
-        """What the job needs to report to its trial (read by jsmp/pruning.py)."""
+        """What the job needs to report to its trial (read by jsmp/run/pruning.py)."""
         url = "'" + self.storage_url.replace("\\", "\\\\").replace("'", "\\'") + "'"
         return {"study": f"'{study.study_name}'", "storage": url, "id": trial._trial_id,
                 "number": trial.number, "threads": self.threads}

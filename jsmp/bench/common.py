@@ -46,8 +46,8 @@ def add_store_arguments(parser) -> None:
 
 def synthetic_store(days: int, rows_per_day: int, seed: int = 0) -> Path:
     """A synthetic store in cache_dir(), generated on first use (atomically) and reused after."""
-    from jsmp.data.store import is_store
     from jsmp.data.synthetic import SynthSpec, write_store
+    from jsmp.store.store import is_store
 
     spec = SynthSpec(days=days, rows_per_day=rows_per_day, seed=seed)
     path = cache_dir() / spec.name

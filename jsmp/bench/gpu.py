@@ -12,9 +12,9 @@ import argparse
 
 import torch
 
+from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.bench.common import add_store_arguments, synthetic_store
 from jsmp.bench.train import StepTimer, bench_trainer
-from jsmp.data.datamodule import JsmpDataModule
 from jsmp.models.lstm import LSTM
 from jsmp.models.mlp import MLP
 

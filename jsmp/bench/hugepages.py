@@ -24,8 +24,8 @@ def fit_child(store: str, model: str, steps: int, warmup: int, batch_size: int, 
 
     warnings.filterwarnings("ignore")
     from jsmp.allocator import huge_pages_in_effect
+    from jsmp.batches.datamodule import JsmpDataModule
     from jsmp.bench.train import fit_rate
-    from jsmp.data.datamodule import JsmpDataModule
     from jsmp.models.lstm import LSTM
     from jsmp.models.mlp import MLP
 

@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
+from jsmp.batches.datamodule import JsmpDataModule
+from jsmp.batches.windows import window_index
 from jsmp.bench.common import add_store_arguments, synthetic_store
-from jsmp.data.datamodule import JsmpDataModule
-from jsmp.data.store import Store
-from jsmp.data.windows import window_index
+from jsmp.store.store import Store
 
 TARGET = 0.75
 

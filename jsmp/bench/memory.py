@@ -17,7 +17,7 @@ import argparse
 import json
 
 from jsmp.bench.common import add_store_arguments, run_child, synthetic_store
-from jsmp.data.store import Store
+from jsmp.store.store import Store
 
 MAX_RSS_GB = 3.0
 MAX_RATIO = 1.2
@@ -28,8 +28,8 @@ def fit_steps(store: str, length: int, steps: int, batch_size: int, hidden: int)
     import warnings
 
     warnings.filterwarnings("ignore")
+    from jsmp.batches.datamodule import JsmpDataModule
     from jsmp.bench.train import bench_trainer
-    from jsmp.data.datamodule import JsmpDataModule
     from jsmp.models.lstm import LSTM
 
     data = JsmpDataModule(store=store, verify=False, batch_size=batch_size, window={"length": length}, windowed=True)

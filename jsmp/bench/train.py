@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.bench.common import add_store_arguments, synthetic_store
-from jsmp.data.datamodule import JsmpDataModule
 from jsmp.models.lstm import LSTM
 from jsmp.models.mlp import MLP
 

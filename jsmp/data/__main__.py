@@ -40,8 +40,8 @@ def cmd_synth(args: argparse.Namespace) -> None:
 def synth_store(spec, path: Path, force: bool) -> None:
     """`synth --store`: a store already holding `spec`'s data, whole, is kept (`force` regenerates
     it); a store of other synthetic data, or a damaged one, is replaced; one of real data only with `force`."""
-    from jsmp.data.store import damage_at, read_manifest
     from jsmp.data.synthetic import synth_source, write_store
+    from jsmp.store.store import damage_at, read_manifest
 
     old = read_manifest(path)
     if old is not None and not force:
@@ -65,15 +65,15 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from jsmp.data.info import describe
-    from jsmp.data.store import Store
+    from jsmp.store.info import describe
+    from jsmp.store.store import Store
 
     print(describe(Store(args.store)))
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from jsmp.data.fill import verify_caches
-    from jsmp.data.store import Store
+    from jsmp.batches.fill import verify_caches
+    from jsmp.store.store import Store
 
     store = Store(args.store)
     store.verify()

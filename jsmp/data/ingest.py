@@ -51,8 +51,8 @@ import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
 from jsmp.data import schema
-from jsmp.data.store import MANIFEST, StoreWriter, damage_at
 from jsmp.errors import UserError
+from jsmp.store.store import MANIFEST, StoreWriter, damage_at
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jsmp.data import schema
-from jsmp.data.store import StoreWriter
 from jsmp.errors import UserError
 from jsmp.files import atomic_path, claim_destination
+from jsmp.store.store import StoreWriter
 
 # Real NaN groups (feature numbers) and the share of a day's rows missing at its start and midday.
 NAN_GROUPS = [

@@ -1,1 +1,1 @@
-"""LightningModules: every model predicts a trade probability per row."""
+"""Stage 4, models: LightningModules that give each row (or window) a trade probability."""

@@ -1,0 +1,55 @@
+"""Training labels from a store's return columns: one binary target per `resp*` column.
+
+`data.targets=[resp, resp_1, resp_2, resp_3, resp_4]` gives five targets `resp_k > 0` (the
+1st-place recipe); the model then has one output per target and trades when the mean
+probability is > 0.5. `data.sample_weight` optionally weights each row's loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jsmp.errors import UserError
+from jsmp.store.store import Store
+
+# name -> per-row loss weight from (the competition weight (n,), the target returns (n, T))
+SAMPLE_WEIGHTS = {
+    "abs_resp_mean": lambda weight, resp: np.abs(resp).mean(1),  # big moves count more
+    "weight": lambda weight, resp: weight,  # the competition's row weight
+}
+
+
+class Labels:
+    """Gathers labels for store rows.
+
+    targets: store columns, each giving the label `column > 0`.
+    sample_weight: None, or a name in SAMPLE_WEIGHTS.
+    `labels(rows)` -> {"y": (B,) float32 for one target, (B, T) for T > 1 targets,
+    and "sample_weight": (B,) float32 when configured}.
+    """
+
+    def __init__(self, store: Store, targets=("resp",), sample_weight: str | None = None):
+        targets = [targets] if isinstance(targets, str) else list(targets)
+        if not targets:
+            raise UserError("data.targets: expected at least one return column, got an empty list")
+        for t in targets:
+            if not (isinstance(t, str) and t.startswith("resp") and store.has(t)):
+                have = sorted(c for c in store.manifest["side"] if c.startswith("resp"))
+                raise UserError(f"data.targets: {t!r} is not a return column of store {store.path} (has {have})")
+        if sample_weight is not None and sample_weight not in SAMPLE_WEIGHTS:
+            raise UserError(f"data.sample_weight must be null or one of {sorted(SAMPLE_WEIGHTS)}, got {sample_weight!r}")
+        self.targets, self.sample_weight = targets, sample_weight
+        self.returns = [store.side(t) for t in targets]
+        self.weight = store.side("weight")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __call__(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        resp = np.stack([r.take(rows).astype(np.float32) for r in self.returns], axis=1)  # (B, T)
+        y = (resp > 0).astype(np.float32)
+        out = {"y": y[:, 0] if len(self) == 1 else y}
+        if self.sample_weight is not None:
+            w = SAMPLE_WEIGHTS[self.sample_weight](self.weight.take(rows).astype(np.float32), resp)
+            out["sample_weight"] = w.astype(np.float32)
+        return out

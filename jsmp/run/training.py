@@ -1,0 +1,178 @@
+"""The training recipe: config in, fitted model, checkpoints, TensorBoard and metrics.json out.
+
+    data   = instantiate(cfg.data)          # split by date, fill stats, batch gathering
+                                            # (windowed=True when the model class sets `sequence`)
+    model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days, n_targets
+    trainer.fit(model, data)                # checkpoints on val/utility, early stopping
+    return metrics[cfg.optimized_metric]    # for sweepers (with cv_objective: the mean over folds)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import get_class
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from jsmp.allocator import ENV, huge_pages_in_effect
+from jsmp.batches.inputs import PREPROCESS
+from jsmp.errors import UserError
+from jsmp.files import write_text_atomic
+from jsmp.run import rundir
+from jsmp.run.callbacks import MetricsJson, NaNGuard, write_json
+from jsmp.run.config import build
+from jsmp.run.pruning import trial_callbacks
+
+log = logging.getLogger(__name__)
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Fail early, in one line, when a GPU is asked for and none is visible."""
+    if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={accelerator} but no CUDA GPU is visible to torch "
+            f"(torch {torch.__version__}); use trainer=cpu, or install a CUDA build: make install TORCH=torch"
+        )
+
+
+def flat_hparams(cfg: DictConfig) -> dict:
+    """The run's config as flat `group/key` scalars for TensorBoard's hparams view."""
+    out = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if k.startswith("_") and k != "_target_":
+                continue
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}/")
+            else:
+                out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def train(cfg: DictConfig) -> float:
+    """Train as `cfg` says: once, or once per CV fold with `cv_objective`; returns `cfg.optimized_metric`."""
+    log.info("huge pages for CPU tensors >= 2 MB: %s (%s=%s; see jsmp/allocator.py)",
+             "on" if huge_pages_in_effect() else "off", ENV, os.environ.get(ENV, "unset"))
+    return train_folds(cfg) if cfg.get("cv_objective") else train_once(cfg)
+
+
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    """One-line errors for trainer keys Lightning would only trip over later (or silently accept)."""
+    if trainer_cfg.get("fast_dev_run"):
+        return
+    epochs = trainer_cfg.get("max_epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UserError(f"trainer.max_epochs must be an integer >= 1, got {epochs!r}")
+    low = trainer_cfg.get("min_epochs")
+    if low is not None and (isinstance(low, bool) or not isinstance(low, int) or low < 0):
+        raise UserError(f"trainer.min_epochs must be null or an integer >= 0, got {low!r}")
+
+
+def train_folds(cfg: DictConfig) -> float:
+    """`cv_objective=true`: one run per fold of `data.cv`, in `<run dir>/fold-<k>/`; returns the
+    mean of `optimized_metric` over the folds and writes it, with each fold's value, to
+    `<run dir>/metrics.json`. In a sweep the pruner follows the first fold only (the oldest,
+    cheapest one): a trial it prunes never trains the other folds. With `ckpt_path=last`
+    each fold that holds a run continues from its own last.ckpt; the others start."""
+    folds = cfg.data.get("cv", {}).get("folds")
+    if cfg.data.get("fold") is not None:
+        raise UserError(f"cv_objective=true trains every fold of data.cv; leave data.fold null (got {cfg.data.fold})")
+    if not isinstance(folds, int) or folds < 2:
+        raise UserError(f"cv_objective=true needs data.cv.folds to be an integer >= 2, got {folds!r}")
+    out_dir = Path(cfg.paths.output_dir)
+    rundir.check_run_dir(cfg, out_dir)
+    values = []
+    for k in range(folds):
+        fold_cfg = cfg.copy()
+        fold_dir = out_dir / f"fold-{k}"
+        with open_dict(fold_cfg):
+            fold_cfg.cv_objective, fold_cfg.data.fold = False, k
+            fold_cfg.paths.output_dir = str(fold_dir)
+            fold_cfg.ckpt_path = "last" if cfg.get("ckpt_path") == "last" and rundir.run_contents(fold_dir) else None
+            if k > 0:
+                fold_cfg.optuna_trial = None
+        values.append(train_once(fold_cfg))
+        log.info("fold %d/%d: %s = %.6g", k + 1, folds, cfg.optimized_metric, values[-1])
+    mean = float(np.mean(values))
+    write_json(out_dir / rundir.METRICS, {cfg.optimized_metric: mean, "folds": folds, "status": "completed",
+                                           **{f"fold-{k}/{cfg.optimized_metric}": v for k, v in enumerate(values)}})
+    log.info("%s = %.6g (mean over %d folds)", cfg.optimized_metric, mean, folds)
+    return mean
+
+
+def train_once(cfg: DictConfig) -> float:
+    """Train once as `cfg` says; returns `cfg.optimized_metric` (NaN if it was never logged).
+
+    Everything is checked before anything is written into the run dir (jsmp/run/rundir.py): a
+    fresh run needs a run dir without a run; a resume (`ckpt_path`) a readable checkpoint that
+    matches the model, data and preprocess.json the run was trained with. A resume keeps the
+    run's config.yaml and preprocess.json and saves its own config as config.resume-<n>.yaml.
+    """
+    out_dir = Path(cfg.paths.output_dir)
+    resume = rundir.check_run_dir(cfg, out_dir)
+    check_accelerator(cfg.trainer.get("accelerator", "cpu"))
+    check_trainer(cfg.trainer)
+    L.seed_everything(cfg.seed, workers=True)
+
+    sequence = getattr(get_class(cfg.model._target_), "sequence", False)
+    data = build(cfg.data, "data", **({"windowed": True} if sequence else {}))
+    data.prepare_data()
+    data.setup("fit")
+    prep = data.preprocess() if hasattr(data, "preprocess") else None  # for jsmp.predict
+    if resume is not None:
+        rundir.check_data(resume, prep, data.model_kwargs(), f"ckpt_path={cfg.ckpt_path}")
+    model = build(cfg.model, "model", **data.model_kwargs())
+
+    metrics_cb = MetricsJson(out_dir / rundir.METRICS, monitor=cfg.monitor, mode=cfg.get("monitor_mode", "max"),
+                             extra=data.reference_metrics())
+    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    logger = build(cfg.logger, "logger") if cfg.get("logger") else False
+    always = [NaNGuard(cfg.diverge_factor), *trial_callbacks(cfg), metrics_cb]
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=logger)
+
+    # checked: now write (rank 0): the resolved config, and the preprocess the model trains with
+    if rank_zero_only.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume is not None and resume.continues:
+            name = f"config.resume-{rundir.hydra_resume_number(out_dir)}.yaml"
+        else:
+            name = rundir.CONFIG
+        write_text_atomic(out_dir / name, OmegaConf.to_yaml(cfg, resolve=True))
+        if prep is not None and not (out_dir / PREPROCESS).exists():  # (a resume's is checked equal)
+            prep.save(out_dir / PREPROCESS)
+
+    if trainer.logger is not None and (resume is None or not resume.continues):
+        # TensorBoard's hparams view: the whole config, with hp_metric (the best validation
+        # utility so far, logged by the model every epoch) as its metric. (A resume keeps the
+        # run's first hparams.yaml: its own config is in config.resume-<n>.yaml.)
+        trainer.logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": 0.0})
+    log.info("training %s on %s -> %s%s", type(model).__name__, type(data).__name__, out_dir,
+             f" (resuming from {resume.ckpt})" if resume is not None else "")
+    trainer.fit(model, datamodule=data, ckpt_path=None if resume is None else str(resume.ckpt))
+
+    metrics = metrics_cb.write(trainer)
+    best = metrics.get("val/utility_best", float("nan"))
+    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    log.info("done: val/utility=%s best=%s oracle=%s ideal=%s auc=%s (best checkpoint: %s)",
+             _fmt(metrics.get("val/utility")), _fmt(best), _fmt(metrics.get("val/utility_oracle")),
+             _fmt(metrics.get("val/utility_ideal")), _fmt(metrics.get("val/auc")), ckpt)
+    value = metrics.get(cfg.optimized_metric)
+    if value is None:
+        log.warning("optimized_metric %r was not logged (have: %s)", cfg.optimized_metric, sorted(metrics))
+        return float("nan")
+    log.info("%s = %.6g", cfg.optimized_metric, value)
+    return float(value)
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"

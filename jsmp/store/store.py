@@ -1,0 +1,475 @@
+"""The jsmp store: memory-mapped, row-major float32 feature shards plus a manifest.
+
+Layout of a store directory::
+
+    manifest.json          format, version, features, row/day counts, shards, day offsets, source
+    features-00000.npy     (rows, n_features) float32, row-major, whole days only
+    features-00001.npy     ...
+    date.npy weight.npy resp*.npy ts_id.npy [ideal.npy]   one value per row
+
+Rows are in `ts_id` order and `date` never decreases, so day d owns the contiguous rows
+`day_offsets[d] : day_offsets[d + 1]` (d is the day's index, `days[d]` its date value).
+A store is written into a temporary sibling directory and renamed into place only when
+complete, so a directory holding `manifest.json` is always a whole store. The manifest
+records every file's size and CRC-32 (shards in `shards`, side columns in `side_digests`)
+and its own checksum (`manifest_crc32`); stores written before those keys are still read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import shutil
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jsmp.errors import UserError
+from jsmp.files import claim_destination, remove_stale_temps, replace_dir, temp_sibling
+
+FORMAT = "jsmp-store"
+VERSION = 1
+MANIFEST = "manifest.json"
+DEFAULT_SHARD_ROWS = 1 << 18  # 262,144 rows x 130 features x 4 B = 136 MB per shard
+REQUIRED = ("features", "n_rows", "n_days", "days", "day_offsets", "shards", "side")
+
+
+def _shard_name(i: int) -> str:
+    return f"features-{i:05d}.npy"
+
+
+class StoreWriter:
+    """Streams rows (in `ts_id` order) into a new store at `path`.
+
+    Use as a context manager; on an exception the temporary directory is removed and any
+    store already at `path` is left untouched. Memory is bounded by about one shard: side
+    columns are appended to raw files in the temporary directory with every shard.
+
+    `path` (`--store`) is checked before anything is written (one-line UserError): it may be
+    absent, an empty directory or a jsmp store, never equal to or contain one of `inputs` or
+    the current directory, and its parent must be writable. A symlink to a store is
+    followed: the store it points to is replaced. Writers of one path take turns for the final
+    swap, so racing writers both succeed and the last one's store stays.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        features: list[str],
+        side_dtypes: dict[str, str],
+        source: dict,
+        columns: list[str] | None = None,
+        shard_rows: int = DEFAULT_SHARD_ROWS,
+        inputs: Sequence[str | os.PathLike] = (),
+    ):
+        if "date" not in side_dtypes:
+            raise ValueError("side_dtypes must include 'date'")
+        self.path = Path(path)
+        self.target = claim_store(self.path, inputs)
+        self.features = list(features)
+        self.side_dtypes = dict(side_dtypes)
+        self.source = source
+        self.columns = list(columns) if columns is not None else None
+        self.shard_rows = int(shard_rows)
+        remove_stale_temps(self.target)
+        self.tmp = temp_sibling(self.target)
+        self.tmp.mkdir()
+        self._buf_x: list[np.ndarray] = []
+        self._buf_date: list[np.ndarray] = []
+        self._buf_rows = 0
+        self._side: dict[str, list[np.ndarray]] = {k: [] for k in self.side_dtypes}
+        self._side_files = {k: open(self.tmp / f"{k}.raw", "wb") for k in self.side_dtypes}
+        self._shards: list[dict] = []
+        self._rows_written = 0
+        self._last_date: int | None = None
+
+    # -- writing -------------------------------------------------------------------------
+    def append(self, x: np.ndarray, side: dict[str, np.ndarray]) -> None:
+        """Append rows: `x` is (n, n_features); `side[name]` is (n,) for every side column."""
+        x = np.asarray(x, dtype=np.float32)
+        n = x.shape[0]
+        if x.ndim != 2 or x.shape[1] != len(self.features):
+            raise ValueError(f"x has shape {x.shape}, expected (n, {len(self.features)})")
+        missing = set(self.side_dtypes) - set(side)
+        if missing:
+            raise ValueError(f"side arrays missing: {sorted(missing)}")
+        if n == 0:
+            return
+        date = np.asarray(side["date"])
+        if (self._last_date is not None and date[0] < self._last_date) or np.any(np.diff(date) < 0):
+            raise ValueError("date must be non-decreasing")
+        self._last_date = int(date[-1])
+        for k, dt in self.side_dtypes.items():
+            self._side[k].append(np.asarray(side[k], dtype=dt))
+        self._buf_x.append(x)
+        self._buf_date.append(date)
+        self._buf_rows += n
+        if self._buf_rows > self.shard_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        """Write the buffered side values, and the shards the buffered rows decide (all rows when `final`)."""
+        for k, parts in self._side.items():
+            if parts:
+                np.concatenate(parts).tofile(self._side_files[k])
+                parts.clear()
+        if not self._buf_rows:
+            return
+        date = np.concatenate(self._buf_date) if len(self._buf_date) > 1 else self._buf_date[0]
+        while len(date) and (cut := len(date) if final else _shard_cut(date, self.shard_rows)):
+            name = _shard_name(len(self._shards))
+            shard, self._buf_x = _split_rows(self._buf_x, cut)
+            digest = _save_rows(self.tmp / name, shard, (cut, len(self.features)))
+            start = self._rows_written
+            self._rows_written += cut
+            self._shards.append({"file": name, "start": start, "stop": self._rows_written, **digest})
+            date = date[cut:]
+        self._buf_date = [date] if len(date) else []
+        self._buf_rows = len(date)
+
+    def close(self, extra: dict | None = None) -> Path:
+        """Finish the store and rename it into place; returns its path."""
+        try:
+            self._finish(extra)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def _finish(self, extra: dict | None) -> None:
+        self._flush(final=True)
+        side_digests = {}
+        for k, f in self._side_files.items():
+            f.close()
+            raw = self.tmp / f"{k}.raw"
+            values = np.fromfile(raw, dtype=self.side_dtypes[k])
+            side_digests[k] = _save_rows(self.tmp / f"{k}.npy", [values], values.shape)
+            raw.unlink()
+        date = np.load(self.tmp / "date.npy", mmap_mode="r")
+        n = int(len(date))
+        if n == 0:
+            raise ValueError("no rows were written")
+        days, starts = np.unique(date, return_index=True)
+        day_offsets = np.append(starts, n).astype(np.int64)
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "n_rows": n,
+            "n_days": int(len(days)),
+            "n_features": len(self.features),
+            "features": self.features,
+            "columns": self.columns,
+            "feature_dtype": "float32",
+            "side": self.side_dtypes,
+            "days": days.tolist(),
+            "day_offsets": day_offsets.tolist(),
+            "shards": self._shards,
+            "side_digests": side_digests,
+            "source": self.source,
+            **(extra or {}),
+        }
+        write_manifest(self.tmp, manifest)
+        replace_dir(self.tmp, self.target, is_store, "--store")
+
+    def abort(self) -> None:
+        for f in self._side_files.values():
+            f.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def _shard_cut(date: np.ndarray, limit: int) -> int:
+    """Rows in the next shard of buffered rows with non-decreasing `date`: the whole days that fit
+    in `limit` rows (or a longer first day alone), 0 while the buffer cannot tell yet. Shard bounds
+    so depend on the rows only, not on how they were appended (CSV pieces, Parquet batches)."""
+    if len(date) <= limit:
+        return 0
+    cut = int(np.searchsorted(date, date[limit], side="left"))  # where the day of row `limit` starts
+    if cut == 0:  # the first day is longer than a shard: it is one once it has ended
+        cut = int(np.searchsorted(date, date[0], side="right"))
+        return cut if cut < len(date) else 0
+    return cut
+
+
+def _split_rows(parts: list[np.ndarray], cut: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Row blocks `parts` split into (blocks of the first `cut` rows, blocks of the rest)."""
+    ends = np.cumsum([len(p) for p in parts])
+    i = int(np.searchsorted(ends, cut))  # the block holding row cut - 1
+    k = cut - int(ends[i] - len(parts[i]))
+    rest = [parts[i][k:]] if k < len(parts[i]) else []
+    return [*parts[:i], parts[i][:k]], rest + parts[i + 1 :]
+
+
+def _save_rows(path: Path, parts: list[np.ndarray], shape: tuple[int, ...]) -> dict:
+    """Write row blocks of one dtype as one .npy file of `shape` (the bytes np.save writes for
+    their concatenation, without making it); returns file_digest's dict."""
+    header = io.BytesIO()
+    dtype = parts[0].dtype.newbyteorder("<") if parts[0].dtype.byteorder == ">" else parts[0].dtype
+    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    crc, size = 0, 0
+    with open(path, "wb") as f:
+        for block in [header.getbuffer(), *(memoryview(np.ascontiguousarray(p, dtype=dtype)).cast("B") for p in parts)]:
+            crc, size = zlib.crc32(block, crc), size + f.write(block)
+    return {"bytes": size, "crc32": f"{crc:08x}"}
+
+
+def file_digest(path: Path, chunk: int = 1 << 24) -> dict:
+    """{'bytes': size, 'crc32': checksum} of a file, read in 16 MB chunks."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return {"bytes": path.stat().st_size, "crc32": f"{crc:08x}"}
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Write `manifest` (with its own checksum, `manifest_crc32`) as `directory`/manifest.json."""
+    manifest["manifest_crc32"] = _manifest_crc(manifest)
+    with open(directory / MANIFEST, "w") as f:
+        json.dump(manifest, f, indent=1)
+
+
+def _manifest_crc(manifest: dict) -> str:
+    body = json.dumps({k: v for k, v in manifest.items() if k != "manifest_crc32"}, sort_keys=True)
+    return f"{zlib.crc32(body.encode()):08x}"
+
+
+def read_manifest(path: str | os.PathLike) -> dict | None:
+    """The manifest of the jsmp store at `path` (valid JSON of format jsmp-store), else None; nothing else is checked."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
+
+
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether `path` holds a jsmp store's manifest (see read_manifest)."""
+    return read_manifest(path) is not None
+
+
+def claim_store(path: Path, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Check that a store may be written at `path` (see StoreWriter); returns the directory to
+    replace: `path`, or the store a symlink at `path` points to."""
+    claim_destination(path, "--store", "jsmp store", is_store, inputs, directory=True)
+    real = Path(os.path.realpath(path))
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        raise UserError(f"--store {path}: is or contains the current directory; choose another --store")
+    if path.is_symlink():
+        claim_destination(real, "--store", "jsmp store", is_store, inputs, directory=True)
+    return real
+
+
+class _Problem(Exception):
+    """Why a store cannot be used: `damaged` when its files do not match its manifest."""
+
+    def __init__(self, what: str, damaged: bool = True):
+        super().__init__(what)
+        self.damaged = damaged
+
+
+def _load_manifest(path: Path) -> tuple[dict, bytes]:
+    """The manifest of the store at `path` and its bytes; raises _Problem."""
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        what = "does not exist" if not path.exists() else "has no manifest.json (not a jsmp store, or its write was interrupted)"
+        raise _Problem(what, damaged=False)
+    raw = mpath.read_bytes()
+    try:
+        m = json.loads(raw)
+    except ValueError as e:
+        raise _Problem(f"manifest.json is not valid JSON ({e})") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("version") != VERSION:
+        found = (m.get("format"), m.get("version")) if isinstance(m, dict) else (None, None)
+        raise _Problem(f"manifest.json: expected format {FORMAT!r} version {VERSION}, found {found[0]!r} version {found[1]}",
+                       damaged=False)
+    if "manifest_crc32" in m and _manifest_crc(m) != m["manifest_crc32"]:
+        raise _Problem("manifest.json does not match its own checksum")
+    if missing := [k for k in REQUIRED if k not in m]:
+        raise _Problem(f"manifest.json lacks {', '.join(missing)}")
+    return m, raw
+
+
+def file_problem(path: Path, record: dict, full: bool) -> str | None:
+    """How the file at `path` differs from its manifest `record` ({'bytes', 'crc32'}, either
+    optional), or None; the checksum only when `full` (it reads the file)."""
+    if not path.is_file():
+        return "is missing"
+    size = path.stat().st_size
+    if "bytes" in record and size != record["bytes"]:
+        return f"has {size} bytes, the manifest says {record['bytes']}"
+    if full and "crc32" in record and file_digest(path)["crc32"] != record["crc32"]:
+        return "does not match its checksum in the manifest"
+    return None
+
+
+def _files_problem(path: Path, manifest: dict, full: bool) -> str | None:
+    """The first shard or side column file that differs from the manifest, described, or None."""
+    digests = manifest.get("side_digests", {})
+    files = [(f"shard {sh['file']}", sh["file"], sh) for sh in manifest["shards"]]
+    files += [(f"column {name}.npy", f"{name}.npy", digests.get(name, {})) for name in manifest["side"]]
+    for what, name, record in files:
+        if problem := file_problem(path / name, record, full):
+            return f"{what} {problem}"
+    return None
+
+
+def damage_at(path: str | os.PathLike, full: bool = True) -> str | None:
+    """None when the store at `path` is whole, else one line saying what is wrong (a missing
+    store or manifest included). `full` also checks every file's CRC-32 (reads the whole store);
+    otherwise only the manifest and file sizes. Never raises."""
+    path = Path(path)
+    try:
+        return _files_problem(path, _load_manifest(path)[0], full)
+    except _Problem as p:
+        return str(p)
+    except OSError as e:
+        return f"cannot be read ({e.strerror}: {e.filename})"
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return f"manifest.json is malformed ({type(e).__name__}: {e})"
+
+
+def rebuild_hint(path: Path, manifest: dict | None) -> str:
+    """The command that rebuilds the store at `path` from what its manifest says it was made from."""
+    src = (manifest or {}).get("source") or {}
+    if src.get("kind") == "synthetic":
+        return (f"python -m jsmp.data synth --store {path} --days {src.get('days')} "
+                f"--rows-per-day {src.get('rows_per_day')} --seed {src.get('seed')} --force")
+    return f"python -m jsmp.data ingest {src.get('path', 'SRC')} --store {path} --force"
+
+
+class Store:
+    """Read-only view of a store. Feature shards are memory-mapped lazily; nothing is read
+    into RAM until rows are gathered. Pickles by path (safe to send to DataLoader workers).
+
+    Opening checks the manifest and every file's size (UserError naming the damaged file and
+    how to rebuild); `verify()` checks the checksums too.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self.manifest, raw = _load_manifest(self.path)
+        except _Problem as p:
+            raise self._error(str(p), p.damaged, None) from None
+        except OSError as e:
+            raise UserError(f"store {self.path}: cannot read {MANIFEST} ({e.strerror})") from None
+        if problem := self.damage(full=False):
+            raise self._error(problem, True, self.manifest)
+        self.identity = f"{zlib.crc32(raw):08x}"  # of manifest.json: tells caches computed from another store
+        self.verified = False  # set by verify(): caches then check their checksums too
+        m = self.manifest
+        self.features: list[str] = m["features"]
+        self.n_rows: int = m["n_rows"]
+        self.n_days: int = m["n_days"]
+        self.days = np.asarray(m["days"], dtype=np.int64)
+        self.day_offsets = np.asarray(m["day_offsets"], dtype=np.int64)
+        self.shard_starts = np.asarray([s["start"] for s in m["shards"]], dtype=np.int64)
+        self._shards: list[np.ndarray] | None = None
+        self._shard_list = None  # the shards as jsmp.store.kernels reads them, made on first gather
+        self._side: dict[str, np.ndarray] = {}
+
+    def _error(self, problem: str, damaged: bool, manifest: dict | None) -> UserError:
+        if not damaged:
+            return UserError(f"store {self.path}: {problem}")
+        return UserError(f"store {self.path}: {problem} (the store is damaged; rebuild it: {rebuild_hint(self.path, manifest)})")
+
+    def damage(self, full: bool = True) -> str | None:
+        """None when the store is whole, else one line naming what is damaged (see damage_at). Never raises."""
+        return damage_at(self.path, full)
+
+    def verify(self) -> None:
+        """Check every file's CRC-32 against the manifest (reads the whole store once); UserError if one differs."""
+        if problem := self.damage(full=True):
+            raise self._error(problem, True, self.manifest)
+        self.verified = True
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    def __getstate__(self):
+        return {"path": self.path}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"])
+
+    # -- access --------------------------------------------------------------------------
+    @property
+    def shards(self) -> list[np.ndarray]:
+        if self._shards is None:
+            self._shards = [np.load(self.path / s["file"], mmap_mode="r") for s in self.manifest["shards"]]
+        return self._shards
+
+    def side(self, name: str) -> np.ndarray:
+        """A per-row array (memory-mapped), e.g. `date`, `weight`, `resp`, `ts_id`."""
+        if name not in self._side:
+            if name not in self.manifest["side"]:
+                raise UserError(f"store {self.path}: has no column {name!r} (has {sorted(self.manifest['side'])})")
+            self._side[name] = np.load(self.path / f"{name}.npy", mmap_mode="r")
+        return self._side[name]
+
+    def has(self, name: str) -> bool:
+        return name in self.manifest["side"]
+
+    def gather(self, rows: np.ndarray, fill: np.ndarray | None = None, has_nan: np.ndarray | None = None) -> np.ndarray:
+        """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32.
+
+        With `fill` (n_features,), NaNs become its values while the rows are copied, in the
+        rows where `has_nan` (len(rows),) bool is set (all of them when it is None). One
+        compiled loop reads every shard (jsmp.store.kernels); sorted `rows` read the memmap
+        forward.
+        """
+        from jsmp.store.kernels import shard_list, take_rows
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and not (0 <= rows.min() and rows.max() < self.n_rows):  # the compiled loop does not check
+            raise IndexError(f"store {self.path}: rows must be in [0, {self.n_rows}), got {rows.min()}..{rows.max()}")
+        out = np.empty((len(rows), self.n_features), dtype=np.float32)
+        if fill is None:
+            fill, has_nan = np.zeros(0, dtype=np.float32), np.zeros(len(rows), dtype=bool)
+        fill = np.asarray(fill, dtype=np.float32)
+        has_nan = np.ones(len(rows), dtype=bool) if has_nan is None else np.asarray(has_nan, dtype=bool)
+        shard = np.searchsorted(self.shard_starts, rows, side="right") - 1
+        if self._shard_list is None:
+            self._shard_list = shard_list(self.shards)
+        take_rows(self._shard_list, shard, rows - self.shard_starts[shard], out, fill, has_nan)
+        return out
+
+    def iter_blocks(self, rows_ranges, block_rows: int = 1 << 16):
+        """Yield contiguous feature blocks (k, n_features) covering `[(start, stop), ...]`."""
+        for start, stop in rows_ranges:
+            pos = start
+            while pos < stop:
+                s = int(np.searchsorted(self.shard_starts, pos, side="right") - 1)
+                shard_stop = self.shard_starts[s] + len(self.shards[s])
+                end = min(stop, pos + block_rows, shard_stop)
+                yield self.shards[s][pos - self.shard_starts[s] : end - self.shard_starts[s]]
+                pos = end
+
+    def day_rows(self, day_index: np.ndarray) -> np.ndarray:
+        """Store row indices of the days with indices `day_index` (ascending), as one int64 array."""
+        day_index = np.asarray(day_index, dtype=np.int64)
+        starts, stops = self.day_offsets[day_index], self.day_offsets[day_index + 1]
+        if len(starts) == 0:
+            return np.zeros(0, dtype=np.int64)
+        lengths = stops - starts
+        # Vectorised concatenation of aranges: offsets within each day plus the day's start.
+        base = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return base + np.arange(lengths.sum(), dtype=np.int64)
+
+    def row_day_index(self) -> np.ndarray:
+        """(n_rows,) int32: the day index (0..n_days-1) of every row."""
+        return np.repeat(np.arange(self.n_days, dtype=np.int32), np.diff(self.day_offsets))

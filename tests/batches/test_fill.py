@@ -1,0 +1,104 @@
+"""data.fill on a hand-made store: mean, ffill (within a day, then training mean), zero; no leaks."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from jsmp.batches.datamodule import JsmpDataModule
+from jsmp.batches.fill import FFILL_DIR, NAN_ROWS, _day_blocks, ffill_days, fill_source, nan_rows
+from jsmp.store.store import Store, StoreWriter
+
+nan = np.nan
+# 4 days x 3 rows, 2 features. Days 0-1 train, day 2 gap, day 3 validates (val_frac 0.25, gap 1).
+X = np.array([
+    [nan, 1.0], [2.0, nan], [nan, 3.5],      # day 0
+    [4.0, nan], [nan, nan], [6.0, 5.0],      # day 1
+    [nan, 7.0], [8.0, nan], [nan, nan],      # day 2 (gap)
+    [nan, nan], [100., 9.0], [nan, nan],     # day 3 (validation): its values must not reach training fills
+], dtype=np.float32)
+DATE = np.repeat([0, 1, 2, 3], 3)
+TRAIN_MEAN = np.array([(2 + 4 + 6) / 3, (1 + 3.5 + 5) / 3], dtype=np.float32)
+M0, M1 = TRAIN_MEAN
+
+
+@pytest.fixture
+def hand_store(tmp_path):
+    side = {"date": "int32", "weight": "float32", "resp": "float32", "ts_id": "int64"}
+    with StoreWriter(tmp_path / "s", ["feature_0", "feature_1"], side, {"kind": "test"}, shard_rows=5) as w:
+        w.append(X, {"date": DATE, "weight": np.ones(12), "resp": np.linspace(-1, 1, 12), "ts_id": np.arange(12)})
+        return Store(w.close())
+
+
+def _x(dm, rows):
+    """Filled features of store `rows` (all training or all validation rows), as a batch gives them."""
+    ds = dm.val_set if rows[0] >= 9 else dm.train_set
+    return ds[np.searchsorted(ds.rows, rows)]["x"].numpy()
+
+
+def _dm(store, fill):
+    dm = JsmpDataModule(store=str(store.path), split={"val_frac": 0.25, "gap_days": 1}, fill=fill, batch_size=4)
+    dm.setup("fit")
+    assert dm.split.train.tolist() == [0, 1] and dm.split.val.tolist() == [3]
+    return dm
+
+
+def test_mean_fill_uses_training_days_only(hand_store):
+    dm = _dm(hand_store, "mean")
+    np.testing.assert_allclose(dm.fill_value, TRAIN_MEAN)
+    np.testing.assert_allclose(_x(dm, np.arange(6))[:, 0], [M0, 2, M0, 4, M0, 6])
+    np.testing.assert_allclose(_x(dm, np.arange(9, 12)), [[M0, M1], [100, 9], [M0, M1]])
+
+
+def test_ffill_within_day_then_training_mean(hand_store):
+    dm = _dm(hand_store, "ffill")
+    np.testing.assert_allclose(dm.fill_value, TRAIN_MEAN)  # the fallback ignores validation days too
+    expected_train = [[M0, 1], [2, 1], [2, 3.5],  # day 0: a leading NaN -> mean, later ones carried forward
+                      [4, M1], [4, M1], [6, 5]]   # day 1: feature_1 starts NaN -> mean, not day 0's last 3.5
+    np.testing.assert_allclose(_x(dm, np.arange(6)), expected_train)
+    # day 3 starts NaN: the training mean, never day 2's last values; then 100 carried forward
+    np.testing.assert_allclose(_x(dm, np.arange(9, 12)), [[M0, M1], [100, 9], [100, 9]])
+    cache = hand_store.path / FFILL_DIR
+    assert cache.is_dir() and len(list(cache.glob("features-*.npy"))) == len(hand_store.manifest["shards"])
+
+
+def test_ffill_is_computed_once_and_memory_mapped(hand_store):
+    src, _ = fill_source(hand_store, "ffill", np.array([0, 1]))
+    stamp = (hand_store.path / FFILL_DIR / "features-00000.npy").stat().st_mtime_ns
+    src2, _ = fill_source(hand_store, "ffill", np.array([0]))
+    assert (hand_store.path / FFILL_DIR / "features-00000.npy").stat().st_mtime_ns == stamp
+    assert isinstance(src2.shards[0], np.memmap)
+    clone = pickle.loads(pickle.dumps(src))  # what DataLoader workers get
+    np.testing.assert_array_equal(clone.gather(np.arange(12)), src.gather(np.arange(12)))
+    assert np.isnan(clone.gather(np.array([0, 9])))[:, 0].all()  # day-start NaNs stay for the mean
+
+
+def test_zero_fill(hand_store):
+    dm = _dm(hand_store, "zero")
+    np.testing.assert_array_equal(_x(dm, np.arange(3)), [[0, 1], [2, 0], [0, 3.5]])
+
+
+def test_ffill_days_matches_pandas_groupby_ffill():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 7)).astype(np.float32)
+    x[rng.random(x.shape) < 0.4] = np.nan
+    day = np.sort(rng.integers(0, 20, 500))
+    starts = np.flatnonzero(np.r_[True, day[1:] != day[:-1]])
+    expected = pd.DataFrame(x).groupby(day).ffill().to_numpy()
+    np.testing.assert_array_equal(ffill_days(x, starts), expected)
+    bounds = np.r_[starts, 500]
+    blocks = list(_day_blocks(bounds, 60))
+    assert blocks[0][0] == 0 and blocks[-1][1] == 500 and all(b[1] in bounds for b in blocks)
+    glued = np.concatenate([ffill_days(x[a:b], s) for a, b, s in blocks])
+    np.testing.assert_array_equal(glued, expected)
+
+
+def test_nan_rows_flags_are_cached_in_the_store(hand_store):
+    flags = nan_rows(hand_store)
+    np.testing.assert_array_equal(flags, np.isnan(X).any(axis=1))
+    assert (hand_store.path / NAN_ROWS).is_file()
+    assert isinstance(nan_rows(hand_store), np.memmap)  # later calls map the cache
+    filled_store = fill_source(hand_store, "ffill", np.array([0, 1]))[0]
+    np.testing.assert_array_equal(nan_rows(filled_store), flags)  # the raw rows' flags: a superset
