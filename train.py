@@ -6,6 +6,7 @@ replays a hyper-parameter sweep's best trial (see tune.py).
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -13,7 +14,7 @@ from omegaconf import DictConfig
 from hydra_plugins.jsmp_optuna_sweeper.errors import exit_on_sweep_error
 from hydra_plugins.jsmp_optuna_sweeper.space import check_overrides
 from jsmp.errors import exit_on_user_error
-from jsmp.run.cli import run_task
+from jsmp.run.cli import check_compose, run_task
 from jsmp.run.tuning import expand_best
 
 
@@ -31,4 +32,6 @@ if __name__ == "__main__":
     # an override Hydra cannot parse, or (in a sweep) a quoted sweep: one line, exit 2
     sweeping = any(a.startswith(("hparams_search=", "-m", "--multirun")) for a in sys.argv[1:])
     exit_on_sweep_error(check_overrides)(sys.argv[1:], sweeping=sweeping)
+    # a wrong type or unknown key (data.batch_size=abc, +data.bogus=1): one line, exit 2
+    exit_on_user_error(check_compose)(sys.argv[1:], Path(__file__).parent / "conf")
     main()

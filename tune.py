@@ -11,13 +11,15 @@ password in JSMP_STORAGE_PASSWORD (see hydra_plugins/jsmp_optuna_sweeper/storage
 """
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from hydra_plugins.jsmp_optuna_sweeper.errors import exit_on_sweep_error
 from hydra_plugins.jsmp_optuna_sweeper.space import check_overrides
-from jsmp.run.cli import run_task
+from jsmp.errors import exit_on_user_error
+from jsmp.run.cli import check_compose, run_task
 
 
 def tune_argv(argv: list[str]) -> list[str]:
@@ -40,4 +42,6 @@ if __name__ == "__main__":
     sys.argv = [sys.argv[0], *tune_argv(sys.argv[1:])]
     # a malformed or quoted sweep (model.lr=interval(1), "model.lr='interval(0, 1)'"): one line, exit 2
     exit_on_sweep_error(check_overrides)(sys.argv[1:])
+    # a wrong type or unknown key (data.batch_size=abc, +data.bogus=1): one line, exit 2
+    exit_on_user_error(check_compose)(sys.argv[1:], Path(__file__).parent / "conf")
     main()

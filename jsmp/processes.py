@@ -1,4 +1,6 @@
-"""Process helpers shared by the store writer and the sweeper."""
+"""Process helpers shared by jsmp.files (stale temps) and the run callbacks (killed runs).
+
+The sweeper plugin has its own copy of `pid_alive`: it imports nothing from jsmp."""
 
 from __future__ import annotations
 

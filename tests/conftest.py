@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from jsmp.data.synthetic import SynthSpec, write_store
+from jsmp.run import dataconfig  # noqa: F401  (registers the data config schemas with Hydra's ConfigStore)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -30,3 +31,14 @@ def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout:
     """Run `python ARGS...` the way a user does; returns the finished process (text output)."""
     e = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def train_cli(tmp_path):
+    """`train_cli(*overrides, env=None, run="run")`: `python train.py OVERRIDES` as a user runs it,
+    with JSMP_ROOT=tmp_path (data/, logs/ there) and hydra.run.dir=tmp_path/<run>."""
+
+    def train(*overrides: str, env: dict | None = None, run: str = "run") -> subprocess.CompletedProcess:
+        return run_cli(["train.py", f"hydra.run.dir={tmp_path}/{run}", *overrides], env={"JSMP_ROOT": str(tmp_path), **(env or {})})
+
+    return train

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import optuna
 from omegaconf import OmegaConf
+
+from .files import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,7 @@ def write_best(study: optuna.Study, path: Path) -> dict:
         "params": dict(best.params),
         "overrides": list(best.user_attrs.get(OVERRIDES_ATTR, [])),
     }
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"# Replay: python train.py +best={path}\n" + OmegaConf.to_yaml(OmegaConf.create(out)))
-    os.replace(tmp, path)
+    write_text_atomic(path, f"# Replay: python train.py +best={path}\n" + OmegaConf.to_yaml(OmegaConf.create(out)))
     return out
 
 
@@ -48,10 +47,10 @@ def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
         except (ValueError, RuntimeError) as e:  # e.g. too few complete trials for importances
             log.warning("no %s plot: %s", name, e)
             continue
-        path, tmp = out_dir / f"{name}.png", out_dir / f"{name}.tmp.png"
-        ax.figure.savefig(tmp, dpi=100, bbox_inches="tight")
+        path = out_dir / f"{name}.png"
+        with atomic_path(path) as tmp:
+            ax.figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
         plt.close(ax.figure)
-        os.replace(tmp, path)
         saved.append(path)
     return saved
 

@@ -1,17 +1,18 @@
-"""Opening a study's storage the same way in the sweeper and in the trial jobs, and keeping
-its password off the disk.
+"""Opening a study's storage in the sweeper, handing it to the trial jobs, and keeping its
+password off the disk.
 
 The storage URL travels through Hydra's configs (`hydra.sweeper.storage`, each trial's
 `optuna_trial.storage`), which Hydra and the jobs write into every run dir, so it must never
-hold a password. The password comes from the environment instead and is added to the URL
-only in memory, here, with SQLAlchemy's URL API:
+hold a password. The password comes from the environment instead:
 
     JSMP_STORAGE_PASSWORD=...            the password itself
     JSMP_STORAGE_PASSWORD_FILE=PATH      a file holding it (one line; the first one counts)
 
 (for PostgreSQL, libpq's own PGPASSWORD and ~/.pgpass work as well: psycopg reads them).
-A URL that carries a password (`user:PASSWORD@host`, or `?password=`) is refused by
-`check_url` before anything is written.
+The sweeper adds it to the URL in memory only, with SQLAlchemy's URL API (`open_storage`);
+a trial job, which opens the storage with Optuna alone (`for_jobs`), finds it in PGPASSWORD,
+which the sweeper sets in the environment its jobs inherit. A URL that carries a password
+(`user:PASSWORD@host`, or `?password=`) is refused by `check_url` before anything is written.
 """
 
 from __future__ import annotations
@@ -158,3 +159,28 @@ def open_storage(url: str, attempts: int = 5, **heartbeat: Any) -> optuna.storag
         return optuna.storages.RDBStorage(full, engine_kwargs=kwargs, **heartbeat)
     except SQLAlchemyError as e:
         raise StorageError(f"{KEY}: cannot open the study storage {display(given)} ({_connect_reason(e)})") from None
+
+
+def for_jobs(url: str) -> dict[str, Any]:
+    """The storage as a trial job opens it with Optuna alone, `optuna.storages.RDBStorage(storage,
+    engine_kwargs=engine_kwargs)`: {"storage": the URL (no password; psycopg named where
+    SQLAlchemy < 2.1 would pick another driver), "engine_kwargs": the sweeper's own (lock and
+    connect timeouts)}.
+
+    A PostgreSQL password from JSMP_STORAGE_PASSWORD(_FILE) is put into this process's PGPASSWORD,
+    which the jobs inherit (run in this process by Hydra's basic launcher, or started from it)
+    and libpq, under psycopg, reads itself: it never enters a config. No other server driver
+    reads a password from the environment, so there a JSMP_STORAGE_PASSWORD is a StorageError.
+    """
+    given = parse_url(url)
+    u = with_driver(given)
+    pw = password()
+    if pw is not None and u.get_backend_name() == "postgresql":
+        os.environ["PGPASSWORD"] = pw
+    elif pw is not None and u.get_backend_name() != "sqlite":
+        raise StorageError(f"{KEY}={display(given)}: {PASSWORD_ENV} and {PASSWORD_FILE_ENV} reach the trial "
+                           f"jobs for PostgreSQL only (as PGPASSWORD); for {u.get_backend_name()} give the "
+                           "password through its driver's own configuration")
+    # the URL as given where SQLAlchemy picks the same driver for it (>= 2.1 does for postgresql://)
+    text = url if u.get_dialect() is given.get_dialect() else u.render_as_string(hide_password=False)
+    return {"storage": text, "engine_kwargs": _engine_kwargs(u)}

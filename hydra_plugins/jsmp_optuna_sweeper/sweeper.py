@@ -13,7 +13,8 @@ study, so they finish exactly `n_trials` trials between them:
         else wait for the other workers' running trials
 
 A job that raises, or returns NaN, is told FAIL; one that raises optuna.TrialPruned
-(jsmp/run/pruning.py does when the pruner says so) is told PRUNED.
+(jsmp/run/pruning.py does when the pruner says so) is told PRUNED. What a job gets to report
+to its trial: `_trial_keys` (the contract: __init__.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,13 +43,12 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 from optuna.trial import FrozenTrial, TrialState
 
-from jsmp.processes import pid_alive
-
 from . import config as _config  # noqa: F401  (registers the configs)
 from .errors import SweepError, exit_on_sweep_error
+from .files import write_text_atomic
 from .reports import OVERRIDES_ATTR, report
 from .space import override_text, parse_params
-from .storage import check_url, display, open_storage
+from .storage import check_url, display, for_jobs, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class OptunaSweeper(Sweeper):
 
     @exit_on_sweep_error
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.config, self.hydra_context = config, hydra_context
+        self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function)
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
@@ -125,6 +125,7 @@ class OptunaSweeper(Sweeper):
             report(study, self.sweep_dir)
 
     def _study(self) -> optuna.Study:
+        self.job_storage = for_jobs(self.storage_url)  # what each job gets to open the storage with
         storage = open_storage(self.storage_url, **self.heartbeat, heartbeat_stale_trial_callback=Retry())
         study = optuna.create_study(storage=storage, study_name=self.study_name, pruner=self.pruner,
                                     directions=self.directions, load_if_exists=True)
@@ -175,14 +176,13 @@ class OptunaSweeper(Sweeper):
             overrides = [f"{k}={v}" for k, v in self.fixed.items()]
             overrides += [override_text(k, v) for k, v in trial.params.items()]
             trial.set_user_attr(OVERRIDES_ATTR, overrides)
-            trial_keys = [f"+optuna_trial.{k}={v}" for k, v in self._trial_keys(study, trial).items()]
+            trial_keys = [f"+optuna_trial.{k}={_hydra_value(v)}" for k, v in self._trial_keys(study, trial).items()]
             ret = self.launcher.launch([overrides + trial_keys], initial_job_idx=trial.number)[0]
             self._tell(study, trial, ret)
 
     def _trial_keys(self, study: optuna.Study, trial: optuna.Trial) -> dict[str, Any]:
-        """What the job needs to report to its trial (read by jsmp/run/pruning.py)."""
-        url = "'" + self.storage_url.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        return {"study": f"'{study.study_name}'", "storage": url, "id": trial._trial_id,
+        """What the job needs to report to its trial (`optuna_trial.*`; read by jsmp/run/pruning.py)."""
+        return {"study": study.study_name, **self.job_storage, "id": trial._trial_id,
                 "number": trial.number, "threads": self.threads}
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret) -> None:
@@ -221,7 +221,7 @@ class OptunaSweeper(Sweeper):
         storage = study._storage
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker_host, _, pid = str(t.user_attrs.get(WORKER_ATTR, "")).partition(":")
-            if worker_host != host or not pid or pid_alive(int(pid)):
+            if worker_host != host or not pid or _pid_alive(int(pid)):
                 continue
             try:
                 storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
@@ -258,9 +258,7 @@ class OptunaSweeper(Sweeper):
             if not isinstance(metrics, dict) or metrics.get("status") != "running":
                 continue
             metrics["status"] = "killed"
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            tmp.write_text(json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-            os.replace(tmp, path)
+            write_text_atomic(path, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
             log.info("trial %d: marked %s killed", number, path)
 
     # ------------------------------------------------------ local parallelism
@@ -323,6 +321,29 @@ def _counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """Trials that count toward n_trials: not surplus, not failed-and-retried."""
     retried = {n for t in trials for n in Retry.retry_history(t)}
     return [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR) and t.number not in retried]
+
+
+def _hydra_value(value: Any) -> str:
+    """`value` (a str, number, or dict of them) in Hydra's override grammar; strings always quoted."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, str):  # Hydra unescapes only backslashes before a quote, and \' itself
+        return "'" + re.sub(r"(\\+)(?='|$)", r"\1\1", value).replace("'", "\\'") + "'"
+    return repr(value)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (owned by anyone).
+
+    A twin of jsmp.processes.pid_alive, kept here on purpose: the plugin imports nothing from
+    jsmp (importing jsmp runs its package setup, which sets a torch allocator variable; see
+    tests/test_imports.py), and jsmp does not import the plugin."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, but belongs to another user
+        return True
     return True
 
 

@@ -1,8 +1,10 @@
-"""LightningDataModule over a jsmp store: rows for the MLP, gathered per batch by index."""
+"""LightningDataModule over a jsmp store (docs/store.md): rows for row models, windows for
+sequence models (docs/sequence-models.md), gathered per batch by index."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
@@ -10,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from jsmp.batches.config import LoaderConfig, RowsConfig
+from jsmp.batches.contract import RecipeData, wants_windows
 from jsmp.batches.fill import FILLS, fill_source, nan_rows
 from jsmp.batches.inputs import InputSpec
 from jsmp.batches.labels import Labels
@@ -17,32 +21,23 @@ from jsmp.batches.rowtable import RowTable
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.batches.splits import Split, choose
 from jsmp.batches.windows import WindowSpec, gather_windows
-from jsmp.data.synthetic import SynthSpec, write_store
 from jsmp.errors import UserError
 from jsmp.metrics import utility_score
-from jsmp.store.store import Store, is_store
+from jsmp.store.store import Store
 
 log = logging.getLogger(__name__)
 EVAL_BATCH_BYTES = 1 << 28  # 256 MB: a windowed validation batch's inputs
-
-def resolve_store(store: str | None, data_dir: str, synthetic: dict) -> Path:
-    """The store to train on: `store` if given, else the default synthetic store in `data_dir`."""
-    if store is not None:
-        return Path(store)
-    try:
-        spec = SynthSpec(**synthetic)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"data.synthetic: {e}") from None
-    return Path(data_dir) / spec.name
 
 
 class RowBatches(Dataset):
     """`dataset[positions]` -> one batch dict, gathered from the store in one go.
 
     positions: int64 array of indices into `rows` (this split's store rows).
-    Batch: x (B, F) float32 with NaNs filled; y = target > 0, (B,) for one target or (B, T)
-    (see jsmp.batches.labels), [sample_weight (B,)]; with `scoring` (evaluation batches) also
-    weight, resp (B,) float32 and day (B,) int64 day index, for the per-date utility.
+    Batch: x (B, F) float32 with NaNs filled as `spec` says (the store passed in is already the
+    forward-filled one for ffill: jsmp.batches.fill.fill_source); y = target > 0, (B,) for one
+    target or (B, T) (see jsmp.batches.labels), [sample_weight (B,)]; with `scoring`
+    (evaluation batches) also weight, resp (B,) float32 and day (B,) int64 day index, for the
+    per-date utility.
 
     Only the features are read from the memmap per batch. The rest is small: taken once for
     the split's rows at set-up and held in memory as one packed record per row (RowTable),
@@ -50,11 +45,11 @@ class RowBatches(Dataset):
     NaNs filled in one compiled pass (Store.gather), only looking for NaNs in flagged rows.
     """
 
-    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None = None,
+    def __init__(self, store: Store, rows: np.ndarray, spec: InputSpec, labels: Labels | None = None,
                  scoring: bool = True):
         if store.n_rows >= 2**31:
             raise UserError(f"store {store.path}: {store.n_rows} rows; at most 2**31 - 1 are supported")
-        self.store, self.rows, self.fill_value = store, rows, fill_value
+        self.store, self.rows, self.fill_value = store, rows, spec.values
         self.has_nan = nan_rows(store)
         columns = {"row": rows.astype(np.int32), "has_nan": self.has_nan.take(rows), **(labels or Labels(store))(rows)}
         columns["y"] = columns["y"].astype(np.uint8)  # 0/1: a byte each keeps the record small
@@ -87,14 +82,14 @@ class RowBatches(Dataset):
 
 
 class WindowBatches(RowBatches):
-    """RowBatches whose inputs are each target row's window (see jsmp.batches.windows):
+    """RowBatches whose inputs are each target row's window (`spec.window`, see jsmp.batches.windows):
     x (B, W, F) float32, padding zeroed; mask (B, W) bool, False on padding."""
 
-    def __init__(self, store: Store, rows: np.ndarray, fill_value: np.ndarray, labels: Labels | None,
-                 scoring: bool, window: WindowSpec):
-        super().__init__(store, rows, fill_value, labels, scoring)
-        self.window = window
-        self.day_start = None if window.cross_days else store.day_offsets[store.row_day_index()]
+    def __init__(self, store: Store, rows: np.ndarray, spec: InputSpec, labels: Labels | None = None,
+                 scoring: bool = True):
+        super().__init__(store, rows, spec, labels, scoring)
+        self.window = spec.window_spec
+        self.day_start = None if self.window.cross_days else store.day_offsets[store.row_day_index()]
 
     def inputs(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """x and mask of the target rows' windows (the targets' `has_nan` flags do not cover their windows)."""
@@ -103,56 +98,42 @@ class WindowBatches(RowBatches):
         return {"x": torch.from_numpy(x), "mask": torch.from_numpy(mask)}
 
 
-class JsmpDataModule(L.LightningDataModule):
-    """Splits a store by date and serves batches of rows.
+def batches(store: Store, rows: np.ndarray, spec: InputSpec, labels: Labels | None = None,
+            scoring: bool = True) -> RowBatches:
+    """The batches of `rows` as `spec` makes model inputs: windows when it has a window, else rows."""
+    return (RowBatches if spec.window is None else WindowBatches)(store, rows, spec, labels, scoring)
+
+
+class JsmpDataModule(L.LightningDataModule, RecipeData):
+    """Splits a store by date and serves batches of its rows (or of windows, once `connect`ed to a
+    sequence model).
 
     Args:
-        store: store directory; None trains on the built-in synthetic data, generated into
-            `data_dir` on first use and reused afterwards.
-        frac: fraction of whole days kept, in (0, 1]; `keep` says which end ('end' = most recent).
-        split: {val_frac, gap_days} of the holdout split (the default).
-        cv: {folds, gap_days} of the purged group time-series folds; `fold` (0..folds-1) picks
-            one and replaces the holdout; None keeps the holdout.
-        fill: how NaNs are filled: 'mean' (training-day feature means), 'ffill' (forward within
-            a day in ts_id order, then training means; cached once per store) or 'zero'.
-        drop_zero_weight: leave weight-0 rows out of training (validation keeps all rows).
-        verify: check the store's shard checksums before training (one read of the store).
-        window: {length, cross_days, shuffle_block} of the windows served when `windowed`
-            (jsmp.batches.windows.WindowSpec); the recipe sets `windowed` for sequence models.
-        targets: return columns, one binary label `column > 0` each (the model gets one output per target).
-        sample_weight: null, or how rows weigh in the loss (jsmp.batches.labels.SAMPLE_WEIGHTS).
-        min_date: days with an earlier date are dropped before splitting (null keeps all).
+        store: the store directory (docs/store.md).
+        rows: which rows train and validate, labels and NaN fill (jsmp.batches.config.RowsConfig).
+        loader: batch sizes and DataLoader settings (jsmp.batches.config.LoaderConfig).
+        window: the windows served to a sequence model (jsmp.batches.windows.WindowSpec).
+        verify: check the store's shard checksums at set-up (one read of the store).
     """
 
-    def __init__(self, store: str | None = None, data_dir: str = "data", synthetic: dict | None = None,
-                 frac: float = 1.0, keep: str = "end", split: dict | None = None, cv: dict | None = None,
-                 fold: int | None = None, fill: str = "mean",
-                 drop_zero_weight: bool = True, batch_size: int = 4096, eval_batch_size: int = 16384,
-                 num_workers: int = 0, pin_memory: bool = False, seed: int = 0, verify: bool = True,
-                 window: dict | None = None, windowed: bool = False, targets=("resp",),
-                 sample_weight: str | None = None, min_date: int | None = None):
+    def __init__(self, store: str | os.PathLike, rows: RowsConfig | None = None, loader: LoaderConfig | None = None,
+                 window: WindowSpec | None = None, verify: bool = True):
         super().__init__()
-        if fill not in FILLS:
-            raise UserError(f"data.fill must be one of {list(FILLS)}, got {fill!r}")
-        if batch_size < 1 or eval_batch_size < 1:
-            raise UserError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
-        self.store_path = resolve_store(store, data_dir, synthetic or {})
-        self.synthetic = None if store is not None else SynthSpec(**(synthetic or {}))
-        self.frac, self.keep, self.split_cfg = frac, keep, dict(split or {})
-        self.cv_cfg, self.fold = dict(cv or {}), fold
-        self.fill, self.drop_zero_weight = fill, drop_zero_weight
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.num_workers, self.pin_memory, self.seed = num_workers, pin_memory, seed
-        self.verify = verify
-        self.window = WindowSpec(**(window or {})) if windowed else None
-        self.targets, self.sample_weight, self.min_date = targets, sample_weight, min_date
+        self.rows, self.loader = rows or RowsConfig(), loader or LoaderConfig()
+        self.window_cfg = window or WindowSpec()
+        if self.rows.fill not in FILLS:
+            raise UserError(f"data.fill must be one of {list(FILLS)}, got {self.rows.fill!r}")
+        if self.loader.batch_size < 1 or self.loader.eval_batch_size < 1:
+            raise UserError(f"data.batch_size and data.eval_batch_size must be >= 1, "
+                            f"got {self.loader.batch_size}, {self.loader.eval_batch_size}")
+        self.store_path, self.verify = Path(store), verify
+        self.window: WindowSpec | None = None  # set by connect() for sequence models
         self.store: Store | None = None
         self.split: Split | None = None
+        self.spec: InputSpec | None = None
 
-    def prepare_data(self) -> None:
-        if self.synthetic is not None and not is_store(self.store_path):
-            log.info("generating the default synthetic data set into %s", self.store_path)
-            write_store(self.synthetic, self.store_path)
+    def connect(self, model_class: type) -> None:
+        self.window = self.window_cfg if wants_windows(model_class) else None
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is not None:
@@ -160,32 +141,26 @@ class JsmpDataModule(L.LightningDataModule):
         store = Store(self.store_path)
         if self.verify:
             store.verify()
-        self.split = choose(store.days, self.frac, self.keep, self.split_cfg, self.cv_cfg, self.fold, self.min_date)
+        r = self.rows
+        self.split = choose(store.days, r.frac, r.keep, vars(r.split), vars(r.cv), r.fold, r.min_date)
         train_rows = store.day_rows(self.split.train)
-        if self.drop_zero_weight:
+        if r.drop_zero_weight:
             train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
-        source, self.fill_value = fill_source(store, self.fill, self.split.train)
-        labels = Labels(store, self.targets, self.sample_weight)
-        self.train_set = self._batches(source, train_rows, labels, scoring=False)
-        self.val_set = self._batches(source, store.day_rows(self.split.val), labels, scoring=True)
+        source, fill_value = fill_source(store, r.fill, self.split.train)
+        window = None if self.window is None else {"length": self.window.length, "cross_days": self.window.cross_days}
+        self.spec = InputSpec(list(store.features), r.fill, fill_value.tolist(), window)
+        labels = Labels(store, r.targets, r.sample_weight)
+        self.train_set = batches(source, train_rows, self.spec, labels, scoring=False)
+        self.val_set = batches(source, store.day_rows(self.split.val), self.spec, labels, scoring=True)
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
 
-    def _batches(self, store: Store, rows: np.ndarray, labels: Labels, scoring: bool) -> RowBatches:
-        """Batches of `rows`; `scoring` adds what the utility needs (validation), not training."""
-        if self.window is None:
-            return RowBatches(store, rows, self.fill_value, labels, scoring)
-        return WindowBatches(store, rows, self.fill_value, labels, scoring, self.window)
-
     def model_kwargs(self) -> dict:
-        """What the model's constructor needs from the data."""
         return {"n_features": self.n_features, "n_days": self.n_days, "n_targets": self.n_targets}
 
-    def preprocess(self) -> InputSpec:
-        """How rows were prepared (features, fill, window): saved with the run for inference."""
-        window = None if self.window is None else {"length": self.window.length, "cross_days": self.window.cross_days}
-        return InputSpec(list(self.store.features), self.fill, self.fill_value.tolist(), window)
+    def input_spec(self) -> InputSpec:
+        return self.spec
 
     def reference_metrics(self) -> dict[str, float]:
         """Utility of the generator's ideal actions on the validation rows (synthetic stores only)."""
@@ -202,25 +177,25 @@ class JsmpDataModule(L.LightningDataModule):
 
     @property
     def n_targets(self) -> int:
-        return 1 if isinstance(self.targets, str) else len(self.targets)
+        return len(self.rows.targets)
 
     @property
     def n_days(self) -> int:
         return Store(self.store_path).n_days if self.store is None else self.store.n_days
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        trainer = self.trainer
+        trainer, cfg = self.trainer, self.loader
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         block = self.window.shuffle_block if self.window is not None else 1
-        sampler = BatchIndexSampler(len(dataset), batch_size, shuffle, seed=self.seed, rank=rank, world_size=world,
+        sampler = BatchIndexSampler(len(dataset), batch_size, shuffle, seed=cfg.seed, rank=rank, world_size=world,
                                     block=block)
         # Pinned host memory lets Lightning copy batches to a CUDA device without blocking.
         on_cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
-        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory or on_cuda, persistent_workers=self.num_workers > 0)
+        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=cfg.num_workers,
+                          pin_memory=cfg.pin_memory or on_cuda, persistent_workers=cfg.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        return self._loader(self.train_set, self.loader.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_rows_per_batch(), shuffle=False)
@@ -229,6 +204,6 @@ class JsmpDataModule(L.LightningDataModule):
         """`eval_batch_size`, lowered for windows so a batch's x (B, W, F) float32 stays under
         EVAL_BATCH_BYTES (but never below the training batch size)."""
         if self.window is None:
-            return self.eval_batch_size
+            return self.loader.eval_batch_size
         cap = EVAL_BATCH_BYTES // (self.window.length * self.n_features * 4)
-        return min(self.eval_batch_size, max(self.batch_size, cap))
+        return min(self.loader.eval_batch_size, max(self.loader.batch_size, cap))

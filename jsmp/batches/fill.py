@@ -1,13 +1,13 @@
-"""Missing-value fills (`data.fill`): statistics from training days only, computed once by
-streaming; the forward fill is a sequential pass, so it is computed once per store and cached
-inside it as memory-mapped shards.
+"""Missing-value fills (`data.fill`, see docs/store.md): the rules, one implementation each,
+the training-day statistics they use, and the caches they keep inside a store.
 
-Caches inside a store (`nan-rows.npy`, `fill-ffill/`) are written atomically with a small
-manifest (`nan-rows.json`, `fill-ffill/manifest.json`): the store they were computed from
-(its manifest's CRC-32) and each file's bytes and CRC-32. On use, a cache without one (an
-older jsmp's, or a write cut short) or from another store is rebuilt with a warning; sizes
-are always checked, checksums when the store was verified; a damaged cache is a UserError
-saying how to rebuild it. Temps of killed cache builds are removed on the next use.
+Rules: NaN -> value (`fill_nan`; mean and zero, and the NaNs ffill leaves) and forward fill
+within a day (`ffill_days`, over the compiled jsmp.store.kernels.ffill_row, which serving's
+jsmp.batches.inputs.OnlineFill applies row by row). Statistics come from training days only,
+computed once by streaming. The forward fill is a sequential pass, so it is computed once per
+store and cached inside it as memory-mapped shards; so are the rows' NaN flags. Caches carry a
+manifest (the store's identity, each file's bytes and CRC-32): one from another store or
+without it is rebuilt with a warning, a damaged one is a UserError saying how to rebuild it.
 """
 
 from __future__ import annotations
@@ -49,10 +49,11 @@ def feature_means(store: Store, day_index: np.ndarray) -> np.ndarray:
 
 
 def fill_nan(x: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """Replace NaNs in `x` (..., n_features) by `value` (n_features,), in place when writable."""
+    """The NaN -> value rule (`data.fill` mean and zero, and what ffill leaves): NaNs in `x`
+    (..., n_features) become `value` (n_features,); in place when writable."""
     if not x.flags.writeable:
         x = x.copy()
-    np.copyto(x, np.broadcast_to(value, x.shape), where=np.isnan(x))
+    np.copyto(x, value, where=np.isnan(x))
     return x
 
 
@@ -171,14 +172,16 @@ class FilledStore(Store):
 
 
 def ffill_days(x: np.ndarray, day_starts: np.ndarray) -> np.ndarray:
-    """Forward-fill NaNs in `x` (n, F) down its rows, never across a day: `day_starts` (ascending, incl. 0)
-    are the rows where days begin. NaNs before a day's first value stay NaN."""
-    n = len(x)
-    rows = np.arange(n, dtype=np.int32)
-    src = np.where(np.isnan(x), np.int32(0), rows[:, None])
-    src[day_starts] = rows[day_starts, None]  # a day's first row points at itself: nothing carries over
-    np.maximum.accumulate(src, axis=0, out=src)
-    return np.take_along_axis(x, src, axis=0)
+    """A forward-filled copy of `x` (n, F): the ffill rule (jsmp.store.kernels.ffill_row) down its
+    rows, never across a day; `day_starts`: the rows where days begin (ascending, incl. 0). NaNs
+    before a day's first value stay NaN."""
+    from jsmp.store.kernels import ffill_rows  # compiled on first use
+
+    out = np.array(x, copy=True)
+    new_day = np.zeros(len(out), dtype=bool)
+    new_day[day_starts] = True
+    ffill_rows(out, new_day, np.full(out.shape[1], np.nan, dtype=out.dtype))
+    return out
 
 
 def _day_blocks(bounds: np.ndarray, limit: int):

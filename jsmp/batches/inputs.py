@@ -1,13 +1,10 @@
-"""What a trained model needs from training to see new rows as it saw training rows.
+"""What a trained model needs to see new rows as it saw its training rows (docs/store.md).
 
-`InputSpec` (feature list, NaN fill mode and values, window) is written by training into the
-run dir as `preprocess.json`; inference reads it back. `OnlineFill` applies the fill one row
-at a time and `fill_rows` to a whole block of rows; both give exactly the training fill:
-
-- mean: a NaN becomes the feature's training mean;
-- zero: a NaN becomes 0;
-- ffill: a NaN becomes the feature's last value seen earlier on the same day (any row,
-  weight 0 included, as in the store's forward-fill cache), else its training mean.
+`InputSpec` (features, NaN fill rule and values, window) is built once by the data side (the
+DataModule, at set-up), used by its batches (jsmp.batches.datamodule.RowBatches), saved into
+the run dir as `preprocess.json` and read back by inference (jsmp.predict). `fill_rows` fills a
+block of rows and `OnlineFill` one row at a time, both with the rules of jsmp.batches.fill:
+exactly what training batches hold.
 """
 
 from __future__ import annotations
@@ -30,17 +27,20 @@ PREPROCESS = "preprocess.json"
 
 @dataclass(frozen=True)
 class InputSpec:
-    """features: the model's input columns, in order. fill: a `data.fill` mode. fill_value:
-    (n_features,) the value for NaNs the fill leaves (training means; zeros for 'zero'). window: {length, cross_days} for
-    sequence models, None for row models."""
+    """How a model's input rows are made from store rows; the fields are preprocess.json's keys."""
 
     features: list[str]
+    """The model's input columns, in order."""
     fill: str
+    """The NaN fill rule: a `data.fill` mode (jsmp.batches.fill.FILLS)."""
     fill_value: list[float]
+    """(n_features,) the value for the NaNs the rule leaves: training means; zeros for 'zero'."""
     window: dict | None = None
+    """{length, cross_days} of a sequence model's windows (docs/sequence-models.md); None for row models."""
 
     @property
     def values(self) -> np.ndarray:
+        """fill_value as (n_features,) float32."""
         return np.asarray(self.fill_value, dtype=np.float32)
 
     @property
@@ -104,31 +104,32 @@ def _checked(state, path: Path) -> dict:
     return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window}
 
 
-def fill_rows(x: np.ndarray, day_starts: np.ndarray, prep: InputSpec) -> np.ndarray:
-    """Fill the NaNs of consecutive rows x (n, F) (in place when writable); `day_starts`: the
-    ascending rows (incl. 0) where a day begins (x's first row always starts one)."""
-    if prep.fill == "ffill":
+def fill_rows(x: np.ndarray, day_starts: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Fill the NaNs of consecutive rows x (n, F) (in place when writable and not ffill);
+    `day_starts`: the ascending rows (incl. 0) where a day begins."""
+    if spec.fill == "ffill":
         x = ffill_days(x, day_starts)
-    return fill_nan(x, prep.values)
+    return fill_nan(x, spec.values)
 
 
 class OnlineFill:
     """Fills one row at a time, as `fill_rows` fills them all: `__call__(x, new_day)` fills
     the (F,) float32 row x in place; `new_day` says the row starts a day."""
 
-    def __init__(self, prep: InputSpec):
-        self.ffill = prep.fill == "ffill"
-        self.value = prep.values
-        self.last = np.full(len(prep.features), np.nan, dtype=np.float32)  # ffill: today's last values
+    def __init__(self, spec: InputSpec):
+        self.value = spec.values
+        self.last = np.full(len(spec.features), np.nan, dtype=np.float32)  # ffill: today's last values
+        self.ffill = None
+        if spec.fill == "ffill":
+            from jsmp.store.kernels import ffill_row
+
+            ffill_row(np.zeros_like(self.last), self.last, True)  # compiled (or loaded) now, not on the first row
+            self.ffill = ffill_row
 
     def reset(self) -> None:
         self.last.fill(np.nan)
 
     def __call__(self, x: np.ndarray, new_day: bool) -> np.ndarray:
-        if self.ffill:
-            if new_day:
-                self.last.fill(np.nan)
-            np.copyto(self.last, x, where=~np.isnan(x))
-            np.copyto(x, self.last)
-        np.copyto(x, self.value, where=np.isnan(x))
-        return x
+        if self.ffill is not None:
+            self.ffill(x, self.last, new_day)
+        return fill_nan(x, self.value)

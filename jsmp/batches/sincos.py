@@ -8,8 +8,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from jsmp.batches.contract import RecipeData
 
-class SinCosDataModule(L.LightningDataModule):
+
+class SinCosDataModule(L.LightningDataModule, RecipeData):
     """t: `points` evenly spaced over [0, `periods` * 2π]; the first `train_frac` of the steps train.
 
     Every loader yields the same single batch: t, x = sin(t), y = cos(t), each (1, points, 1),
@@ -23,8 +25,14 @@ class SinCosDataModule(L.LightningDataModule):
         self.batch = {"t": t.view(1, -1, 1), "x": torch.sin(t).view(1, -1, 1), "y": torch.cos(t).view(1, -1, 1),
                       "n_train": round(train_frac * points)}
 
+    def connect(self, model_class: type) -> None:
+        """Every model sees the one whole sequence: nothing to choose."""
+
     def model_kwargs(self) -> dict:
         return {}
+
+    def input_spec(self) -> None:
+        """None: the toy is not served (jsmp.predict reads store-like rows)."""
 
     def reference_metrics(self) -> dict[str, float]:
         return {}

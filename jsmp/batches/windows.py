@@ -1,4 +1,5 @@
-"""Sliding windows over the store by index arithmetic: never materialised, gathered per batch.
+"""Sliding windows over the store by index arithmetic: never materialised, gathered per batch
+(docs/sequence-models.md).
 
 The window of target row t holds the W rows t-W+1 .. t in `ts_id` (= store row) order, so
 its last step is always t itself. Rows before the window's first allowed row (the store's
@@ -15,15 +16,16 @@ import numpy as np
 from jsmp.errors import UserError
 
 
-@dataclass(frozen=True)
+@dataclass
 class WindowSpec:
-    """length: W rows per window (>= 1). cross_days: windows reach into earlier days (True)
-    or stop at the target's day start with left padding (False). shuffle_block: training
-    shuffles contiguous blocks of this many targets (cache friendly; 1 = row-level shuffle)."""
+    """The windows served to sequence models (`data.window`, docs/sequence-models.md)."""
 
     length: int = 32
+    """W: rows per window (>= 1), the last one the target row."""
     cross_days: bool = True
+    """Windows reach into earlier days (True) or stop at the target's day start, left-padded (False)."""
     shuffle_block: int = 256
+    """Training shuffles contiguous blocks of this many targets (cache friendly; 1: rows)."""
 
     def __post_init__(self):
         if not isinstance(self.length, int) or self.length < 1:

@@ -44,6 +44,20 @@ def add_store_arguments(parser) -> None:
     parser.add_argument("--rows-per-day", type=int, default=4780)
 
 
+def bench_data(store: str | os.PathLike, model_class: type, batch_size: int, window: int = 32, pin_memory: bool = False):
+    """The set-up JsmpDataModule a benchmark trains `model_class` on: `store` unverified, served
+    as the model reads it (connect: windows of `window` rows for a sequence model, else rows)."""
+    from jsmp.batches.config import LoaderConfig
+    from jsmp.batches.datamodule import JsmpDataModule
+    from jsmp.batches.windows import WindowSpec
+
+    data = JsmpDataModule(store, loader=LoaderConfig(batch_size=batch_size, pin_memory=pin_memory),
+                          window=WindowSpec(length=window), verify=False)
+    data.connect(model_class)
+    data.setup("fit")
+    return data
+
+
 def synthetic_store(days: int, rows_per_day: int, seed: int = 0) -> Path:
     """A synthetic store in cache_dir(), generated on first use (atomically) and reused after."""
     from jsmp.data.synthetic import SynthSpec, write_store

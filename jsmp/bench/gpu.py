@@ -13,8 +13,8 @@ import argparse
 import torch
 
 from jsmp.batches.datamodule import JsmpDataModule
-from jsmp.bench.common import add_store_arguments, synthetic_store
-from jsmp.bench.train import StepTimer, bench_trainer
+from jsmp.bench.common import add_store_arguments, bench_data, synthetic_store
+from jsmp.bench.train import StepTimer, bench_model, bench_trainer
 from jsmp.models.lstm import LSTM
 from jsmp.models.mlp import MLP
 
@@ -23,7 +23,7 @@ def rate(model, data: JsmpDataModule, steps: int, accelerator: str, precision: s
     """Samples/s of `steps` training steps after `warmup` steps."""
     timer = StepTimer(warmup)
     bench_trainer(steps, [timer], accelerator=accelerator, precision=precision).fit(model, datamodule=data)
-    return (steps - warmup) * data.batch_size / (timer.t1 - timer.t0)
+    return (steps - warmup) * data.loader.batch_size / (timer.t1 - timer.t0)
 
 
 def main(argv: list[str]) -> int:
@@ -37,20 +37,18 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     gpu = torch.cuda.is_available()
     store = str(synthetic_store(a.days, a.rows_per_day))
-    kw = {"store": store, "batch_size": a.batch_size, "verify": False, "pin_memory": gpu}
     print(f"store {store}; batch {a.batch_size}; GPU: {torch.cuda.get_device_name() if gpu else 'none'}")
     print(f"{'model':<12} {'CPU samples/s':>14} {'GPU samples/s':>14} {'GPU/CPU':>8} {'GPU steps':>10} {'peak GPU MB':>12}")
-    for name, cls, extra in [("MLP", MLP, {}), (f"LSTM W={a.window}", LSTM, {"window": {"length": a.window}, "windowed": True})]:
-        data = JsmpDataModule(**kw, **extra)
-        data.setup("fit")
+    for name, cls in [("MLP", MLP), (f"LSTM W={a.window}", LSTM)]:
+        data = bench_data(store, cls, a.batch_size, a.window, pin_memory=gpu)
         torch.manual_seed(0)
-        cpu = rate(cls(**data.model_kwargs()), data, a.cpu_steps, "cpu", "32-true")
+        cpu = rate(bench_model(cls, data), data, a.cpu_steps, "cpu", "32-true")
         if not gpu:
             print(f"{name:<12} {cpu:>14.0f} {'-':>14} {'-':>8} {'-':>10} {'-':>12}")
             continue
         steps = a.steps or len(data.train_dataloader())
         torch.cuda.reset_peak_memory_stats()
-        g = rate(cls(**data.model_kwargs()), data, steps, "gpu", a.precision)
+        g = rate(bench_model(cls, data), data, steps, "gpu", a.precision)
         peak = torch.cuda.max_memory_allocated() / 2**20
         print(f"{name:<12} {cpu:>14.0f} {g:>14.0f} {g / cpu:>8.1f} {steps:>10} {peak:>12.0f}")
     return 0

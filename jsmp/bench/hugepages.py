@@ -24,17 +24,15 @@ def fit_child(store: str, model: str, steps: int, warmup: int, batch_size: int, 
 
     warnings.filterwarnings("ignore")
     from jsmp.allocator import huge_pages_in_effect
-    from jsmp.batches.datamodule import JsmpDataModule
-    from jsmp.bench.train import fit_rate
+    from jsmp.bench.common import bench_data
+    from jsmp.bench.train import bench_model, fit_rate
     from jsmp.models.lstm import LSTM
     from jsmp.models.mlp import MLP
 
-    windowed = model == "lstm"
-    data = JsmpDataModule(store=store, verify=False, batch_size=batch_size, windowed=windowed,
-                          window={"length": window} if windowed else None)
-    data.setup("fit")
+    model_class = LSTM if model == "lstm" else MLP
+    data = bench_data(store, model_class, batch_size, window)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    rate = fit_rate((LSTM if windowed else MLP)(**data.model_kwargs()), data, steps, warmup, batch_size)
+    rate = fit_rate(bench_model(model_class, data), data, steps, warmup, batch_size)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     print(json.dumps({"rate": rate, "faults_per_step": faults / steps, "huge_pages": huge_pages_in_effect()}))
 

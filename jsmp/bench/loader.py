@@ -18,7 +18,9 @@ import numpy as np
 
 from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.batches.windows import window_index
-from jsmp.bench.common import add_store_arguments, synthetic_store
+from jsmp.bench.common import add_store_arguments, bench_data, synthetic_store
+from jsmp.models.lstm import LSTM
+from jsmp.models.mlp import MLP
 from jsmp.store.store import Store
 
 TARGET = 0.75
@@ -79,9 +81,8 @@ def main(argv: list[str]) -> int:
     print(f"store {store}; batch {a.batch_size}; {a.batches} batches, best of {a.repeat}")
     print(f"{'loader':<14} {'loader/s':>12} {'raw gather/s':>13} {'ratio':>6} {'target':>7}")
     ok = True
-    for name, kw in [("rows", {}), (f"windows W={a.window}", {"window": {"length": a.window}, "windowed": True})]:
-        data = JsmpDataModule(store=store, verify=False, batch_size=a.batch_size, **kw)
-        data.setup("fit")
+    for name, model_class in [("rows", MLP), (f"windows W={a.window}", LSTM)]:  # (as those models read them)
+        data = bench_data(store, model_class, a.batch_size, a.window)
         got, raw = compare(data, a.batches, a.repeat)
         ok &= got / raw >= TARGET
         print(f"{name:<14} {got:>12.0f} {raw:>13.0f} {got / raw:>6.2f} {'>=' + str(TARGET):>7}  "

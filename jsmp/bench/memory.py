@@ -28,13 +28,12 @@ def fit_steps(store: str, length: int, steps: int, batch_size: int, hidden: int)
     import warnings
 
     warnings.filterwarnings("ignore")
-    from jsmp.batches.datamodule import JsmpDataModule
-    from jsmp.bench.train import bench_trainer
+    from jsmp.bench.common import bench_data
+    from jsmp.bench.train import bench_model, bench_trainer
     from jsmp.models.lstm import LSTM
 
-    data = JsmpDataModule(store=store, verify=False, batch_size=batch_size, window={"length": length}, windowed=True)
-    data.setup("fit")
-    model = LSTM(**data.model_kwargs(), hidden=hidden)
+    data = bench_data(store, LSTM, batch_size, length)
+    model = bench_model(LSTM, data, hidden=hidden)
     trainer = bench_trainer(steps)
     trainer.fit(model, datamodule=data)
     status = dict(line.split(":", 1) for line in open("/proc/self/status") if line.startswith(("RssAnon", "RssFile")))

@@ -10,6 +10,7 @@ Samples/s exclude the first `--warmup` steps of each. Targets: fit / loop >= 0.8
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import logging
 import time
@@ -20,11 +21,17 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from jsmp.batches.datamodule import JsmpDataModule
-from jsmp.bench.common import add_store_arguments, synthetic_store
+from jsmp.bench.common import add_store_arguments, bench_data, synthetic_store
 from jsmp.models.lstm import LSTM
 from jsmp.models.mlp import MLP
 
 TARGETS = {"MLP": 0.8, "LSTM": 0.9}
+
+
+def bench_model(model_class: type, data: L.LightningDataModule, **kwargs) -> L.LightningModule:
+    """`model_class` built for `data` (its model_kwargs), training with Adam at lr 1e-3
+    (conf/model/optimizer/adam.yaml's defaults)."""
+    return model_class(**data.model_kwargs(), optimizer=functools.partial(torch.optim.Adam, lr=1e-3), **kwargs)
 
 
 def bench_trainer(max_steps: int, callbacks=(), accelerator: str = "cpu", precision: str = "32-true") -> L.Trainer:
@@ -87,8 +94,8 @@ def measure(make_model, data: JsmpDataModule, steps: int, warmup: int, repeat: i
     so that a change in the machine's load does not favour one of them."""
     batches = list(itertools.islice(data.train_dataloader(), steps))  # the first epoch's first batches
     ways = {
-        "fit": lambda model: fit_rate(model, data, steps, warmup, data.batch_size),
-        "fit in memory": lambda model: fit_rate(model, InMemory(batches), steps, warmup, data.batch_size),
+        "fit": lambda model: fit_rate(model, data, steps, warmup, data.loader.batch_size),
+        "fit in memory": lambda model: fit_rate(model, InMemory(batches), steps, warmup, data.loader.batch_size),
         "loop": lambda model: loop_rate(model, batches, warmup),
     }
     best = dict.fromkeys(ways, 0.0)
@@ -115,13 +122,10 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(a.threads)
     store = str(synthetic_store(a.days, a.rows_per_day))
     print(f"store {store}; batch {a.batch_size}; torch threads {torch.get_num_threads()}")
-    kw = {"store": store, "batch_size": a.batch_size, "verify": False}
-    rows = JsmpDataModule(**kw)
-    rows.setup("fit")
-    windows = JsmpDataModule(**kw, window={"length": a.window}, windowed=True)
-    windows.setup("fit")
-    cases = [("MLP", lambda: MLP(**rows.model_kwargs()), rows, a.mlp_steps),
-             (f"LSTM W={a.window}", lambda: LSTM(**windows.model_kwargs()), windows, a.lstm_steps)]
+    rows = bench_data(store, MLP, a.batch_size)
+    windows = bench_data(store, LSTM, a.batch_size, a.window)
+    cases = [("MLP", lambda: bench_model(MLP, rows), rows, a.mlp_steps),
+             (f"LSTM W={a.window}", lambda: bench_model(LSTM, windows), windows, a.lstm_steps)]
     print(f"{'model':<12} {'fit':>12} {'fit in memory':>14} {'loop':>12} {'fit/loop':>9} {'target':>7}  samples/s")
     ok = True
     for name, make_model, data, steps in cases:

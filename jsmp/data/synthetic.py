@@ -1,6 +1,6 @@
-"""Deterministic synthetic data shaped like the Kaggle JSMP `train.csv`.
+"""Deterministic synthetic data shaped like the Kaggle JSMP `train.csv` (docs/jsmp.md).
 
-What it mimics (shared/JSMP.md): the column order and dtypes; `feature_0` = ±1; features
+What it mimics: the column order and dtypes; `feature_0` = ±1; features
 roughly N(0, 2.5²) with a few clipped constants; NaN blocks at each day's start and around
 midday in the real feature groups; rows per day that vary (a few tiny days); ~17% zero
 weights, heavy-tailed otherwise; `resp_1..4` as growing horizons with `resp` close to
@@ -11,7 +11,9 @@ rows in `ts_id` order (across days). Each row's features see `s` through heavy n
 the returns depend on `s`, so the current row and the rows before it both carry
 information. The ideal action `s > 0` (the sign of the expected return) is recorded beside
 the features (`ideal` in a store, a sidecar `.ideal.npy` next to a CSV) so benchmarks can
-report the best achievable utility.
+report the utility of knowing `s`. No model sees `s`, so that ideal is not reachable: the
+Bayes-optimal rules below (`posterior_mean`) trade on what the features reveal about `s`
+and give each model's honest ceiling (`python -m jsmp.bench ceilings`, docs/results.md).
 
 Generation streams day by day with one RNG stream, so memory stays at one day and the
 output is identical for a seed whatever is written.
@@ -19,6 +21,7 @@ output is identical for a seed whatever is written.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -74,14 +77,25 @@ def day_sizes(spec: SynthSpec) -> np.ndarray:
     return np.maximum(sizes.round().astype(np.int64), 2)
 
 
+def _draw_features(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The first draws of a seed's day stream: loadings and feature scales, both (130,) float32."""
+    loadings = np.zeros(schema.N_FEATURES, dtype=np.float32)
+    loadings[1 : INFORMATIVE + 1] = LOADING * rng.choice([-1.0, 1.0], INFORMATIVE)
+    return loadings, rng.uniform(1.8, 3.2, schema.N_FEATURES).astype(np.float32)
+
+
+def feature_model(spec: SynthSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(loadings, feat_scale), both (130,) float32: feature j is
+    `feat_scale[j] * (loadings[j] * s + sqrt(1 - loadings[j]**2) * noise)`, noise ~ N(0, 1)."""
+    return _draw_features(np.random.default_rng([spec.seed, 1]))
+
+
 def iter_days(spec: SynthSpec) -> Iterator[dict[str, np.ndarray]]:
     """Yield one dict per day: `x` (n, 130) float32 and the side arrays (n,), incl. `ideal`."""
     sizes = day_sizes(spec)
     rng = np.random.default_rng([spec.seed, 1])
-    loadings = np.zeros(schema.N_FEATURES, dtype=np.float32)
-    loadings[1 : INFORMATIVE + 1] = LOADING * rng.choice([-1.0, 1.0], INFORMATIVE)
+    loadings, feat_scale = _draw_features(rng)
     noise_scale = np.sqrt(1.0 - loadings**2).astype(np.float32)
-    feat_scale = rng.uniform(1.8, 3.2, schema.N_FEATURES).astype(np.float32)
     state = 0.0
     ts = 0
     innov = np.sqrt(1 - PHI**2)
@@ -121,6 +135,55 @@ def iter_days(spec: SynthSpec) -> Iterator[dict[str, np.ndarray]]:
             "ideal": (s > 0).astype(np.int8),
         }
         ts += n
+
+
+def row_evidence(x: np.ndarray, spec: SynthSpec) -> tuple[np.ndarray, np.ndarray]:
+    """What each row's observed features say about its latent state `s`: (b, p), both (n,) float64,
+    the log-likelihood of `s` being `b * s - p * s**2 / 2` (p: precision, b: precision x estimate).
+
+    x: (n, 130) features as generated; NaNs are unobserved. A feature at its clip constant says
+    only that its value lies beyond the clip: that censored likelihood enters by its quadratic
+    expansion around s = 0 (exact up to terms of order LOADING**3).
+    """
+    loadings, feat_scale = (a.astype(np.float64) for a in feature_model(spec))
+    noise = np.sqrt(1.0 - loadings**2)
+    k = loadings / noise  # in units of each feature's noise, u = x / (feat_scale * noise) = k * s + N(0, 1)
+    u = x.astype(np.float64) / (feat_scale * noise)
+    seen = ~np.isnan(u)
+    clipped = {f: x[:, f] == np.float32(c) for f, c in CLIPPED.items()}
+    for f, rows in clipped.items():
+        seen[:, f] &= ~rows
+    b = np.where(seen, u, 0.0) @ k
+    p = seen @ k**2
+    for f, rows in clipped.items():
+        side = 1.0 if CLIPPED[f] > 0 else -1.0  # u >= its clip (min(x, c) clipped it) or u <= it
+        t = -side * CLIPPED[f] / (feat_scale[f] * noise[f])  # the censoring reads z <= t at s = 0
+        mills = math.exp(-t * t / 2) / (math.sqrt(2 * math.pi) * 0.5 * math.erfc(-t / math.sqrt(2)))
+        b += rows * (k[f] * side * mills)
+        p += rows * (k[f] ** 2 * mills * (mills + t))
+    return b, p
+
+
+def posterior_mean(b: np.ndarray, p: np.ndarray, window: int = 1) -> np.ndarray:
+    """E[s_t | the evidence (b, p) of rows t-window+1 .. t] for every row t, (n,) float64.
+
+    b, p: (n,) from `row_evidence`, rows in ts_id order (the state runs on across days). A Kalman
+    filter over each window, started from the stationary prior N(0, 1) (rows before the first
+    carry no evidence); `window=1` is the row's own features. The expected return has the sign
+    of `s` (SIGNAL > 0), so trading iff this is > 0 is the Bayes-optimal rule on those inputs.
+    """
+    if window < 1:
+        raise UserError(f"the window must hold >= 1 row, got {window}")
+    n = len(b)
+    mean, var = np.zeros(n), np.ones(n)
+    for k in range(window):
+        src = np.arange(n) - (window - 1 - k)
+        bk, pk = (np.where(src >= 0, a[np.maximum(src, 0)], 0.0) for a in (b, p))
+        if k:
+            mean, var = PHI * mean, PHI**2 * var + (1 - PHI**2)
+        prec = 1.0 / var + pk
+        mean, var = (mean / var + bk) / prec, 1.0 / prec
+    return mean
 
 
 def _progress(spec: SynthSpec, what: str):

@@ -6,7 +6,7 @@
     aux     = Dense(Dropout(swish(BN(Dense(decoded))))) -> T  auxiliary action head, BCE
     logits  = MLP(Dropout(BN([x0, enc]))) -> T                main head, BCE (the trade decision)
 
-Training minimises bce + aux_bce + recon_mse (each logged as train/<name>).
+Training minimises bce + aux_bce + recon_mse (each logged as train/<name>); see docs/models.md.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class GaussianNoise(nn.Module):
 
 
 class AEMLP(TradeModule):
-    """x (B, n_features) -> logits (B, n_targets) of the main head.
+    """Rows x (B, n_features) -> logits (B, n_targets) of the main head.
 
+    Needs n_features, n_days (and n_targets, optimizer: `**base`, see TradeModule) from the data.
     encoder: width of the encoding; noise: std of the noise on the normalised input;
     decoder_dropout; aux_hidden, aux_dropout: the auxiliary head; input_dropout: on
     [x0, enc]; hidden, dropout: widths and dropout rates (one per layer) of the main MLP.
@@ -44,9 +45,8 @@ class AEMLP(TradeModule):
     def __init__(self, n_features: int, n_days: int, encoder: int = 96, noise: float = 0.035,
                  decoder_dropout: float = 0.038, aux_hidden: int = 96, aux_dropout: float = 0.424,
                  input_dropout: float = 0.104, hidden: list[int] = (896, 448, 448, 256),
-                 dropout: list[float] = (0.492, 0.320, 0.272, 0.438), **optim):
-        super().__init__(n_days, **optim)
-        self.save_hyperparameters(logger=False)
+                 dropout: list[float] = (0.492, 0.320, 0.272, 0.438), **base):
+        super().__init__(n_days, **base)
         hidden, dropout = list(hidden), list(dropout)
         if len(dropout) != len(hidden):
             raise UserError(f"model.dropout has {len(dropout)} rates for {len(hidden)} hidden layers (model.hidden)")

@@ -1,25 +1,50 @@
-"""Shared LightningModule: BCE on logits, the competition metrics, optimizer from config.
+"""The shared LightningModule of the trade models: BCE on logits, the competition metrics, the optimizer.
 
-Subclasses build the network with `self.n_targets` outputs and implement
-`forward(x) -> logits (B, n_targets)` ((B,) is fine for one target). The trade
-probability is the mean of the targets' probabilities; the action is probability > 0.5.
-A subclass with extra training objectives overrides `losses(batch)`.
+Contract (docs/models.md): a subclass takes `n_features, n_days` (and passes `**base`:
+`n_targets`, `optimizer`) from the data, builds its network with `self.n_targets` outputs and
+implements `forward(*inputs(batch)) -> logits (B, n_targets)` ((B,) for one target). A class
+attribute `sequence = True` makes the data serve windows x (B, W, n_features) and a mask
+(B, W) instead of rows x (B, n_features). The trade probability is the mean of the targets'
+probabilities; the action is probability > 0.5. Extra training objectives: override `losses(batch)`.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from jsmp.errors import UserError
 from jsmp.metrics import UtilityMetric
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD}
+# what `model.optimizer` builds: a `_partial_: true` node naming a torch.optim class (conf/model/optimizer/)
+Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+def check_optimizer(optimizer: Optimizer | None) -> None:
+    """One-line errors for a `model.optimizer` that is not an optimizer node, or whose lr is not > 0."""
+    if optimizer is None:
+        return
+    if not callable(optimizer):
+        raise UserError(f"model.optimizer must be one of the optimizer configs (conf/model/optimizer/), chosen "
+                        f"with model/optimizer=NAME, got {optimizer!r}")
+    lr = getattr(optimizer, "keywords", {}).get("lr")
+    if lr is not None and not (isinstance(lr, (int, float)) and lr > 0):
+        raise UserError(f"model.optimizer.lr must be > 0, got {lr!r}")
+
+
+def make_optimizer(optimizer: Optimizer | None, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """`optimizer(params)`; a model built without one (for inference) cannot train."""
+    if optimizer is None:
+        raise UserError("this model was built without model.optimizer (as for inference), so it cannot train; "
+                        "build it from a model config, which names one (conf/model/optimizer/)")
+    return optimizer(params)
 
 
 def trade_proba(logits: torch.Tensor) -> torch.Tensor:
@@ -28,19 +53,19 @@ def trade_proba(logits: torch.Tensor) -> torch.Tensor:
 
 
 class TradeModule(L.LightningModule):
-    """Args: n_days (for the per-date utility), n_targets (outputs: one per label column),
-    optimizer name, lr, weight_decay, momentum (SGD/RMSprop)."""
+    """n_days: the store's days (batch["day"] indexes them: the per-date utility); n_targets:
+    outputs, one per label column; optimizer: `params -> torch.optim.Optimizer` (None: inference only).
 
-    def __init__(self, n_days: int, n_targets: int = 1, optimizer: str = "adam", lr: float = 1e-3,
-                 weight_decay: float = 0.0, momentum: float = 0.0):
+    The hyper-parameters saved in checkpoints are the subclass's arguments without `optimizer`,
+    so `torch.load(weights_only=True)` reads them and `cls(**hparams)` rebuilds the network.
+    """
+
+    def __init__(self, n_days: int, n_targets: int = 1, optimizer: Optimizer | None = None):
         super().__init__()
+        check_optimizer(optimizer)
+        self.save_hyperparameters(ignore=["optimizer"], logger=False)  # with the subclass's arguments
         self.n_targets = n_targets
-        name = str(optimizer).lower()
-        if name not in OPTIMIZERS:
-            raise UserError(f"model.optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-        if not lr > 0:
-            raise UserError(f"model.lr must be > 0, got {lr!r}")
-        self.optimizer_name, self.lr, self.weight_decay, self.momentum = name, lr, weight_decay, momentum
+        self.optimizer = optimizer
         self.val_utility = UtilityMetric(n_days)
         self.val_auc = BinaryAUROC()
         self.val_acc = BinaryAccuracy()
@@ -118,9 +143,5 @@ class TradeModule(L.LightningModule):
         self.val_auc.reset()
         self.val_acc.reset()
 
-    def configure_optimizers(self):
-        cls = OPTIMIZERS[self.optimizer_name]
-        kw = {"lr": self.lr, "weight_decay": self.weight_decay}
-        if self.optimizer_name in ("sgd", "rmsprop"):
-            kw["momentum"] = self.momentum
-        return cls(self.parameters(), **kw)
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return make_optimizer(self.optimizer, self.parameters())

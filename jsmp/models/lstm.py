@@ -1,4 +1,7 @@
-"""The LSTM over windows of rows: x (B, W, F) -> nn.LSTM -> Linear on the last step -> logits (B, n_targets)."""
+"""The LSTM over windows of rows: x (B, W, F) -> nn.LSTM -> Linear on the last step -> logits (B, n_targets).
+
+See docs/models.md.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ def left_to_right_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor
 
 class LSTM(TradeModule):
     """Windows x (B, W, n_features) [+ mask (B, W)] -> logits (B, n_targets), (B,) for one
-    target, of the window's last row.
+    target, of the window's last row. Needs n_features, n_days (and n_targets, optimizer:
+    `**base`, see TradeModule) from the data.
 
-    `sequence = True` tells the recipe to serve windows (data.window). Left-padded windows
+    `sequence = True` makes the data serve windows (data.window) and the mask. Left-padded windows
     (mask False at the start, data.window.cross_days=false) are packed so the LSTM reads
     only real rows; the head reads the top layer's state after the last row, the target.
     The trade probability is the mean sigmoid over targets (`predict_proba`); the loss is BCE on logits.
@@ -30,9 +34,8 @@ class LSTM(TradeModule):
     sequence = True
 
     def __init__(self, n_features: int, n_days: int, hidden: int = 64, layers: int = 2, dropout: float = 0.0,
-                 **optim):
-        super().__init__(n_days, **optim)
-        self.save_hyperparameters(logger=False)
+                 **base):
+        super().__init__(n_days, **base)
         if hidden < 1 or layers < 1:
             raise UserError(f"model.hidden and model.layers must be >= 1, got {hidden!r}, {layers!r}")
         if not 0 <= dropout < 1:

@@ -1,4 +1,4 @@
-"""The MLP: by default the seed's 130 -> h1 -> ReLU -> h2 -> Sigmoid -> 1 network."""
+"""The MLP: by default the seed's 130 -> h1 -> ReLU -> h2 -> Sigmoid -> 1 network (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -35,17 +35,17 @@ def dense_layers(width: int, hidden: list[int], activations: list[str], dropouts
 
 
 class MLP(TradeModule):
-    """x (B, n_features) -> logits (B, n_targets), squeezed to (B,) for one target.
+    """Rows x (B, n_features) -> logits (B, n_targets), squeezed to (B,) for one target.
 
+    Needs n_features, n_days (and n_targets, optimizer: `**base`, see TradeModule) from the data.
     hidden: widths of the hidden layers, any depth. activations: one name for every layer,
     or one per layer. dropout applies after each hidden activation; batch_norm before it.
     """
 
     def __init__(self, n_features: int, n_days: int, hidden: list[int] = (118, 142),
                  activations: str | list[str] = ("relu", "sigmoid"), dropout: float = 0.0,
-                 batch_norm: bool = False, **optim):
-        super().__init__(n_days, **optim)
-        self.save_hyperparameters(logger=False)  # the recipe logs the whole config
+                 batch_norm: bool = False, **base):
+        super().__init__(n_days, **base)
         hidden = list(hidden)
         acts = [activations] * len(hidden) if isinstance(activations, str) else list(activations)
         if len(acts) != len(hidden):

@@ -1,14 +1,17 @@
-"""The sine -> cosine toy model: LSTM 1 -> hidden -> Linear 1 per step, MSE, Adam."""
+"""The sine -> cosine toy model: LSTM 1 -> hidden -> Linear 1 per step, MSE (`python train.py experiment=sincos`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from jsmp.errors import UserError
+from jsmp.files import atomic_path
+from jsmp.models.base import Optimizer, check_optimizer, make_optimizer
 
 FIGURE = "sincos.png"
 
@@ -34,11 +37,21 @@ def plot(t, x, y, pred, n_train: int):
 
 class SinCos(L.LightningModule):
     """x (B, T, 1) -> (B, T, 1). Logs train/mse (first n_train steps) and test/mse (the rest);
-    at the end of fit saves `sincos.png` in the run dir and adds it to TensorBoard."""
+    at the end of fit saves `sincos.png` in the run dir and adds it to TensorBoard.
 
-    def __init__(self, hidden: int = 16, lr: float = 1e-2):
+    It trains on jsmp.batches.sincos.SinCosDataModule only, which gives the model nothing: the
+    JSMP data's `n_features, n_days, n_targets` are refused (use experiment=sincos).
+    optimizer: `params -> torch.optim.Optimizer`, as for the trade models (docs/models.md).
+    """
+
+    def __init__(self, hidden: int = 16, optimizer: Optimizer | None = None, **data):
         super().__init__()
-        self.save_hyperparameters(logger=False)
+        if data:
+            raise UserError(f"model=sincos got {', '.join(sorted(data))}: it trains on the sine -> cosine toy's data "
+                            f"only, which gives it nothing; use experiment=sincos (its data, callbacks and trainer)")
+        check_optimizer(optimizer)
+        self.save_hyperparameters(ignore=["optimizer"], logger=False)
+        self.optimizer = optimizer
         self.lstm = nn.LSTM(1, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
 
@@ -56,17 +69,16 @@ class SinCos(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.log("test/mse", self._mse(batch, slice(batch["n_train"], None)), prog_bar=True, batch_size=1)
 
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return make_optimizer(self.optimizer, self.parameters())
 
     def on_fit_end(self) -> None:
         batch = self.trainer.datamodule.batch
         with torch.no_grad():
             pred = self(batch["x"].to(self.device)).cpu()
         fig = plot(*(v.view(-1).numpy() for v in (batch["t"], batch["x"], batch["y"], pred)), batch["n_train"])
-        out = Path(self.trainer.default_root_dir) / FIGURE
-        fig.savefig(out.with_suffix(".tmp.png"), dpi=120)
-        os.replace(out.with_suffix(".tmp.png"), out)
+        with atomic_path(Path(self.trainer.default_root_dir) / FIGURE) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
         if self.logger is not None and hasattr(self.logger.experiment, "add_figure"):
             self.logger.experiment.add_figure("sincos", fig, global_step=self.global_step)
         import matplotlib.pyplot as plt

@@ -1,7 +1,7 @@
-"""`python -m jsmp.predict --run RUN_DIR --data TEST.csv --out submission.csv [--batch]`."""
+"""`python -m jsmp.predict --run RUN_DIR --data TEST.csv --out submission.csv [--batch]` (jsmp.predict.cli)."""
 
 import sys
 
-from jsmp.predict import main
+from jsmp.predict.cli import main
 
 sys.exit(main())

@@ -168,17 +168,17 @@ class NaNGuard(L.Callback):
             return
         value = float(loss.detach())
         if not math.isfinite(value):
-            self._fail(trainer, pl_module, f"train loss is {value}")
+            self._fail(trainer, f"train loss is {value}")
         if self.first_loss is None:
             self.first_loss = value
         elif self.max_factor and value > self.max_factor * abs(self.first_loss):
-            self._fail(trainer, pl_module, f"train loss {value:.4g} is over {self.max_factor:g}x its first value {self.first_loss:.4g}")
+            self._fail(trainer, f"train loss {value:.4g} is over {self.max_factor:g}x its first value {self.first_loss:.4g}")
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # the last optimizer step of an epoch can break the weights after its loss was computed
         bad = [n for n, p in pl_module.named_parameters() if not torch.isfinite(p).all()]
         if bad and not trainer.sanity_checking:
-            self._fail(trainer, pl_module, f"non-finite weights in {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
+            self._fail(trainer, f"non-finite weights in {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
 
     def state_dict(self) -> dict:
         return {"first_loss": self.first_loss}
@@ -187,7 +187,7 @@ class NaNGuard(L.Callback):
         self.first_loss = state["first_loss"]
 
     @staticmethod
-    def _fail(trainer: L.Trainer, pl_module: L.LightningModule, what: str) -> None:
-        lr = getattr(pl_module, "lr", None)
-        hint = f"; lower model.lr (now {lr})" if lr is not None else ""
+    def _fail(trainer: L.Trainer, what: str) -> None:
+        lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+        hint = f"; lower model.optimizer.lr (now {lrs[0]:g})" if lrs else ""
         raise DivergedError(f"training diverged at epoch {trainer.current_epoch}, step {trainer.global_step}: {what}{hint}")

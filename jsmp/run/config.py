@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
@@ -33,3 +33,12 @@ def build(node: DictConfig, key: str, **kwargs):
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def model_class(cfg: DictConfig) -> type:
+    """The class `model._target_` names (without building it); a one-line UserError when it names none."""
+    target = cfg.model.get("_target_")
+    try:
+        return get_class(target)
+    except (ImportError, ValueError, AttributeError) as e:
+        raise UserError(f"model._target_={target}: {_one_line(e)}") from None

@@ -1,11 +1,13 @@
-"""The trial job's side of an Optuna sweep (hydra_plugins/jsmp_optuna_sweeper).
+"""The trial job's side of an Optuna sweep (hydra_plugins/jsmp_optuna_sweeper; see docs/sweeps.md).
 
-The sweeper adds `optuna_trial.{study,storage,id,number,threads}` to each job's config; the
-job then reports the objective, `cfg.optimized_metric` (val/utility_best: the best epoch so
-far), to that trial after every validation epoch and raises optuna.TrialPruned when the
-sweep's pruner (`hydra.sweeper.pruner`) says so, which the sweeper records as PRUNED.
-Reporting the objective itself, not the epoch's noisy val/utility, makes the pruner compare
-like with like: each trial's best so far against the other trials' best at the same epoch.
+The sweeper adds `optuna_trial.{study,storage,engine_kwargs,id,number,threads}` to each job's
+config; the job opens that storage with Optuna's own API (jsmp never imports the plugin; a
+PostgreSQL password comes from PGPASSWORD, which the sweeper sets for its jobs), reports the
+objective, `cfg.optimized_metric` (val/utility_best: the best epoch so far), to that trial
+after every validation epoch and raises optuna.TrialPruned when the sweep's pruner
+(`hydra.sweeper.pruner`) says so, which the sweeper records as PRUNED. Reporting the
+objective itself, not the epoch's noisy val/utility, makes the pruner compare like with
+like: each trial's best so far against the other trials' best at the same epoch.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
-
-from hydra_plugins.jsmp_optuna_sweeper.storage import open_storage
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,10 @@ def trial_callbacks(cfg: DictConfig) -> list[L.Callback]:
         return []
     if spec.get("threads"):
         torch.set_num_threads(int(spec.threads))
-    study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.storage),
-                              pruner=sweep_pruner(), sampler=optuna.samplers.RandomSampler())
+    # no retry around opening: the sweeper created the storage's tables before it launched this job
+    engine_kwargs = OmegaConf.to_container(spec.engine_kwargs) if spec.get("engine_kwargs") else {}
+    storage = optuna.storages.RDBStorage(spec.storage, engine_kwargs=engine_kwargs)
+    study = optuna.load_study(study_name=spec.study, storage=storage, pruner=sweep_pruner(),
+                              sampler=optuna.samplers.RandomSampler())
     log.info("trial %s of study %s (%s torch threads)", spec.number, spec.study, torch.get_num_threads())
     return [OptunaPruning(optuna.trial.Trial(study, int(spec.id)), monitor=cfg.optimized_metric)]

@@ -161,11 +161,13 @@ def checkpoint_path(ckpt_path: Any, run_dir: Path) -> Path | None:
 
 
 def is_sequence(cfg: DictConfig) -> bool:
-    from hydra.utils import get_class
+    """Whether the model reads windows (jsmp.batches.contract.wants_windows)."""
+    from jsmp.batches.contract import wants_windows
+    from jsmp.run.config import model_class
 
     try:
-        return bool(getattr(get_class(cfg.model._target_), "sequence", False))
-    except (ImportError, ValueError, AttributeError):  # the build reports a bad _target_ later
+        return wants_windows(model_class(cfg))
+    except UserError:  # the build reports a bad _target_ later
         return False
 
 
@@ -257,7 +259,7 @@ def n_store_path(cfg: DictConfig) -> Path | None:
     d = cfg.data
     if "store" not in d or "data_dir" not in d:
         return None
-    from jsmp.batches.datamodule import resolve_store
+    from jsmp.run.dataconfig import resolve_store
 
     return resolve_store(d.store, d.data_dir, _plain(d.get("synthetic")) or {})
 

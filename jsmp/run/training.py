@@ -1,7 +1,8 @@
 """The training recipe: config in, fitted model, checkpoints, TensorBoard and metrics.json out.
 
-    data   = instantiate(cfg.data)          # split by date, fill stats, batch gathering
-                                            # (windowed=True when the model class sets `sequence`)
+    data   = instantiate(cfg.data)          # a RecipeData (jsmp/batches/contract.py)
+    data.connect(model class)               # windows when the model class sets `sequence`
+    data.setup()                            # split by date, fill stats -> data.input_spec()
     model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days, n_targets
     trainer.fit(model, data)                # checkpoints on val/utility, early stopping
     return metrics[cfg.optimized_metric]    # for sweepers (with cv_objective: the mean over folds)
@@ -17,17 +18,17 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import get_class
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from jsmp.allocator import ENV, huge_pages_in_effect
+from jsmp.batches.contract import RecipeData
 from jsmp.batches.inputs import PREPROCESS
 from jsmp.errors import UserError
 from jsmp.files import write_text_atomic
 from jsmp.run import rundir
 from jsmp.run.callbacks import MetricsJson, NaNGuard, write_json
-from jsmp.run.config import build
+from jsmp.run.config import build, model_class
 from jsmp.run.pruning import trial_callbacks
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,14 @@ def train_once(cfg: DictConfig) -> float:
     check_trainer(cfg.trainer)
     L.seed_everything(cfg.seed, workers=True)
 
-    sequence = getattr(get_class(cfg.model._target_), "sequence", False)
-    data = build(cfg.data, "data", **({"windowed": True} if sequence else {}))
+    data = build(cfg.data, "data")
+    if not isinstance(data, RecipeData):
+        raise UserError(f"data: {type(data).__name__} does not offer what the recipe needs "
+                        f"(jsmp.batches.contract.RecipeData: connect, model_kwargs, input_spec, reference_metrics)")
+    data.connect(model_class(cfg))
     data.prepare_data()
     data.setup("fit")
-    prep = data.preprocess() if hasattr(data, "preprocess") else None  # for jsmp.predict
+    prep = data.input_spec()  # for jsmp.predict
     if resume is not None:
         rundir.check_data(resume, prep, data.model_kwargs(), f"ckpt_path={cfg.ckpt_path}")
     model = build(cfg.model, "model", **data.model_kwargs())

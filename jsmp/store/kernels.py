@@ -1,11 +1,13 @@
-"""A compiled row gather (numba): copies rows and fills their NaNs in one pass over each row.
+"""Compiled loops (numba): the row gather that copies rows and fills their NaNs in one pass
+over each row (`take_rows`), and the forward-fill rule (`ffill_row`, `ffill_rows`).
 
 numpy needs a `take` per shard and then three more passes to fill (isnan, where, write
 back); here a row is filled while it is in registers, and one call reads every shard, which
 makes gather + fill faster than numpy's `take` alone (jsmp.bench loader). A batch's rows are
 scattered over the memmap, so each one costs a trip to memory: the loop asks the CPU for the
-rows `PREFETCH_ROWS` ahead (a software prefetch) so that those trips overlap. Compiled on
-first use and cached next to this module.
+rows `PREFETCH_ROWS` ahead (a software prefetch) so that those trips overlap. `take_rows`'
+NaN -> value is the compiled twin of jsmp.batches.fill.fill_nan (tests/store/test_store.py
+checks they agree). Compiled on first use and cached next to this module.
 """
 
 from __future__ import annotations
@@ -82,3 +84,25 @@ def take_rows(shards, shard: np.ndarray, local: np.ndarray, out: np.ndarray, fil
         else:
             for j in range(n_features):
                 out[i, j] = src[r, j]
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def ffill_row(x: np.ndarray, last: np.ndarray, new_day: bool) -> None:
+    """The forward-fill rule (`data.fill=ffill`, see docs/store.md), one row in place: a NaN in
+    x (F,) takes last (F,), the feature's last value seen earlier on the same day (NaN: none
+    yet); `last` then holds x's values. `new_day` forgets the earlier day first."""
+    if new_day:
+        last[:] = np.nan
+    for j in range(x.shape[0]):
+        v = x[j]
+        if v != v:
+            x[j] = last[j]
+        else:
+            last[j] = v
+
+
+@numba.njit(nogil=True, cache=True)
+def ffill_rows(x: np.ndarray, new_day: np.ndarray, last: np.ndarray) -> None:
+    """`ffill_row` down the rows of x (n, F) in place; new_day (n,) bool; last (F,) carries in and out."""
+    for i in range(x.shape[0]):
+        ffill_row(x[i], last, new_day[i])

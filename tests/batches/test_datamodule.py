@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.errors import UserError
+from jsmp.run.dataconfig import jsmp_data
 from jsmp.store.store import Store
 
 
 def _dm(store, **kw):
-    dm = JsmpDataModule(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64, eval_batch_size=100, **kw)
+    dm = jsmp_data(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64, eval_batch_size=100, **kw)
     dm.setup("fit")
     return dm
 
@@ -20,9 +20,9 @@ def test_batches_are_the_store_rows_with_train_mean_fill(tiny_store):
     full = np.concatenate([np.asarray(sh) for sh in s.shards])
     train_rows = s.day_rows(dm.split.train)
     expected_mean = np.nanmean(full[train_rows].astype(np.float64), axis=0)
-    np.testing.assert_allclose(dm.fill_value, expected_mean, rtol=1e-5)
+    np.testing.assert_allclose(dm.input_spec().values, expected_mean, rtol=1e-5)
     # validation-day values must not leak into the fill: it differs from the all-days mean
-    assert not np.allclose(dm.fill_value[7], np.nanmean(full[:, 7]), rtol=1e-6)
+    assert not np.allclose(dm.input_spec().values[7], np.nanmean(full[:, 7]), rtol=1e-6)
 
     batch = next(iter(dm.train_dataloader()))
     assert batch["x"].shape == (64, s.n_features) and batch["x"].dtype.is_floating_point
@@ -31,7 +31,7 @@ def test_batches_are_the_store_rows_with_train_mean_fill(tiny_store):
     assert np.all(s.side("weight")[rows] > 0)  # weight-0 rows left out of training
     assert set(np.unique(s.row_day_index()[rows])) <= set(dm.split.train.tolist())
     x = full[rows[:64]].copy()
-    x = np.where(np.isnan(x), dm.fill_value, x)
+    x = np.where(np.isnan(x), dm.input_spec().values, x)
     np.testing.assert_array_equal(dm.train_set[np.arange(64)]["x"].numpy(), x)
     assert not np.isnan(batch["x"].numpy()).any()
     first = dm.train_set[np.arange(64)]
@@ -83,7 +83,7 @@ def test_sampler_deterministic_per_epoch_and_rank_disjoint():
 def test_fold_replaces_the_holdout(tiny_store):
     from jsmp.batches.splits import purged_fold
 
-    dm = JsmpDataModule(store=str(tiny_store), cv={"folds": 3, "gap_days": 2}, fold=1, batch_size=64)
+    dm = jsmp_data(store=str(tiny_store), cv={"folds": 3, "gap_days": 2}, fold=1, batch_size=64)
     dm.setup("fit")
     expected = purged_fold(Store(tiny_store).n_days, 1, folds=3, gap_days=2)
     np.testing.assert_array_equal(dm.split.val, expected.val)

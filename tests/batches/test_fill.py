@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
-from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.batches.fill import FFILL_DIR, NAN_ROWS, _day_blocks, ffill_days, fill_source, nan_rows
+from jsmp.run.dataconfig import jsmp_data
 from jsmp.store.store import Store, StoreWriter
 
 nan = np.nan
@@ -37,7 +37,7 @@ def _x(dm, rows):
 
 
 def _dm(store, fill):
-    dm = JsmpDataModule(store=str(store.path), split={"val_frac": 0.25, "gap_days": 1}, fill=fill, batch_size=4)
+    dm = jsmp_data(store=str(store.path), split={"val_frac": 0.25, "gap_days": 1}, fill=fill, batch_size=4)
     dm.setup("fit")
     assert dm.split.train.tolist() == [0, 1] and dm.split.val.tolist() == [3]
     return dm
@@ -45,14 +45,14 @@ def _dm(store, fill):
 
 def test_mean_fill_uses_training_days_only(hand_store):
     dm = _dm(hand_store, "mean")
-    np.testing.assert_allclose(dm.fill_value, TRAIN_MEAN)
+    np.testing.assert_allclose(dm.input_spec().values, TRAIN_MEAN)
     np.testing.assert_allclose(_x(dm, np.arange(6))[:, 0], [M0, 2, M0, 4, M0, 6])
     np.testing.assert_allclose(_x(dm, np.arange(9, 12)), [[M0, M1], [100, 9], [M0, M1]])
 
 
 def test_ffill_within_day_then_training_mean(hand_store):
     dm = _dm(hand_store, "ffill")
-    np.testing.assert_allclose(dm.fill_value, TRAIN_MEAN)  # the fallback ignores validation days too
+    np.testing.assert_allclose(dm.input_spec().values, TRAIN_MEAN)  # the fallback ignores validation days too
     expected_train = [[M0, 1], [2, 1], [2, 3.5],  # day 0: a leading NaN -> mean, later ones carried forward
                       [4, M1], [4, M1], [6, 5]]   # day 1: feature_1 starts NaN -> mean, not day 0's last 3.5
     np.testing.assert_allclose(_x(dm, np.arange(6)), expected_train)
@@ -102,3 +102,24 @@ def test_nan_rows_flags_are_cached_in_the_store(hand_store):
     assert isinstance(nan_rows(hand_store), np.memmap)  # later calls map the cache
     filled_store = fill_source(hand_store, "ffill", np.array([0, 1]))[0]
     np.testing.assert_array_equal(nan_rows(filled_store), flags)  # the raw rows' flags: a superset
+
+
+def test_one_ffill_rule_for_blocks_and_rows():
+    """ffill_days (store cache, batch prediction) and OnlineFill (serving, row by row) apply the
+    same compiled rule; ffill_days leaves its input as it was, read-only too (a memmap)."""
+    from jsmp.batches.inputs import InputSpec, OnlineFill, fill_rows
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 5)).astype(np.float32)
+    x[rng.random(x.shape) < 0.5] = np.nan
+    starts = np.array([0, 1, 40, 41, 200])
+    raw = x.copy()
+    raw.flags.writeable = False
+    block = ffill_days(raw, starts)
+    np.testing.assert_array_equal(raw, x)
+    np.testing.assert_array_equal(np.isnan(block[starts]), np.isnan(x[starts]))  # nothing carried into a day
+    spec = InputSpec([f"f{j}" for j in range(5)], "ffill", [0.5, 1.5, 2.5, 3.5, 4.5])
+    online = OnlineFill(spec)
+    rows = np.stack([online(x[i].copy(), i in starts) for i in range(len(x))])
+    np.testing.assert_array_equal(rows, fill_rows(x.copy(), starts, spec))
+    np.testing.assert_array_equal(rows, np.where(np.isnan(block), spec.values, block))

@@ -6,18 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
-from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.errors import UserError
 from jsmp.models.base import TradeModule, trade_proba
 from jsmp.models.mlp import MLP
+from jsmp.run.dataconfig import jsmp_data
 from jsmp.store.store import Store
 
 FIVE = ["resp", "resp_1", "resp_2", "resp_3", "resp_4"]
 
 
 def _dm(store, **kw):
-    dm = JsmpDataModule(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64, **kw)
+    dm = jsmp_data(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64, **kw)
     dm.setup("fit")
     return dm
 
@@ -102,10 +101,9 @@ def test_sample_weights_weigh_the_loss():
     assert m.bce(m.out, batch).item() == pytest.approx((row0.item() + row1.item()) / 2)
 
 
-def test_five_target_training_through_train_py(tiny_store, tmp_path):
-    p = run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", f"data.store={tiny_store}", "trainer.max_epochs=1",
-                 "data.targets=[resp,resp_1,resp_2,resp_3,resp_4]", "data.sample_weight=abs_resp_mean",
-                 "data.batch_size=256", "logger=none"], env={"JSMP_ROOT": str(tmp_path)})
+def test_five_target_training_through_train_py(tiny_store, tmp_path, train_cli):
+    p = train_cli(f"data.store={tiny_store}", "trainer.max_epochs=1", "data.targets=[resp,resp_1,resp_2,resp_3,resp_4]",
+                  "data.sample_weight=abs_resp_mean", "data.batch_size=256", "logger=none")
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "completed" and 0 <= m["val/auc"] <= 1

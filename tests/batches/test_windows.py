@@ -4,20 +4,21 @@ import numpy as np
 import pytest
 import torch
 
-from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.batches.fill import FilledStore
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.batches.windows import WindowSpec, window_index
 from jsmp.errors import UserError
 from jsmp.models.lstm import LSTM
+from jsmp.run.dataconfig import jsmp_data
 from jsmp.store.store import Store
 
 W = 12
 
 
 def _dm(store, fill="mean", **window):
-    dm = JsmpDataModule(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64, fill=fill,
-                        eval_batch_size=100, window={"length": W, **window}, windowed=True)
+    dm = jsmp_data(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64, fill=fill,
+                   eval_batch_size=100, window={"length": W, **window})
+    dm.connect(LSTM)  # a sequence model: windows
     dm.setup("fit")
     return dm
 
@@ -36,7 +37,7 @@ def _check(dm, store, targets, cross_days):
     assert got["x"].shape == (len(targets), W, store.n_features) and got["mask"].shape == (len(targets), W)
     for i, t in enumerate(targets):
         first = 0 if cross_days else int(store.day_offsets[day_of[t]])
-        x, mask = _naive(full, dm.fill_value, int(t), first)
+        x, mask = _naive(full, dm.input_spec().values, int(t), first)
         np.testing.assert_array_equal(got["x"][i].numpy(), x, err_msg=f"row {t}")
         np.testing.assert_array_equal(got["mask"][i].numpy(), mask, err_msg=f"row {t}")
 
@@ -78,7 +79,7 @@ def test_day_start_windows_are_padded_only_without_cross_days(tiny_store):
 
 
 def test_window_batches_share_the_row_path(tiny_store):
-    rows_dm = JsmpDataModule(store=str(tiny_store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64)
+    rows_dm = jsmp_data(store=str(tiny_store), split={"val_frac": 0.2, "gap_days": 2}, batch_size=64)
     rows_dm.setup("fit")
     dm = _dm(tiny_store)
     np.testing.assert_array_equal(rows_dm.train_set.rows, dm.train_set.rows)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import jsmp.data.ingest as ingest_module
+import jsmp.data.csvfile as csvfile
+import jsmp.data.sources as sources
 from conftest import run_cli
 from jsmp.data.ingest import ingest
 from jsmp.data.synthetic import SynthSpec, write_csv
@@ -64,7 +65,7 @@ def test_null_spellings_read_as_empty_fields_in_small_pieces(kaggle_csv, frame, 
     text = re.sub(r"(?<=,)(?=,)", fill, kaggle_csv.read_text())  # into empty fields
     assert "-nan" in text and "NULL" in text
     (tmp_path / "n.csv").write_text(text)
-    monkeypatch.setattr(ingest_module, "PIECE_BYTES", 4096)  # ~3 rows a piece
+    monkeypatch.setattr(csvfile, "PIECE_BYTES", 4096)  # ~3 rows a piece
     ingest(tmp_path / "n.csv", tmp_path / "n")
     ingest(kaggle_csv, tmp_path / "e")
     feats = [f"feature_{i}" for i in range(130)]
@@ -373,7 +374,7 @@ def _shards(store: Path) -> dict[str, bytes]:
 def test_utf8_bom_ingests_like_the_file_without(kaggle_csv, tmp_path, monkeypatch):
     (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + kaggle_csv.read_bytes())
     ingest(kaggle_csv, tmp_path / "plain")
-    monkeypatch.setattr(ingest_module, "PIECE_BYTES", 4096)  # the first piece, parsed by pyarrow, starts with the BOM
+    monkeypatch.setattr(csvfile, "PIECE_BYTES", 4096)  # the first piece, parsed by pyarrow, starts with the BOM
     ingest(tmp_path / "bom.csv", tmp_path / "bom")
     assert _shards(tmp_path / "bom") == _shards(tmp_path / "plain") and Store(tmp_path / "bom").features == Store(tmp_path / "plain").features
     bad = _with_value(kaggle_csv, tmp_path / "b.csv", "weight", "x", line=2)
@@ -424,7 +425,7 @@ def test_unreadable_source_file(kaggle_csv, frame, tmp_path, monkeypatch, err, w
     frame.to_parquet(tmp_path / "t.parquet")
     for src in [kaggle_csv, tmp_path / "t.parquet"]:
         err.filename = str(src)
-        monkeypatch.setattr(ingest_module, "open", _refuse(src, err), raising=False)
+        monkeypatch.setattr(sources, "open", _refuse(src, err), raising=False)
         with pytest.raises(UserError, match=rf"^{re.escape(str(src))}: cannot read \({why}\)$"):
             ingest(src, tmp_path / "s")
     assert not (tmp_path / "s").exists()

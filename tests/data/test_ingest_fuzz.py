@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import jsmp.data.ingest as ingest_module
+import jsmp.data.csvfile as csvfile
 from conftest import run_cli
 from fuzzing import mutate, mutations
 from jsmp.data import schema
@@ -71,7 +71,7 @@ def check_case(data: bytes, work: Path, piece_bytes: int) -> str:
     src, store = work / "case.csv", work / "store"
     src.write_bytes(data)
     try:
-        with mock.patch.object(ingest_module, "PIECE_BYTES", piece_bytes):
+        with mock.patch.object(csvfile, "PIECE_BYTES", piece_bytes):
             ingest(src, store, force=True)
     except UserError as e:
         msg = str(e)
@@ -101,7 +101,7 @@ def check_case(data: bytes, work: Path, piece_bytes: int) -> str:
     return "ingested"
 
 
-CASE = {"base": st.sampled_from(["full", "few", "few_no_ts"]), "ops": mutations(), "piece_bytes": st.sampled_from([4096, ingest_module.PIECE_BYTES])}
+CASE = {"base": st.sampled_from(["full", "few", "few_no_ts"]), "ops": mutations(), "piece_bytes": st.sampled_from([4096, csvfile.PIECE_BYTES])}
 
 
 def mutated_case(bases, work, base, ops, piece_bytes):

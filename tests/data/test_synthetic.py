@@ -2,7 +2,17 @@ import numpy as np
 import pandas as pd
 
 from jsmp.data import schema
-from jsmp.data.synthetic import NAN_GROUPS, SynthSpec, day_sizes, iter_days, write_csv, write_store
+from jsmp.data.synthetic import (
+    CLIPPED,
+    INFORMATIVE,
+    NAN_GROUPS,
+    SynthSpec,
+    day_sizes,
+    feature_model,
+    iter_days,
+    write_csv,
+    write_store,
+)
 from jsmp.store.store import Store
 
 
@@ -55,6 +65,21 @@ def test_planted_signal_is_weak_but_real():
     y = d["resp"] > 0
     ideal_acc = (d["ideal"] == y).mean()
     assert 0.53 < ideal_acc < 0.65  # an achievable edge, never an easy one
+
+
+def test_feature_model_is_the_generators():
+    """The loadings and scales the ceilings' rules use are those the features were drawn with."""
+    spec = SynthSpec(days=40, rows_per_day=500, seed=6)
+    d = _all(spec)
+    loadings, scale = feature_model(spec)
+    assert np.count_nonzero(loadings) == INFORMATIVE
+    seen = ~np.isnan(d["x"]).any(0)
+    seen[[0, *CLIPPED]] = False  # feature_0 is +-1; clipping narrows the others
+    plain, informative = seen & (loadings == 0), seen & (loadings != 0)
+    assert informative.sum() > 20
+    np.testing.assert_allclose(d["x"][:, plain].std(0), scale[plain], rtol=0.03)
+    corr = [np.corrcoef(d["x"][:, j], d["ideal"])[0, 1] for j in np.flatnonzero(informative)]
+    np.testing.assert_array_equal(np.sign(corr), np.sign(loadings[informative]))
 
 
 def test_csv_and_store_hold_the_same_data(tmp_path):

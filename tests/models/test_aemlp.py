@@ -1,20 +1,21 @@
 """The supervised autoencoder + MLP: shapes, joint training of both losses, train.py."""
 
+import functools
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import compose_cfg, run_cli
-from jsmp.batches.datamodule import JsmpDataModule
+from conftest import compose_cfg
 from jsmp.errors import UserError
 from jsmp.models.aemlp import AEMLP
 from jsmp.run.config import build
+from jsmp.run.dataconfig import jsmp_data
 
 
 def _batch(store, n=256, targets=("resp", "resp_1", "resp_2", "resp_3", "resp_4")):
-    dm = JsmpDataModule(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, targets=list(targets))
+    dm = jsmp_data(store=str(store), split={"val_frac": 0.2, "gap_days": 2}, targets=list(targets))
     dm.setup("fit")
     return dm, dm.train_set[np.arange(n)]
 
@@ -35,7 +36,8 @@ def test_both_losses_decrease_when_trained_jointly(tiny_store):
     torch.manual_seed(0)
     dm, batch = _batch(tiny_store)
     model = AEMLP(dm.n_features, dm.n_days, n_targets=5, noise=0.0, decoder_dropout=0.0, aux_dropout=0.0,
-                  input_dropout=0.0, hidden=[64, 32], dropout=[0.0, 0.0])
+                  input_dropout=0.0, hidden=[64, 32], dropout=[0.0, 0.0],
+                  optimizer=functools.partial(torch.optim.Adam, lr=1e-3))
     opt = model.configure_optimizers()
     history = []
     for _ in range(40):
@@ -54,10 +56,9 @@ def test_mismatched_dropouts_are_a_user_error():
         AEMLP(10, 5, hidden=[8, 8], dropout=[0.1])
 
 
-def test_aemlp_fast_dev_run_logs_every_loss(tiny_store, tmp_path):
-    p = run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", "model=aemlp", f"data.store={tiny_store}",
-                 "data.targets=[resp,resp_1,resp_2,resp_3,resp_4]", "trainer.fast_dev_run=true"],
-                env={"JSMP_ROOT": str(tmp_path)})
+def test_aemlp_fast_dev_run_logs_every_loss(tiny_store, tmp_path, train_cli):
+    p = train_cli("model=aemlp", f"data.store={tiny_store}", "data.targets=[resp,resp_1,resp_2,resp_3,resp_4]",
+                  "trainer.fast_dev_run=true")
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "completed"

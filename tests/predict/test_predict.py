@@ -18,6 +18,7 @@ from jsmp.batches.windows import gather_windows
 from jsmp.data.synthetic import SynthSpec, write_csv
 from jsmp.errors import UserError
 from jsmp.predict import Predictor, main, read_all
+from jsmp.predict.model import model_kwargs
 from jsmp.run.config import build
 from jsmp.store.store import Store
 
@@ -68,8 +69,9 @@ def test_training_saves_its_preprocessing(runs, tiny_store):
         prep = InputSpec.load(runs[name] / "preprocess.json")
         data = build(compose_cfg([f"data.store={tiny_store}", *args]).data, "data")
         data.setup("fit")
-        assert prep.features == Store(tiny_store).features and prep.fill == data.fill
-        np.testing.assert_array_equal(prep.values, data.fill_value)  # exact float32 round trip
+        spec = data.input_spec()
+        assert prep.features == spec.features == Store(tiny_store).features and prep.fill == spec.fill
+        np.testing.assert_array_equal(prep.values, spec.values)  # exact float32 round trip
     assert InputSpec.load(runs["mlp"] / "preprocess.json").window is None
     assert InputSpec.load(runs["lstm"] / "preprocess.json").window == {"length": 8, "cross_days": False}
 
@@ -189,6 +191,61 @@ def test_checkpoints_load_weights_only(runs, tmp_path):
     assert not marker.exists()
     torch.load(ckpt, weights_only=False)  # the payload is real: full unpickling runs it
     assert marker.exists()
+
+
+def test_checkpoints_from_before_and_after_a_constructor_change_serve(runs, test_csv, tmp_path):
+    """load_model passes only the hyper-parameters the model class takes: the optimizer settings
+    older checkpoints hold and a key of some later version are left out; a missing one is an error."""
+    run = tmp_path / "run"
+    shutil.copytree(runs["mlp"], run)
+    ckpt = next((run / "checkpoints").glob("best-*.ckpt"))
+    expected = Predictor(run).predict_batch(*_rows(test_csv)[1:])
+    state = torch.load(ckpt, weights_only=True)
+    old = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0}  # before the optimizer became a config node
+    torch.save({**state, "hyper_parameters": {**state["hyper_parameters"], **old, "future_knob": 3}}, ckpt)
+    np.testing.assert_array_equal(Predictor(run).predict_batch(*_rows(test_csv)[1:]), expected)
+    torch.save({**state, "hyper_parameters": {k: v for k, v in state["hyper_parameters"].items() if k != "n_features"}}, ckpt)
+    with pytest.raises(UserError, match=r"^.*best-.*\.ckpt: its hyper_parameters do not build jsmp\.models\.mlp\.MLP \(missing a required argument: 'n_features'\)"):
+        Predictor(run)
+
+
+class _Base:
+    def __init__(self, n_days, optimizer=None):
+        pass
+
+
+class _Sub(_Base):
+    def __init__(self, n_features, hidden=8, **optim):
+        super().__init__(**optim)
+
+
+class _Fixed(_Base):
+    def __init__(self, n_features, *, hidden=8):
+        super().__init__(1)
+
+
+class _Open(_Sub):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+
+def test_model_kwargs_follows_kwargs_to_the_base_class():
+    hp = {"n_features": 4, "n_days": 3, "hidden": 2, "optimizer": "adam", "lr": 0.1, "future_knob": 1}
+    assert model_kwargs(_Fixed, hp) == {"n_features": 4, "hidden": 2}
+    assert model_kwargs(_Sub, hp) == {"n_features": 4, "n_days": 3, "hidden": 2, "optimizer": "adam"}
+    assert model_kwargs(_Open, hp) == model_kwargs(_Sub, hp)
+    assert model_kwargs(type("Loose", (), {"__init__": lambda self, **kw: None}), hp) == hp  # **kwargs all the way
+
+
+def test_a_parquet_test_file_gives_the_csv_submission(runs, test_csv, tmp_path):
+    pd.read_csv(test_csv, float_precision="round_trip").to_parquet(tmp_path / "test.parquet")
+    for mode in ([], ["--batch"]):
+        subs = []
+        for data in [test_csv, tmp_path / "test.parquet"]:
+            out = tmp_path / f"{data.suffix[1:]}{len(mode)}.csv"
+            assert main(["--run", str(runs["mlp"]), "--data", str(data), "--out", str(out), *mode]) == 0
+            subs.append(out.read_bytes())
+        assert subs[0] == subs[1] and subs[0].count(b"\n") == len(pd.read_csv(test_csv)) + 1
 
 
 def test_predict_row_names_missing_columns(runs):

@@ -66,8 +66,8 @@ def test_train_py_ddp_cpu_two_processes(tiny_store, tmp_path):
     assert m["status"] == "completed" and "val/utility" in m
     assert sorted(x.name for x in tmp_path.iterdir() if x.is_dir()) == ["ddp"]  # one run dir for both ranks
     # each rank stepped through half of the epoch (its own share), not all of it
-    from jsmp.batches.datamodule import JsmpDataModule
+    from jsmp.run.dataconfig import jsmp_data
 
-    dm = JsmpDataModule(store=str(tiny_store))
+    dm = jsmp_data(store=str(tiny_store))
     dm.setup()
     assert m["global_step"] == -(-(len(dm.train_set) // 2) // 64)

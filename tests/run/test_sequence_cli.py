@@ -4,17 +4,12 @@ import json
 
 import pytest
 
-from conftest import run_cli
 from jsmp.allocator import ENV, kernel_offers_huge_pages
 
 
-def _run(tmp_path, *overrides, env=None):
-    return run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", *overrides], env={"JSMP_ROOT": str(tmp_path), **(env or {})})
-
-
 @pytest.mark.parametrize("cross_days,huge_pages", [("true", None), ("false", "0")])
-def test_lstm_fast_dev_run(tiny_store, tmp_path, cross_days, huge_pages):
-    p = _run(tmp_path, "model=lstm", f"data.store={tiny_store}", "trainer.fast_dev_run=true", "data.window.length=8",
+def test_lstm_fast_dev_run(tiny_store, tmp_path, cross_days, huge_pages, train_cli):
+    p = train_cli("model=lstm", f"data.store={tiny_store}", "trainer.fast_dev_run=true", "data.window.length=8",
              f"data.window.cross_days={cross_days}", "model.hidden=8", env={ENV: huge_pages} if huge_pages else None)
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -26,16 +21,16 @@ def test_lstm_fast_dev_run(tiny_store, tmp_path, cross_days, huge_pages):
     assert f"huge pages for CPU tensors >= 2 MB: {expected} ({ENV}={huge_pages or 1}" in out
 
 
-def _sincos(tmp_path, *overrides):
-    p = _run(tmp_path, "model=sincos", "data=sincos", *overrides)
+def _sincos(train_cli, tmp_path, *overrides):
+    p = train_cli("experiment=sincos", *overrides)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 
-def test_sincos_logs_mse_and_saves_the_figure(tmp_path):
+def test_sincos_logs_mse_and_saves_the_figure(tmp_path, train_cli):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    m = _sincos(tmp_path, "trainer.max_epochs=3")
+    m = _sincos(train_cli, tmp_path, "trainer.max_epochs=3")
     assert m["epoch"] == 3 and {"train/mse", "test/mse"} <= set(m) and m["status"] == "completed"
     run = tmp_path / "run"
     assert (run / "sincos.png").read_bytes()[:4] == b"\x89PNG"
@@ -49,7 +44,15 @@ def test_sincos_logs_mse_and_saves_the_figure(tmp_path):
 
 
 @pytest.mark.slow
-def test_sincos_reaches_its_loss_threshold(tmp_path):
-    m = _sincos(tmp_path)
+def test_sincos_reaches_its_loss_threshold(tmp_path, train_cli):
+    m = _sincos(train_cli, tmp_path)
     assert m["train/mse"] < 1e-4 and m["epoch"] < 10_000
     assert m["test/mse"] < 1e-2  # it generalises to the unseen second half
+
+
+def test_the_toy_model_alone_on_the_jsmp_data_is_refused(tiny_store, tmp_path, train_cli):
+    p = train_cli("model=sincos", f"data.store={tiny_store}")
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert p.returncode == 2 and len(err) == 1, p.stderr[-3000:]
+    assert err[0].startswith("error: model=sincos got n_days, n_features, n_targets: ") and "use experiment=sincos" in err[0]
+    assert not (tmp_path / "run" / "config.yaml").exists()

@@ -4,15 +4,9 @@ import json
 
 import pytest
 
-from conftest import run_cli
 
-
-def _run(tmp_path, *overrides, env=None, run="run"):
-    return run_cli(["train.py", f"hydra.run.dir={tmp_path}/{run}", *overrides], env={"JSMP_ROOT": str(tmp_path), **(env or {})})
-
-
-def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path):
-    p = _run(tmp_path, f"data.store={tiny_store}", "trainer.fast_dev_run=true")
+def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path, train_cli):
+    p = train_cli(f"data.store={tiny_store}", "trainer.fast_dev_run=true")
     assert p.returncode == 0, p.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -24,10 +18,10 @@ def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path):
     assert f"store: {tiny_store}" in cfg and "${" not in cfg  # resolved
 
 
-def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path):
+def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path, train_cli):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    p = _run(tmp_path, f"data.store={tiny_store}", "trainer.max_epochs=2", "data.batch_size=256")
+    p = train_cli(f"data.store={tiny_store}", "trainer.max_epochs=2", "data.batch_size=256")
     assert p.returncode == 0, p.stderr[-3000:]
     run = tmp_path / "run"
     tags = set()
@@ -45,14 +39,14 @@ def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path)
     assert "model/hidden" in (run / "tensorboard" / "hparams.yaml").read_text()  # the run's hparams
 
 
-def test_default_synthetic_store_is_generated_once(tmp_path):
+def test_default_synthetic_store_is_generated_once(tmp_path, train_cli):
     args = ["data.synthetic.days=12", "data.synthetic.rows_per_day=30", "trainer.fast_dev_run=true", "data.split.gap_days=1"]
-    p = _run(tmp_path, *args)
+    p = train_cli(*args)
     assert p.returncode == 0, p.stderr[-3000:]
     store = tmp_path / "data" / "synthetic-d12-r30-s0"
     assert (store / "manifest.json").is_file()
     stamp = (store / "manifest.json").stat().st_mtime_ns
-    p = _run(tmp_path, *args, run="run2")  # (a run dir holds one run)
+    p = train_cli(*args, run="run2")  # (a run dir holds one run)
     assert p.returncode == 0 and (store / "manifest.json").stat().st_mtime_ns == stamp
 
 
@@ -62,17 +56,18 @@ def test_default_synthetic_store_is_generated_once(tmp_path):
     ("model.optimizer=adamax", "model.optimizer must be one of"),
     ("data.store=/nonexistent/store", "store /nonexistent/store: does not exist"),
     ("+model.nonsense=1", "model: "),
+    ("model.lr=1e-3", "model.lr: Key 'lr' is not in struct; it moved to model.optimizer.lr"),
 ])
-def test_user_mistakes_give_one_line_and_exit_2(tiny_store, tmp_path, override, message):
+def test_user_mistakes_give_one_line_and_exit_2(tiny_store, tmp_path, override, message, train_cli):
     base = [] if override.startswith("data.store") else [f"data.store={tiny_store}"]
-    p = _run(tmp_path, *base, override, "trainer.fast_dev_run=true")
+    p = train_cli(*base, override, "trainer.fast_dev_run=true")
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and message in err[0], p.stderr[-2000:]
     assert "Traceback" not in p.stderr
 
 
-def test_unknown_group_option_is_hydras_message(tmp_path):
-    p = _run(tmp_path, "model=nope")
+def test_unknown_group_option_is_hydras_message(tmp_path, train_cli):
+    p = train_cli("model=nope")
     assert p.returncode != 0
     assert "Could not find 'model/nope'" in p.stderr and "Traceback" not in p.stderr

@@ -23,7 +23,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from conftest import CONF, ROOT, compose_cfg, run_cli
+from conftest import ROOT, compose_cfg, run_cli
 from hydra_plugins.jsmp_optuna_sweeper.space import parse_params
 from hydra_plugins.jsmp_optuna_sweeper.sweeper import OptunaSweeper, _counted
 
@@ -72,18 +72,17 @@ def test_mlp_space_is_the_seeds():
     searched, _ = parse_params([f"{k}={v}" for k, v in sweeper.params.items()])
     assert searched["model.hidden.0"] == IntDistribution(100, 200)
     assert searched["model.hidden.1"] == IntDistribution(10, 200)
-    assert searched["model.optimizer"] == CategoricalDistribution(["adam", "rmsprop", "sgd"])
-    assert searched["model.lr"] == FloatDistribution(1e-5, 1e-1, log=True)
+    assert searched["model/optimizer"] == CategoricalDistribution(["adam", "rmsprop", "sgd"])
+    assert searched["model.optimizer.lr"] == FloatDistribution(1e-5, 1e-1, log=True)
     assert isinstance(searched["trainer.max_epochs"], IntDistribution)
     assert str(cfg.hydra.mode).endswith("MULTIRUN")  # `train.py hparams_search=mlp` sweeps without -m
     assert cfg.hydra.sweep.dir.endswith("/train/sweeps/mlp")  # no timestamp: rerunning resumes
 
 
-@pytest.mark.skipif(not (CONF / "model" / "lstm.yaml").is_file(), reason="model=lstm not built yet")
 def test_lstm_space_composes():
     cfg = compose_cfg(["hparams_search=lstm"])
     searched, _ = parse_params([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
-    assert {"model.hidden", "model.layers", "data.window.length", "model.lr", "model.dropout"} <= set(searched)
+    assert {"model.hidden", "model.layers", "data.window.length", "model.optimizer.lr", "model.dropout"} <= set(searched)
     assert all(OmegaConf.select(cfg, key) is not None for key in searched)  # keys the configs have
 
 
@@ -97,7 +96,7 @@ def test_tune_end_to_end_writes_best_and_replays(tiny_store, tmp_path):
     sweep = tmp_path / "sweep"
     written = yaml.safe_load((sweep / "best.yaml").read_text())
     assert written["trial"] == best.number and written["value"] == best.value
-    assert set(written["params"]) == {"model.hidden.0", "model.hidden.1", "model.optimizer", "model.lr"}
+    assert set(written["params"]) == {"model.hidden.0", "model.hidden.1", "model/optimizer", "model.optimizer.lr"}
     assert (sweep / "optimization_history.png").stat().st_size > 0
     assert (sweep / "param_importances.png").stat().st_size > 0
     # each epoch reported the objective so far to the trial (pruning's input): the best epoch's
@@ -111,18 +110,18 @@ def test_tune_end_to_end_writes_best_and_replays(tiny_store, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     cfg = yaml.safe_load((tmp_path / "replay" / "config.yaml").read_text())
     assert cfg["model"]["hidden"] == [written["params"]["model.hidden.0"], written["params"]["model.hidden.1"]]
-    assert cfg["model"]["lr"] == written["params"]["model.lr"]
+    assert cfg["model"]["optimizer"]["lr"] == written["params"]["model.optimizer.lr"]
 
 
 def test_failing_trials_are_recorded_and_the_sweep_goes_on(tiny_store, tmp_path):
     # a grid over lr: the negative one raises a UserError in its job
-    grid = ["hydra/sweeper/sampler=grid", "model.hidden.0=110", "model.hidden.1=20", "model.optimizer=adam",
-            "model.lr=choice(0.001, -1.0, 0.002)", "hydra.sweeper.max_failure_rate=0.5"]
+    grid = ["hydra/sweeper/sampler=grid", "model.hidden.0=110", "model.hidden.1=20", "model/optimizer=adam",
+            "model.optimizer.lr=choice(0.001, -1.0, 0.002)", "hydra.sweeper.max_failure_rate=0.5"]
     p = tune(tiny_store, tmp_path, 3, *grid)
     assert p.returncode == 0, p.stderr[-3000:]
-    by_lr = {t.params["model.lr"]: t.state for t in trials(tmp_path)}
+    by_lr = {t.params["model.optimizer.lr"]: t.state for t in trials(tmp_path)}
     assert by_lr == {0.001: TrialState.COMPLETE, -1.0: TrialState.FAIL, 0.002: TrialState.COMPLETE}
-    assert "model.lr must be > 0" in p.stdout + p.stderr
+    assert "model.optimizer.lr must be > 0" in p.stdout + p.stderr
 
     # with no failures allowed, the same sweep in a new study stops with a one-line error
     p = tune(tiny_store, tmp_path, 3, *grid, "hydra.sweeper.max_failure_rate=0", "hydra.sweeper.study_name=strict")
@@ -251,13 +250,13 @@ def one_error_line(p) -> str:
     ("hydra.sweeper.storage=mysql://u@h/db", ("error: hydra.sweeper.storage=mysql://u@h/db: the mysql driver is not "
      "installed (No module named 'MySQLdb'); install the Python driver SQLAlchemy uses for mysql")),
     ("hydra.sweeper.storage=foo://h/db", "error: hydra.sweeper.storage=foo://h/db: unknown database kind 'foo'"),
-    ("model.lr=tag(log, interval(0, 1))", ("error: model.lr=tag(log, interval(0, 1)): a log scale (tag(log, ...)) "
+    ("model.optimizer.lr=tag(log, interval(0, 1))", ("error: model.optimizer.lr=tag(log, interval(0, 1)): a log scale (tag(log, ...)) "
      "needs a low bound > 0, got (low=0.0, high=1.0)")),
-    ("model.lr='interval(1)'", ("error: model.lr='interval(1)': a quoted string, not a search space; write it "
-     "without the quotes, e.g. model.lr=interval(LOW, HIGH)")),
-    ("model.lr=interval(1)", ("error: model.lr=interval(1): TypeError while evaluating 'interval(1)': missing a "
+    ("model.optimizer.lr='interval(1)'", ("error: model.optimizer.lr='interval(1)': a quoted string, not a search space; write it "
+     "without the quotes, e.g. model.optimizer.lr=interval(LOW, HIGH)")),
+    ("model.optimizer.lr=interval(1)", ("error: model.optimizer.lr=interval(1): TypeError while evaluating 'interval(1)': missing a "
      "required argument: 'end' (expected e.g. interval(LOW, HIGH)")),
-    ("model.lr=range(5, 1)", "error: model.lr=range(5, 1): range(5, 1, 1) is empty"),
+    ("model.optimizer.lr=range(5, 1)", "error: model.optimizer.lr=range(5, 1): range(5, 1, 1) is empty"),
     ("hydra.sweeper.storage=sqlite:///x.db?password=SECRETPW", ("error: hydra.sweeper.storage=sqlite:///x.db?password=*** "
      "mismatched input '=' expecting <EOF> (quote a value holding = ? & or spaces for Hydra")),
     ("hydra.sweeper.max_failure_rate=2", "error: hydra.sweeper.max_failure_rate=2.0: expected a number in [0, 1]"),
@@ -269,16 +268,16 @@ def test_user_mistakes_are_one_line_before_anything_runs(arg, expected, tiny_sto
 
 
 @pytest.mark.parametrize("value,expected", [
-    ("tag(log, interval(0, 1))", "error: hydra.sweeper.params.model.lr=tag(log, interval(0, 1)): a log scale"),
-    ('"\'interval(1e-4, 1e-2)\'"', ("error: hydra.sweeper.params.model.lr='interval(1e-4, 1e-2)': a quoted string, "
-     "not a search space; write it without the quotes, e.g. model.lr=interval(1e-4, 1e-2)")),
-    ("interval(1)", "error: hydra.sweeper.params.model.lr=interval(1): TypeError while evaluating 'interval(1)'"),
+    ("tag(log, interval(0, 1))", "error: hydra.sweeper.params.model.optimizer.lr=tag(log, interval(0, 1)): a log scale"),
+    ('"\'interval(1e-4, 1e-2)\'"', ("error: hydra.sweeper.params.model.optimizer.lr='interval(1e-4, 1e-2)': a quoted string, "
+     "not a search space; write it without the quotes, e.g. model.optimizer.lr=interval(1e-4, 1e-2)")),
+    ("interval(1)", "error: hydra.sweeper.params.model.optimizer.lr=interval(1): TypeError while evaluating 'interval(1)'"),
 ])
 def test_a_bad_search_space_in_yaml_is_one_line(value, expected, tiny_store, tmp_path):
     conf = tmp_path / "myconf" / "hparams_search"
     conf.mkdir(parents=True)
     (conf / "bad.yaml").write_text(f"# @package _global_\ndefaults:\n  - mlp\nhydra:\n  sweeper:\n    params:\n"
-                                   f"      model.lr: {value}\n")
+                                   f"      model.optimizer.lr: {value}\n")
     p = run_cli(["tune.py", "--config-dir", str(tmp_path / "myconf"), "hparams_search=bad",
                  *tune_args(tiny_store, tmp_path, 2)[1:]], env={"JSMP_ROOT": str(tmp_path)})
     assert one_error_line(p).startswith(expected)

@@ -1,0 +1,138 @@
+"""The value checks of the reader: a pyarrow batch -> x (n, F) float32 (NaN = missing) and its side
+columns, every value checked against the schema rules (docs/ingest.md), order kept across batches."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from jsmp.data import schema
+from jsmp.data.schema import Layout
+from jsmp.errors import UserError
+
+
+@functools.lru_cache
+def _dtype(t: pa.DataType) -> np.dtype:
+    kind = "float" if pa.types.is_floating(t) else "uint" if pa.types.is_unsigned_integer(t) else "int"
+    return np.dtype(f"{kind}{t.bit_width}")
+
+
+def _numpy(col: pa.Array) -> np.ndarray:
+    """Zero-copy view of a numeric column's values (pyarrow's to_numpy would import pandas: +100 MB RSS)."""
+    dtype = _dtype(col.type)
+    return np.frombuffer(col.buffers()[1], dtype=dtype, count=len(col), offset=col.offset * dtype.itemsize)
+
+
+def _nulls(col: pa.Array) -> np.ndarray:
+    """(n,) bool: where `col` is null (an empty field, NaN, NA, ...), from its validity bitmap."""
+    bits = np.frombuffer(col.buffers()[0], dtype=np.uint8)
+    return ~np.unpackbits(bits, bitorder="little")[col.offset : col.offset + len(col)].astype(bool)
+
+
+@dataclass
+class Checker:
+    """Per-batch value checks across batch boundaries (it keeps the last date and ts_id seen);
+    raises UserError at the first bad value, after which its state is partly updated: to check
+    rows tentatively, check them with a copy (dataclasses.replace).
+
+    `nan_values`: a float NaN (not a null) is NaN in features (Parquet); else it is an error (CSV,
+    where every NaN spelling pandas reads is a null, and pyarrow reads only others such as `nan(1)`
+    as NaN). In the other columns a null or NaN is always an error.
+    """
+
+    last_date: int | None = None
+    last_ts: int | None = None
+    nan_values: bool = False
+
+    def __call__(self, batch: pa.RecordBatch, layout: Layout, where) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Arrays of a batch: x (n, F) float32 row-major (NaN where missing) and the side columns (n,):
+        date and ts_id int64, others float32, ts_id numbered on from the last one when the layout has
+        none. `where(i, column)` names row i in messages."""
+        n = batch.num_rows
+        side = {c: self._side(batch.column(c), c, where) for c in layout.side}
+        x = np.empty((n, len(layout.features)), dtype=np.float32)
+        cols = [batch.column(c) for c in layout.features]
+        with np.errstate(over="ignore"):  # beyond float32 range: Inf, an error below
+            for j, col in enumerate(cols):
+                x[:, j] = _numpy(col)
+        if not np.isfinite(x).all():  # null slots hold 0 as pyarrow writes them; any others are checked one by one
+            self._features(x, cols, layout.features, where)
+        for j, col in enumerate(cols):
+            if col.null_count:
+                x[_nulls(col), j] = np.nan
+        self._order(side, n, where)
+        return x, side
+
+    def _features(self, x: np.ndarray, cols: list[pa.Array], names: list[str], where) -> None:
+        """Raise at the first (row, then column) ±Inf, or NaN unless `nan_values`, that is no null."""
+        first = (len(x), 0)
+        for j, col in enumerate(cols):
+            bad = ~np.isfinite(x[:, j])
+            if col.null_count:
+                bad &= ~_nulls(col)
+            if self.nan_values:
+                bad &= ~np.isnan(x[:, j])
+            if bad.any():
+                first = min(first, (int(np.argmax(bad)), j))
+        i, j = first
+        if i == len(x):
+            return
+        if np.isnan(x[i, j]):
+            raise UserError(f"{where(i, names[j])}: got a NaN that pandas does not read (such as nan(1)); expected a number, or NaN or an empty field for NaN")
+        raise UserError(f"{where(i, names[j])}: got {x[i, j]!s} (±Inf, or beyond float32 range); expected a finite number or an empty field for NaN")
+
+    @staticmethod
+    def _side(col: pa.Array, c: str, where) -> np.ndarray:
+        """Column `c`'s values, every one present, finite and in range: int64 for INT_COLUMNS, else float32."""
+        if col.null_count:
+            i = int(np.flatnonzero(_nulls(col))[0])
+            raise UserError(f"{where(i, c)}: missing value (an empty field, NaN, NA, null, ...); expected a number in every row of {c!r}: only feature_* columns may hold NaN")
+        v = _numpy(col)
+        if c in schema.INT_RANGES:
+            lo, hi = schema.INT_RANGES[c]
+            if v.dtype.kind == "f":
+                bad = ~((v >= lo) & (v < hi + 1) & (v == np.floor(v)))  # NaN fails every comparison
+            elif np.iinfo(v.dtype).min < lo or np.iinfo(v.dtype).max > hi:
+                bad = (v < lo) | (v > hi)
+            else:
+                return v.astype(np.int64)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise UserError(f"{where(i, c)}: got {v[i]}; expected an integer from {lo} to {hi}")
+            return v.astype(np.int64)
+        with np.errstate(over="ignore"):
+            v = v.astype(np.float32)
+        bad = ~np.isfinite(v) | (v < 0) if c == "weight" else ~np.isfinite(v)
+        if bad.any():
+            i = int(np.argmax(bad))
+            if np.isnan(v[i]):
+                raise UserError(f"{where(i, c)}: got NaN; expected a number in every row of {c!r}: only feature_* columns may hold NaN")
+            if np.isinf(v[i]):
+                raise UserError(f"{where(i, c)}: got {v[i]!s} (±Inf, or beyond float32 range); expected a finite number")
+            raise UserError(f"{where(i, c)}: got {v[i]!s}; expected weight >= 0 (a negative weight flips the sign of the row's utility)")
+        return v
+
+    def _order(self, side: dict[str, np.ndarray], n: int, where) -> None:
+        date = side["date"]
+        prev = np.r_[self.last_date if self.last_date is not None else date[0], date[:-1]]
+        bad = np.flatnonzero(date < prev)
+        if len(bad):
+            i = int(bad[0])
+            raise UserError(f"{where(i, 'date')}: date {date[i]} after date {prev[i]}; expected non-decreasing dates (rows in ts_id order)")
+        self.last_date = int(date[-1])
+        if "ts_id" in side:
+            ts = side["ts_id"]
+            prev = np.r_[self.last_ts if self.last_ts is not None else ts[0] - 1, ts[:-1]]
+            bad = np.flatnonzero(ts <= prev)
+            if len(bad):
+                i = int(bad[0])
+                what = "repeats" if ts[i] == prev[i] else f"is below the previous {prev[i]}"
+                raise UserError(f"{where(i, 'ts_id')}: ts_id {ts[i]} {what}; expected strictly increasing ts_id")
+            self.last_ts = int(ts[-1])
+        else:
+            start = 0 if self.last_ts is None else self.last_ts + 1
+            side["ts_id"] = np.arange(start, start + n, dtype=np.int64)
+            self.last_ts = start + n - 1

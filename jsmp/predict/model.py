@@ -1,0 +1,88 @@
+"""A training run's model for inference: its checkpoint (find_checkpoint) loaded weights-only into the
+class config.yaml names (load_model), from the hyper-parameters that class accepts (docs/inference.md)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import torch
+from hydra.utils import get_class
+
+from jsmp.errors import UserError
+from jsmp.models.base import TradeModule
+
+log = logging.getLogger(__name__)
+
+
+def find_checkpoint(run: str | os.PathLike) -> tuple[Path, Path]:
+    """(run dir, checkpoint) for a run dir (its best checkpoint, else last.ckpt) or a checkpoint file."""
+    run = Path(run)
+    if run.is_file():
+        return (run.parent.parent if run.parent.name == "checkpoints" else run.parent), run
+    if not run.is_dir():
+        raise UserError(f"{run}: no such run dir or checkpoint file")
+    found = sorted((run / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime) or \
+        [p for p in [run / "checkpoints" / "last.ckpt"] if p.is_file()]
+    if not found:
+        raise UserError(f"{run}: no checkpoint in this run dir (expected checkpoints/best-*.ckpt or checkpoints/last.ckpt; "
+                        f"train with the model_checkpoint callback, or pass a .ckpt file)")
+    return run, found[-1]
+
+
+def model_kwargs(cls: type, hparams: dict) -> dict:
+    """The hyper-parameters `cls(...)` accepts: those its __init__ names, and where that takes
+    **kwargs (handed on to the base class, the models' convention) those of the bases up to one
+    without **kwargs; all of them when every __init__ up to TradeModule takes **kwargs.
+
+    So a checkpoint from before or after a constructor change (e.g. `lr, weight_decay` that
+    moved into the optimizer's config) builds the model of today."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return {k: v for k, v in hparams.items() if k in names and k != "self"}
+        if klass is TradeModule:
+            break
+    return dict(hparams)
+
+
+def load_model(ckpt: Path, target: str) -> TradeModule:
+    """The model class `target` with the checkpoint's hyper-parameters and weights, in eval mode.
+
+    torch.load(weights_only=True) only rebuilds tensors and plain containers: a checkpoint
+    that holds any other object is refused instead of running its unpickling code."""
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise UserError(f"{ckpt}: refused: it holds objects other than weights and plain values, which could run "
+                        f"arbitrary code when loaded ({str(e).splitlines()[0][:200]})") from None
+    except (RuntimeError, OSError, EOFError) as e:
+        raise UserError(f"{ckpt}: not a readable checkpoint ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(state, dict) or not {"state_dict", "hyper_parameters"} <= set(state):
+        raise UserError(f"{ckpt}: expected a Lightning checkpoint with state_dict and hyper_parameters")
+    try:
+        cls = get_class(target)
+    except Exception as e:  # hydra raises ImportError/ValueError variants
+        raise UserError(f"config.yaml model._target_: cannot import {target!r} ({e})") from None
+    if not (isinstance(cls, type) and issubclass(cls, TradeModule)):
+        raise UserError(f"config.yaml model._target_: {target!r} is not a jsmp model (TradeModule)")
+    # built for inference, without an optimizer (TradeModule): checkpoints from before it became a
+    # config node hold its name, lr, ... among the hyper-parameters
+    hparams = {k: v for k, v in state["hyper_parameters"].items() if k != "optimizer"}
+    kwargs = model_kwargs(cls, hparams)
+    if dropped := sorted(set(state["hyper_parameters"]) - set(kwargs)):
+        log.info("%s: hyper-parameters %s are not arguments of %s; left out", ckpt, ", ".join(dropped), target)
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as e:
+        raise UserError(f"{ckpt}: its hyper_parameters do not build {target} ({e}); expected a checkpoint of that model") from None
+    model = cls(**kwargs)
+    model.load_state_dict(state["state_dict"])
+    return model.eval()

@@ -1,0 +1,203 @@
+"""The Predictor: a run's model serving rows in the example_test.csv layout, one at a time (as the
+competition's scoring API hands them over) or all at once, with identical actions (docs/inference.md).
+
+From Python, e.g. in a notebook loop over the Kaggle API's `iter_test()`::
+
+    predictor = Predictor("logs/train/runs/2021-02-22_10-00-00")
+    for test_df, sample_prediction_df in env.iter_test():
+        sample_prediction_df.action = predictor.predict_row(test_df)
+        env.predict(sample_prediction_df)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import pyarrow as pa
+import torch
+from omegaconf import OmegaConf
+
+from jsmp.batches.inputs import PREPROCESS, InputSpec, OnlineFill, fill_rows
+from jsmp.batches.windows import gather_windows
+from jsmp.data.reader import INT_COLUMNS, Checker, Layout
+from jsmp.errors import UserError
+from jsmp.predict.model import find_checkpoint, load_model
+
+# target rows per forward pass in batch mode (cache-sized: bigger passes are slower on CPU)
+BATCH_ROWS, WINDOW_BATCH_ROWS = 1024, 256
+# the non-feature columns of a test row, checked as the reader checks them (date and ts_id also for order)
+SIDE = ["date", "weight", "ts_id"]
+
+
+def missing_columns(have, features: list[str], where: str) -> None:
+    """Raise when `have` (column names) lacks `date`, `weight`, `ts_id` or a feature the model was trained on."""
+    have = set(have)
+    missing = [c for c in [*SIDE, *features] if c not in have]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
+        raise UserError(f"{where}: missing column(s) the model needs (it was trained on {len(features)} features): {shown}")
+
+
+class Predictor:
+    """Actions for rows in the example_test.csv layout, one at a time (`predict_row`) or all
+    at once (`predict_batch`); both give identical actions.
+
+    State carried between rows: the day (a new `date` starts a day), the forward-fill's last
+    values, for sequence models the last W filled rows, and `predict_row`'s last date and
+    ts_id (for its order checks). `reset()` forgets it all.
+    `columns` is the layout `predict_row` expects of an array: date, weight, features, ts_id.
+    threads: sets torch's (process-wide) thread count. One is fastest for one row, and on a
+    busy machine for batches too (an LSTM can run 10x slower on two). None leaves it as it is.
+    """
+
+    def __init__(self, run: str | os.PathLike, threads: int | None = 1):
+        if threads:
+            torch.set_num_threads(threads)
+        self.run_dir, self.checkpoint = find_checkpoint(run)
+        cfg_path = self.run_dir / "config.yaml"
+        if not cfg_path.is_file():
+            raise UserError(f"{cfg_path}: not found; expected the run dir that train.py wrote around the checkpoint")
+        self.prep = InputSpec.load(self.run_dir / PREPROCESS)
+        self.model = load_model(self.checkpoint, OmegaConf.load(cfg_path).model._target_)
+        self.features = self.prep.features
+        self.columns = ["date", "weight", *self.features, "ts_id"]
+        self.window = self.prep.window_spec
+        if self.window is not None and not getattr(self.model, "sequence", False):
+            raise UserError(f"{self.run_dir}: {PREPROCESS} has a window but {type(self.model).__name__} is not a sequence model")
+        F, W = len(self.features), self.window.length if self.window is not None else 1
+        self.fill = OnlineFill(self.prep)
+        # preallocated buffers: the current row; for windows a ring of the last W rows, written
+        # twice (at i and i + W) so the window is always the contiguous slice ring[i + 1 : i + 1 + W]
+        self.row = np.empty(F, dtype=np.float32)
+        self.ring = np.zeros((2 * W, F), dtype=np.float32)
+        self.win = np.zeros((W, F), dtype=np.float32)
+        self.mask = torch.ones(1, W, dtype=torch.bool)
+        if self.window is None:
+            self.inputs = {"x": torch.from_numpy(self.row)[None]}
+        else:
+            self.inputs = {"x": torch.from_numpy(self.win)[None], "mask": self.mask}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every row seen (the next row starts a day and an empty window)."""
+        self.day: float | None = None
+        self.seen = 0  # rows written to the ring
+        self.filled = 0  # rows of the current window that are real (<= W)
+        self.fill.reset()
+        self.checker = Checker()  # predict_row's order checks
+        self.rows = 0  # rows predict_row accepted
+
+    # -- one row
+    def predict_row(self, row) -> int:
+        """The action (0/1) for one row: a dict or pandas Series/1-row DataFrame with (at
+        least: other keys are ignored) the `columns` names, or an array in `columns` order.
+        NaN (or None) marks a missing feature value.
+
+        The row is checked as the reader checks a file's rows (its `Checker`, same
+        messages): date, weight and ts_id present and finite, date and ts_id integers, no
+        ±Inf feature, date not below and ts_id above the previous row's (since `reset()`).
+        A bad row raises UserError naming it (`row N`, counted from `reset()`) and changes no state.
+        """
+        values = self._values(row)
+        with np.errstate(over="ignore"):  # beyond float32 range -> inf, which the check reports
+            x = values[2:-1].astype(np.float32)
+        date = self._check(values, x)
+        self.rows += 1
+        return self.step(date, x)
+
+    def step(self, date: float, x: np.ndarray) -> int:
+        """The action for one row given its date and raw features x (F,) (NaNs allowed),
+        unchecked: for rows the reader (or `predict_row`) has checked."""
+        new_day = date != self.day
+        self.day = date
+        np.copyto(self.row, x)
+        self.fill(self.row, new_day)
+        if self.window is not None:
+            self._push(new_day)
+        with torch.inference_mode():
+            return int(self.model.predict_proba(self.inputs)[0] > 0.5)
+
+    def _push(self, new_day: bool) -> None:
+        """Append the filled row to the ring and lay out the window (left padding zeroed, masked)."""
+        W = self.window.length
+        if new_day and not self.window.cross_days:
+            self.filled = 0
+        i = self.seen % W
+        self.ring[i] = self.ring[i + W] = self.row
+        self.seen += 1
+        self.filled = min(self.filled + 1, W)
+        self.win[:] = self.ring[i + 1 : i + 1 + W]
+        pad = W - self.filled
+        if pad:
+            self.win[:pad] = 0.0
+        self.mask[0, :pad] = False
+        self.mask[0, pad:] = True
+
+    def _values(self, row) -> np.ndarray:
+        """The row's values in `columns` order, float64 (NaN for None)."""
+        if isinstance(row, Mapping):
+            try:
+                values = [row[c] for c in self.columns]
+            except KeyError:
+                missing_columns(row.keys(), self.features, "row")
+                raise
+        elif hasattr(row, "columns"):  # a 1-row pandas DataFrame, as the Kaggle API hands over
+            missing_columns(row.columns, self.features, "row")
+            if len(row) != 1:
+                raise UserError(f"row: expected a 1-row DataFrame, got {len(row)} rows")
+            values = row[self.columns].to_numpy()[0]
+        elif hasattr(row, "index") and hasattr(row, "to_numpy"):  # a pandas Series
+            missing_columns(row.index, self.features, "row")
+            values = row[self.columns].to_numpy()
+        else:
+            values = row
+        try:
+            a = np.asarray(values, dtype=np.float64)
+        except (ValueError, TypeError):
+            for c, v in zip(self.columns, values):
+                try:
+                    np.asarray(v, dtype=np.float64).item()
+                except (ValueError, TypeError):
+                    want = "an integer" if c in INT_COLUMNS else "a number"
+                    raise UserError(f"row {self.rows + 1}, column {c!r}: got {v!r}, expected {want}") from None
+            a = np.empty(0)  # no single bad value: report the shape below
+        if a.shape != (len(self.columns),):
+            raise UserError(f"row: expected {len(self.columns)} values (date, weight, {len(self.features)} features, ts_id), "
+                            f"got shape {a.shape}")
+        return a
+
+    def _check(self, values: np.ndarray, x: np.ndarray) -> int:
+        """The row's date, once the reader's Checker passed its date, weight, ts_id and any ±Inf
+        feature (the only feature values it refuses) as a 1-row batch; a NaN (or None) there
+        is a missing value, as an empty field is in a file."""
+        bad = [int(j) for j in np.flatnonzero(np.isinf(x))]
+        names = [*SIDE, *(self.features[j] for j in bad)]
+        column = pa.array(np.r_[values[[0, 1, -1]], x[bad]], pa.float64(), from_pandas=True)
+        batch = pa.RecordBatch.from_arrays([column.slice(k, 1) for k in range(len(names))], names=names)
+        checker = dataclasses.replace(self.checker)  # kept only when the row passes
+        _, side = checker(batch, Layout(names, names[len(SIDE):], SIDE, []), lambda i, c: f"row {self.rows + 1}, column {c!r}")
+        self.checker = checker
+        return int(side["date"][0])
+
+    # -- all rows at once
+    def predict_batch(self, date: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Actions (n,) int8 for consecutive rows: date (n,), raw features x (n, F) (filled in place)."""
+        date = np.asarray(date)
+        starts = np.flatnonzero(np.r_[True, date[1:] != date[:-1]])
+        filled = fill_rows(x, starts, self.prep)
+        out = np.empty(len(filled), dtype=np.int8)
+        step = BATCH_ROWS if self.window is None else WINDOW_BATCH_ROWS
+        with torch.inference_mode():
+            for a in range(0, len(filled), step):
+                rows = np.arange(a, min(a + step, len(filled)))
+                if self.window is None:
+                    batch = {"x": torch.from_numpy(filled[rows])}
+                else:
+                    day_start = starts[np.searchsorted(starts, rows, side="right") - 1]
+                    xw, mask = gather_windows(filled.__getitem__, rows, self.window, day_start)
+                    batch = {"x": torch.from_numpy(xw), "mask": torch.from_numpy(mask)}
+                out[rows] = (self.model.predict_proba(batch) > 0.5).numpy()
+        return out
