@@ -9,8 +9,12 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 BENCH  ?= --help
 STAMP  := $(VENV)/.installed
+# pytest-xdist workers for `make test` (on 2 cores 2 workers cut the suite from 18.6 to 10.1 min, 2026-11-28)
+TEST_JOBS ?= 2
 STUDY  ?= mlp
-STORAGE ?= sqlite:///logs/train/sweeps/$(STUDY)/optuna.db
+# logs/ (runs, sweeps) live under $JSMP_ROOT when it is set, as for train.py and jsmp (docs/install.md)
+LOGS   := $(or $(JSMP_ROOT),.)/logs
+STORAGE ?= sqlite:///$(LOGS)/train/sweeps/$(STUDY)/optuna.db
 
 .PHONY: install train tune test test-slow lint postgres-server bench tensorboard dashboard clean
 
@@ -20,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,postgres]"   # postgres: psycopg 3, for postgresql:// sweep storages
+	$(BIN)/python -m pip install -q -e ".[dev,postgres,mlflow,launchers]"   # the optional extras too: their tests run
 	touch $(STAMP)
 
 # PostgreSQL's server binaries (initdb, pg_ctl), which tests/sweeper/test_postgres.py starts a server with;
@@ -37,8 +41,8 @@ train: $(STAMP)       ## train the default MLP on the built-in synthetic data (m
 tune: $(STAMP)        ## hyper-parameter search (make tune ARGS="model=mlp hydra.sweeper.n_trials=100")
 	$(BIN)/python tune.py $(ARGS)
 
-test: $(STAMP)        ## the fast test suite (CI runs this)
-	$(BIN)/python -m pytest -q -m "not slow"
+test: $(STAMP)        ## the fast test suite (CI runs this), on TEST_JOBS pytest-xdist workers
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_JOBS)
 
 test-slow: $(STAMP) postgres-server ## tests that take minutes (PostgreSQL sweeps included)
 	$(BIN)/python -m pytest -q -m slow
@@ -49,10 +53,10 @@ lint: $(STAMP)        ## ruff (rules in pyproject.toml)
 bench: $(STAMP)       ## benchmarks: make bench BENCH=ingest
 	$(BIN)/python -m jsmp.bench $(BENCH)
 
-tensorboard: $(STAMP) ## TensorBoard over every run in logs/
-	$(BIN)/tensorboard --logdir logs
+tensorboard: $(STAMP) ## TensorBoard over every run in logs/ ($JSMP_ROOT/logs when set)
+	$(BIN)/tensorboard --logdir $(LOGS)
 
-dashboard: $(STAMP)   ## optuna-dashboard on a sweep's study (make dashboard STUDY=lstm, or STORAGE=postgresql://...)
+dashboard: $(STAMP)   ## optuna-dashboard on a sweep's study under $JSMP_ROOT/logs or logs/ (make dashboard STUDY=lstm, or STORAGE=postgresql://...)
 	test -x $(BIN)/optuna-dashboard || $(BIN)/python -m pip install -q -e ".[dashboard]"
 	$(BIN)/optuna-dashboard $(STORAGE)
 

@@ -16,6 +16,9 @@ from conftest import ROOT
 from jsmp.allocator import ENV as ALLOCATOR_ENV
 
 PLUGIN = "hydra_plugins"
+# the command-line glue (jsmp train|tune, train.py, tune.py) checks overrides with the plugin's parser before
+# Hydra runs (one-line errors, a password in a bad override hidden): the one place jsmp names the plugin
+GLUE = "jsmp/run/cli.py"
 
 
 def imported_modules(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
@@ -48,7 +51,12 @@ def imports_of(package: str, forbidden: str, root: Path = ROOT) -> list[str]:
 
 @pytest.mark.parametrize("package, forbidden", [("jsmp", PLUGIN), (PLUGIN, "jsmp")])
 def test_jsmp_and_the_plugin_do_not_import_each_other(package, forbidden):
-    assert imports_of(package, forbidden) == []
+    found = imports_of(package, forbidden)
+    if package == "jsmp":  # the glue imports the plugin's override checks, inside its functions, and nothing else
+        glue = [f for f in found if f.startswith(GLUE + ":")]
+        assert glue and all(f.endswith((".space", ".errors")) for f in glue), glue
+        found = [f for f in found if f not in glue]
+    assert found == []
 
 
 def test_the_import_check_sees_every_kind_of_import(tmp_path):
@@ -69,6 +77,7 @@ def test_the_import_check_sees_every_kind_of_import(tmp_path):
 
 def test_importing_the_sweeper_leaves_jsmp_and_its_allocator_variable_out():
     code = ("import json, os, sys\nimport hydra_plugins.jsmp_optuna_sweeper.sweeper\n"
+            "import hydra_plugins.jsmp_optuna_sweeper._loop\n"
             f"print(json.dumps([sorted(m for m in sys.modules if m.split('.')[0] == 'jsmp'), "
             f"os.environ.get({ALLOCATOR_ENV!r})]))")
     env = {k: v for k, v in os.environ.items() if k != ALLOCATOR_ENV}

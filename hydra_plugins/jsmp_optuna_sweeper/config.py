@@ -1,9 +1,11 @@
-"""Structured config of the sweeper, registered as `hydra/sweeper: jsmp_optuna`, with
-`hydra/sweeper/sampler` (tpe, random, cmaes, qmc, nsgaii, grid) and `hydra/sweeper/pruner`
-(median, percentile, successive_halving, hyperband) options.
+"""Structured config of the sweeper, registered as `hydra/sweeper: jsmp_optuna` and, under the
+official hydra-optuna-sweeper's name, `hydra/sweeper: optuna`, with `hydra/sweeper/sampler`
+(the official plugin's tpe, random, cmaes, nsgaii, motpe, grid, gp, qmc) and
+`hydra/sweeper/pruner` (median, percentile, successive_halving, hyperband) options.
 
-Keys shared with the official hydra-optuna-sweeper keep their meaning, so an existing
-`hparams_search` YAML works after changing its `override /hydra/sweeper:` line.
+Keys shared with the official plugin keep their meaning, so a search file written for it (e.g.
+lightning-hydra-template's) runs unchanged; what differs is in docs/sweeps.md. This module is
+imported by Hydra's plugin scan on every run: it imports no Optuna.
 """
 
 # (no `from __future__ import annotations`: Hydra's plugin scan executes this module outside
@@ -21,6 +23,9 @@ SAMPLERS = {
     "cmaes": {"_target_": "optuna.samplers.CmaEsSampler", "seed": None, "n_startup_trials": 1},
     "qmc": {"_target_": "optuna.samplers.QMCSampler", "seed": None, "qmc_type": "sobol", "scramble": True},
     "nsgaii": {"_target_": "optuna.samplers.NSGAIISampler", "seed": None, "population_size": 50},
+    # Optuna 4 removed MOTPESampler (the official plugin now refuses `motpe`): TPESampler does multi-objective
+    "motpe": {"_target_": "optuna.samplers.TPESampler", "seed": None, "n_startup_trials": 10},
+    "gp": {"_target_": "optuna.samplers.GPSampler", "seed": None, "n_startup_trials": 10},
     # GridSampler needs the search space, which the sweeper passes when it builds the study
     "grid": {"_target_": "optuna.samplers.GridSampler", "_partial_": True, "seed": None},
 }
@@ -52,11 +57,13 @@ class OptunaSweeperConf:
     sampler: Any = MISSING
     # maximize | minimize, or a list of them for a multi-objective study
     direction: Any = "minimize"
-    # any Optuna RDB URL (sqlite:///..., postgresql://user@host/db); null: <sweep dir>/optuna.db.
+    # any Optuna RDB URL (sqlite:///..., postgresql://user@host/db); null: <sweep dir>/optuna.db, where
+    # a timestamped sweep dir (${now:...}) becomes a stable one: the timestamp replaced by the study name.
     # Never with a password (it is refused: Hydra writes this into every run dir); the password
     # goes in JSMP_STORAGE_PASSWORD or a file named by JSMP_STORAGE_PASSWORD_FILE (storage.py)
     storage: Any = None
-    # the study to create or continue; null: a new name per sweep dir ("<basename of sweep dir>")
+    # the study to create or continue; null: named after the search (_loop.default_study_name:
+    # `<hparams_search>-<model>[-<experiment>]`, else the script's name), so rerunning resumes
     study_name: Optional[str] = None
     # trials the study should have finished (complete, pruned or failed), counting earlier runs
     n_trials: int = 20
@@ -82,9 +89,14 @@ class OptunaSweeperConf:
     poll_interval: float = 2.0
 
 
+# the official plugin's `_target_` (hydra_plugins/hydra_optuna_sweeper), the same sweeper
+OFFICIAL_TARGET = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(group="hydra/sweeper", name="jsmp_optuna", node=OptunaSweeperConf, provider="jsmp")
+    cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf(_target_=OFFICIAL_TARGET), provider="jsmp")
     for name, node in SAMPLERS.items():
         cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="jsmp")
     for name, node in PRUNERS.items():

@@ -5,14 +5,18 @@
     tag(log, interval(a, b))    the same with log=True
     range(a, b, step)           IntDistribution(a, b - step, step)   (Float... if any is a float;
                                 b excluded, as in Python's range and Hydra's basic sweeper)
-    choice(x, y, ...)           CategoricalDistribution([x, y, ...])
+    choice(x, y, ...)           CategoricalDistribution([x, y, ...]); a list or dict choice
+                                ([64,32]) is stored as its text and reaches the job as a list/dict
     anything else               a fixed value passed to every trial
+
+train.py and tune.py import this module before Hydra starts, and Hydra's plugin scan imports it:
+Optuna is imported inside the functions that build distributions only.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import (
@@ -23,14 +27,11 @@ from hydra.core.override_parser.types import (
     Transformer,
 )
 from hydra.errors import HydraException
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 
 from .errors import SweepError
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/extended/"
 # a quoted string that reads like a sweep: the quotes make it a fixed value, surely a mistake
@@ -59,6 +60,8 @@ def _why(e: Exception) -> str:
 
 
 def _distribution(override: Override) -> BaseDistribution:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     value = override.value()
     key = override.get_key_element()
     if isinstance(value, ChoiceSweep) or (isinstance(value, RangeSweep) and value.shuffle):
@@ -131,31 +134,54 @@ def check_overrides(argv: list[str], sweeping: bool = True) -> None:
                 check_fixed(override)
 
 
-def parse_params(arguments: list[str], n_from_params: int = 0) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
-    """Override strings -> (searched: key -> distribution, fixed: key -> value as override text).
+class Space(NamedTuple):
+    """A search space: `searched` key -> distribution, `fixed` key -> value as override text, and
+    `literal` key -> the choices of `searched[key]` that are override text (a list or dict choice,
+    stored by Optuna as its text, e.g. "[64,32]"), passed to the job unquoted."""
+
+    searched: dict[str, BaseDistribution]
+    fixed: dict[str, str]
+    literal: dict[str, frozenset[str]]
+
+
+def parse_space(arguments: list[str], n_from_params: int = 0) -> Space:
+    """Override strings -> their Space.
 
     A fixed key also given as a sweep is fixed (later overrides, e.g. the command line, win).
     The first `n_from_params` come from `hydra.sweeper.params` (errors name them so); a string
     that does not parse, a sweep Optuna cannot sample, or a quoted sweep is a SweepError.
     """
-    searched: dict[str, BaseDistribution] = {}
-    fixed: dict[str, str] = {}
+    space = Space({}, {}, {})
     for i, text in enumerate(arguments):
         where = "hydra.sweeper.params." if i < n_from_params else ""
         override = parse_override(text, where)
         key = override.get_key_element()
+        space.literal.pop(key, None)
         if override.is_sweep_override():
-            searched[key] = to_distribution(override, where)
-            fixed.pop(key, None)
+            space.searched[key] = to_distribution(override, where)
+            space.fixed.pop(key, None)
+            if isinstance(override.value(), ChoiceSweep):
+                structured = [Transformer.str(c) for c in override.sweep_iterator() if isinstance(c, (list, dict))]
+                if structured:
+                    space.literal[key] = frozenset(structured)
         else:
             check_fixed(override, where)
-            fixed[key] = override.get_value_element_as_str()
-            searched.pop(key, None)
-    return searched, fixed
+            space.fixed[key] = override.get_value_element_as_str()
+            space.searched.pop(key, None)
+    return space
 
 
-def override_text(key: str, value: Any) -> str:
-    """`key=value` in Hydra's grammar for a sampled value (strings quoted when needed)."""
+def parse_params(arguments: list[str], n_from_params: int = 0) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """(searched, fixed) of `parse_space(arguments, n_from_params)`."""
+    space = parse_space(arguments, n_from_params)
+    return space.searched, space.fixed
+
+
+def override_text(key: str, value: Any, literal: frozenset[str] = frozenset()) -> str:
+    """`key=value` in Hydra's grammar for a sampled value: a value in `literal` (a list or dict
+    choice's text) as it is, other strings quoted when needed."""
+    if isinstance(value, str) and value in literal:
+        return f"{key}={value}"
     if isinstance(value, str):
         plain = value.replace("_", "").replace("-", "").replace(".", "").replace("/", "").isalnum()
         return f"{key}={value}" if plain else f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -13,6 +13,9 @@ The sweeper adds it to the URL in memory only, with SQLAlchemy's URL API (`open_
 a trial job, which opens the storage with Optuna alone (`for_jobs`), finds it in PGPASSWORD,
 which the sweeper sets in the environment its jobs inherit. A URL that carries a password
 (`user:PASSWORD@host`, or `?password=`) is refused by `check_url` before anything is written.
+
+Hydra's plugin scan imports this module on every run: SQLAlchemy and Optuna are imported in
+the functions that use them.
 """
 
 from __future__ import annotations
@@ -20,14 +23,13 @@ from __future__ import annotations
 import os
 import random
 import time
-from typing import Any
-
-import optuna
-from sqlalchemy import create_engine
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from typing import TYPE_CHECKING, Any
 
 from .errors import SweepError, redact
+
+if TYPE_CHECKING:
+    import optuna
+    from sqlalchemy.engine import URL
 
 KEY = "hydra.sweeper.storage"
 PASSWORD_ENV = "JSMP_STORAGE_PASSWORD"
@@ -51,6 +53,9 @@ def parse_url(url: Any) -> URL:
     if not isinstance(url, str) or not url.strip():
         raise StorageError(f"{KEY}={url!r}: expected a database URL, e.g. sqlite:///PATH/optuna.db or "
                            "postgresql://USER@HOST/DB")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url)
     except (ArgumentError, ValueError) as e:
@@ -100,6 +105,8 @@ def with_driver(u: URL) -> URL:
 
 def display(u: URL | str) -> str:
     """The URL as it may be printed and logged: any password as ***."""
+    from sqlalchemy.engine import make_url
+
     return (make_url(u) if isinstance(u, str) else u).render_as_string(hide_password=True)
 
 
@@ -114,6 +121,9 @@ def _engine_kwargs(u: URL) -> dict:
 
 
 def _engine(u: URL, **kwargs: Any):
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import NoSuchModuleError
+
     try:
         return create_engine(u, **kwargs)
     except NoSuchModuleError:
@@ -138,6 +148,9 @@ def open_storage(url: str, attempts: int = 5, **heartbeat: Any) -> optuna.storag
     StorageError. Workers started together may race to create the schema of a new database
     (one fails with "table ... already exists"); such a failure is retried after a short wait.
     """
+    import optuna
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
     given = check_url(url)
     u = with_password(with_driver(given))
     kwargs = _engine_kwargs(u)

@@ -27,6 +27,7 @@ from jsmp.store.store import Store
 
 log = logging.getLogger(__name__)
 EVAL_BATCH_BYTES = 1 << 28  # 256 MB: a windowed validation batch's inputs
+FEW_BATCHES = 4  # fewer training batches per epoch than this: warn (a few optimizer steps an epoch learn little)
 
 
 class RowBatches(Dataset):
@@ -79,6 +80,13 @@ class RowBatches(Dataset):
             cols["day"] = cols["day"].astype(np.int64)
         batch.update((k, torch.from_numpy(v)) for k, v in cols.items())
         return batch
+
+    __getitems__ = __getitem__  # DataLoader(batch_sampler=...): a batch's positions in one call
+
+
+def whole_batch(batch: dict) -> dict:
+    """The loaders' collate_fn: `__getitems__` returns the batch whole."""
+    return batch
 
 
 class WindowBatches(RowBatches):
@@ -155,6 +163,21 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
+        self.warn_few_batches()
+
+    def warn_few_batches(self) -> None:
+        """One warning line when the split leaves fewer than FEW_BATCHES training batches per epoch
+        (per process under DDP), naming the numbers and the settings that would give more."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        rows, size = len(self.train_set), self.loader.batch_size
+        n = -(-(rows // world) // size)
+        if n >= FEW_BATCHES:
+            return
+        r = self.rows
+        gap = ("data.cv.gap_days", r.cv.gap_days) if r.fold is not None else ("data.split.gap_days", r.split.gap_days)
+        log.warning("only %d training batch%s per epoch (%d rows on %d days, data.batch_size=%d%s): raise data.frac "
+                    "(now %g), lower %s (now %d) or lower data.batch_size", n, "" if n == 1 else "es", rows,
+                    len(self.split.train), size, f", {world} processes" if world > 1 else "", r.frac, *gap)
 
     def model_kwargs(self) -> dict:
         return {"n_features": self.n_features, "n_days": self.n_days, "n_targets": self.n_targets}
@@ -187,11 +210,15 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         trainer, cfg = self.trainer, self.loader
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         block = self.window.shuffle_block if self.window is not None else 1
-        sampler = BatchIndexSampler(len(dataset), batch_size, shuffle, seed=cfg.seed, rank=rank, world_size=world,
-                                    block=block)
+        # trainer.overfit_batches (debug=overfit): the same first batches every epoch (Lightning's meaning: no shuffle)
+        overfit = trainer is not None and trainer.overfit_batches > 0
+        sampler = BatchIndexSampler(len(dataset), batch_size, shuffle and not overfit, seed=cfg.seed, rank=rank,
+                                    world_size=world, block=block)
         # Pinned host memory lets Lightning copy batches to a CUDA device without blocking.
         on_cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
-        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=cfg.num_workers,
+        # our sampler is the batch sampler (a batch's positions reach dataset.__getitems__ in one call), so
+        # loader.sampler stays torch's SequentialSampler, which Lightning's overfit_batches leaves alone
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=whole_batch, num_workers=cfg.num_workers,
                           pin_memory=cfg.pin_memory or on_cuda, persistent_workers=cfg.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -52,7 +52,7 @@ def compare(data: JsmpDataModule, batches: int, repeat: int) -> tuple[float, flo
     drawn) before the clock starts, and its first batch is skipped.
     """
     loader = data.train_dataloader()
-    positions = list(itertools.islice(loader.sampler, 1, batches + 1))
+    positions = list(itertools.islice(loader.batch_sampler, 1, batches + 1))
     rows = [data.train_set.rows[p] for p in positions]
     if data.window is not None:
         rows = [window_index(r, data.window.length)[0].ravel() for r in rows]

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MinMetric
 
 from jsmp.errors import UserError
 from jsmp.files import atomic_path
@@ -36,13 +37,16 @@ def plot(t, x, y, pred, n_train: int):
 
 
 class SinCos(L.LightningModule):
-    """x (B, T, 1) -> (B, T, 1). Logs train/mse (first n_train steps) and test/mse (the rest);
-    at the end of fit saves `sincos.png` in the run dir and adds it to TensorBoard.
+    """x (B, T, 1) -> (B, T, 1). Logs train/mse (first n_train steps), test/mse (the rest) and
+    hp_metric (the lowest test/mse so far: the toy's monitor, conf/experiment/sincos.yaml); at the
+    end of fit saves `sincos.png` in the run dir and adds it to TensorBoard.
 
     It trains on jsmp.batches.sincos.SinCosDataModule only, which gives the model nothing: the
     JSMP data's `n_features, n_days, n_targets` are refused (use experiment=sincos).
     optimizer: `params -> torch.optim.Optimizer`, as for the trade models (docs/models.md).
     """
+
+    dashboard_metrics = ("test/mse", "train/mse")
 
     def __init__(self, hidden: int = 16, optimizer: Optimizer | None = None, **data):
         super().__init__()
@@ -54,6 +58,7 @@ class SinCos(L.LightningModule):
         self.optimizer = optimizer
         self.lstm = nn.LSTM(1, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
+        self.test_mse_best = MinMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.lstm(x)[0])
@@ -67,7 +72,14 @@ class SinCos(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.log("test/mse", self._mse(batch, slice(batch["n_train"], None)), prog_bar=True, batch_size=1)
+        mse = self._mse(batch, slice(batch["n_train"], None))
+        self.log("test/mse", mse, prog_bar=True, batch_size=1)
+        if not self.trainer.sanity_checking:
+            self.test_mse_best.update(mse)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.test_mse_best.update_count:
+            self.log("hp_metric", self.test_mse_best.compute())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return make_optimizer(self.optimizer, self.parameters())

@@ -1,5 +1,6 @@
 """A training run's model for inference: its checkpoint (find_checkpoint) loaded weights-only into the
-class config.yaml names (load_model), from the hyper-parameters that class accepts (docs/inference.md)."""
+class config.yaml names (load_model), from the hyper-parameters that class accepts; the runs a multirun
+or CV dir stands for (member_runs) (docs/inference.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import inspect
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -31,6 +33,18 @@ def find_checkpoint(run: str | os.PathLike) -> tuple[Path, Path]:
         raise UserError(f"{run}: no checkpoint in this run dir (expected checkpoints/best-*.ckpt or checkpoints/last.ckpt; "
                         f"train with the model_checkpoint callback, or pass a .ckpt file)")
     return run, found[-1]
+
+
+def member_runs(run: str | os.PathLike) -> list[Path]:
+    """The runs `run` stands for: itself when it is a checkpoint file or a run dir (with
+    checkpoints/ or config.yaml); for a multirun or CV dir (Hydra's `-m` dir with jobs 0/, 1/, ...,
+    or a `cv_objective` run's fold-0/, fold-1/, ...) the run dirs inside it, in numeric order."""
+    run = Path(run)
+    if run.is_dir() and not (run / "checkpoints").is_dir() and not (run / "config.yaml").is_file():
+        inside = [d for d in run.iterdir() if d.is_dir() and (d / "config.yaml").is_file()]
+        if inside:
+            return sorted(inside, key=lambda d: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", d.name)])
+    return [run]
 
 
 def model_kwargs(cls: type, hparams: dict) -> dict:

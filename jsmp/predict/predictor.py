@@ -1,9 +1,10 @@
-"""The Predictor: a run's model serving rows in the example_test.csv layout, one at a time (as the
-competition's scoring API hands them over) or all at once, with identical actions (docs/inference.md).
+"""The Predictor: a run's model, or an ensemble of several runs' models (averaged in probability),
+serving rows in the example_test.csv layout, one at a time (as the competition's scoring API hands
+them over) or all at once, with identical actions (docs/inference.md).
 
 From Python, e.g. in a notebook loop over the Kaggle API's `iter_test()`::
 
-    predictor = Predictor("logs/train/runs/2021-02-22_10-00-00")
+    predictor = Predictor("logs/train/runs/2021-02-22_10-00-00")   # or several runs, or a multirun dir
     for test_df, sample_prediction_df in env.iter_test():
         sample_prediction_df.action = predictor.predict_row(test_df)
         env.predict(sample_prediction_df)
@@ -12,8 +13,9 @@ From Python, e.g. in a notebook loop over the Kaggle API's `iter_test()`::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +26,7 @@ from jsmp.batches.inputs import PREPROCESS, InputSpec, OnlineFill, fill_rows
 from jsmp.batches.windows import gather_windows
 from jsmp.data.reader import INT_COLUMNS, Checker, Layout
 from jsmp.errors import UserError
-from jsmp.predict.model import find_checkpoint, load_model
+from jsmp.predict.model import find_checkpoint, load_model, member_runs
 
 # target rows per forward pass in batch mode (cache-sized: bigger passes are slower on CPU)
 BATCH_ROWS, WINDOW_BATCH_ROWS = 1024, 256
@@ -41,33 +43,30 @@ def missing_columns(have, features: list[str], where: str) -> None:
         raise UserError(f"{where}: missing column(s) the model needs (it was trained on {len(features)} features): {shown}")
 
 
-class Predictor:
-    """Actions for rows in the example_test.csv layout, one at a time (`predict_row`) or all
-    at once (`predict_batch`); both give identical actions.
+def mean_proba(probs: Sequence) -> np.ndarray:
+    """The members' trade probabilities averaged, in float32 and in member order: the same
+    arithmetic for one row's scalars as for a batch's (n,) arrays, so both give the same actions."""
+    return functools.reduce(np.add, probs) / np.float32(len(probs))
 
-    State carried between rows: the day (a new `date` starts a day), the forward-fill's last
-    values, for sequence models the last W filled rows, and `predict_row`'s last date and
-    ts_id (for its order checks). `reset()` forgets it all.
-    `columns` is the layout `predict_row` expects of an array: date, weight, features, ts_id.
-    threads: sets torch's (process-wide) thread count. One is fastest for one row, and on a
-    busy machine for batches too (an LSTM can run 10x slower on two). None leaves it as it is.
+
+class Member:
+    """One run's model with its inputs (preprocess.json) and its online state (NaN fill, window).
+
+    `cols`: where its features sit in the Predictor's `features` (None: all of them, in order).
     """
 
-    def __init__(self, run: str | os.PathLike, threads: int | None = 1):
-        if threads:
-            torch.set_num_threads(threads)
+    def __init__(self, run: str | os.PathLike):
         self.run_dir, self.checkpoint = find_checkpoint(run)
         cfg_path = self.run_dir / "config.yaml"
         if not cfg_path.is_file():
             raise UserError(f"{cfg_path}: not found; expected the run dir that train.py wrote around the checkpoint")
         self.prep = InputSpec.load(self.run_dir / PREPROCESS)
         self.model = load_model(self.checkpoint, OmegaConf.load(cfg_path).model._target_)
-        self.features = self.prep.features
-        self.columns = ["date", "weight", *self.features, "ts_id"]
         self.window = self.prep.window_spec
         if self.window is not None and not getattr(self.model, "sequence", False):
             raise UserError(f"{self.run_dir}: {PREPROCESS} has a window but {type(self.model).__name__} is not a sequence model")
-        F, W = len(self.features), self.window.length if self.window is not None else 1
+        F, W = len(self.prep.features), self.window.length if self.window is not None else 1
+        self.cols: np.ndarray | None = None
         self.fill = OnlineFill(self.prep)
         # preallocated buffers: the current row; for windows a ring of the last W rows, written
         # twice (at i and i + W) so the window is always the contiguous slice ring[i + 1 : i + 1 + W]
@@ -81,12 +80,121 @@ class Predictor:
             self.inputs = {"x": torch.from_numpy(self.win)[None], "mask": self.mask}
         self.reset()
 
+    def select(self, features: list[str]) -> None:
+        """Take this member's features from rows laid out as `features` (a superset)."""
+        cols = np.asarray([features.index(f) for f in self.prep.features])
+        self.cols = None if np.array_equal(cols, np.arange(len(features))) else cols
+
     def reset(self) -> None:
-        """Forget every row seen (the next row starts a day and an empty window)."""
-        self.day: float | None = None
         self.seen = 0  # rows written to the ring
         self.filled = 0  # rows of the current window that are real (<= W)
         self.fill.reset()
+
+    def proba_row(self, x: np.ndarray, new_day: bool) -> np.float32:
+        """The trade probability of one row of raw features x (NaNs allowed), in the Predictor's layout."""
+        np.copyto(self.row, x if self.cols is None else x[self.cols])
+        self.fill(self.row, new_day)
+        if self.window is not None:
+            self._push(new_day)
+        with torch.inference_mode():
+            return np.float32(self.model.predict_proba(self.inputs)[0].item())
+
+    def _push(self, new_day: bool) -> None:
+        """Append the filled row to the ring and lay out the window (left padding zeroed, masked)."""
+        W = self.window.length
+        if new_day and not self.window.cross_days:
+            self.filled = 0
+        i = self.seen % W
+        self.ring[i] = self.ring[i + W] = self.row
+        self.seen += 1
+        self.filled = min(self.filled + 1, W)
+        self.win[:] = self.ring[i + 1 : i + 1 + W]
+        pad = W - self.filled
+        if pad:
+            self.win[:pad] = 0.0
+        self.mask[0, :pad] = False
+        self.mask[0, pad:] = True
+
+    def proba_batch(self, starts: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """(n,) float32 trade probabilities of consecutive rows x (n, F) of this member's features
+        (filled in place), `starts` the rows where a day begins."""
+        filled = fill_rows(x, starts, self.prep)
+        out = np.empty(len(filled), dtype=np.float32)
+        step = BATCH_ROWS if self.window is None else WINDOW_BATCH_ROWS
+        with torch.inference_mode():
+            for a in range(0, len(filled), step):
+                rows = np.arange(a, min(a + step, len(filled)))
+                if self.window is None:
+                    batch = {"x": torch.from_numpy(filled[rows])}
+                else:
+                    day_start = starts[np.searchsorted(starts, rows, side="right") - 1]
+                    xw, mask = gather_windows(filled.__getitem__, rows, self.window, day_start)
+                    batch = {"x": torch.from_numpy(xw), "mask": torch.from_numpy(mask)}
+                out[rows] = self.model.predict_proba(batch).numpy()
+        return out
+
+    @property
+    def name(self) -> str:
+        """The run dir's name (a multirun job's `N[_overrides]`, `fold-k`, or a timestamp)."""
+        return self.run_dir.name
+
+
+class Predictor:
+    """Actions for rows in the example_test.csv layout, one at a time (`predict_row`) or all
+    at once (`predict_batch`); both give identical actions.
+
+    run: a run dir (its best checkpoint), a checkpoint file, a multirun or CV dir (standing for
+    the run dirs inside it: jsmp.predict.model.member_runs), or a list of these. With several
+    runs the Predictor is an ensemble: each member reads its own features, NaN fill and window
+    (its preprocess.json; members may differ in model class, fill or window), and the action is
+    the mean of their trade probabilities > 0.5.
+
+    State carried between rows: the day (a new `date` starts a day), each member's
+    forward-fill's last values and, for sequence models, last W filled rows, and `predict_row`'s
+    last date and ts_id (for its order checks). `reset()` forgets it all.
+    `features`: the members' features (the first member's, then any others'); `columns` the
+    layout `predict_row` expects of an array: date, weight, features, ts_id.
+    threads: sets torch's (process-wide) thread count. One is fastest for one row, and on a
+    busy machine for batches too (an LSTM can run 10x slower on two). None leaves it as it is.
+    """
+
+    def __init__(self, run: str | os.PathLike | Sequence[str | os.PathLike], threads: int | None = 1):
+        if threads:
+            torch.set_num_threads(threads)
+        runs = [run] if isinstance(run, (str, os.PathLike)) else list(run)
+        if not runs:
+            raise UserError("Predictor: no run given; expected a run dir, checkpoint file or multirun dir")
+        self.members = [Member(r) for given in runs for r in member_runs(given)]
+        self.features = list(dict.fromkeys(f for m in self.members for f in m.prep.features))
+        for m in self.members:
+            m.select(self.features)
+        self.columns = ["date", "weight", *self.features, "ts_id"]
+        self.reset()
+
+    # the single run's model, for one run (an ensemble's are in `members`)
+    def _only(self) -> Member:
+        if len(self.members) != 1:
+            raise AttributeError(f"an ensemble of {len(self.members)} runs has no single model; see Predictor.members")
+        return self.members[0]
+
+    model = property(lambda self: self._only().model)
+    checkpoint = property(lambda self: self._only().checkpoint)
+    run_dir = property(lambda self: self._only().run_dir)
+    prep = property(lambda self: self._only().prep)
+    window = property(lambda self: self._only().window)
+
+    def describe(self) -> str:
+        """Which model(s) serve: `model MLP from CKPT`, or the ensemble's members."""
+        if len(self.members) == 1:
+            return f"model {type(self.model).__name__} from {self.checkpoint}"
+        return f"ensemble of {len(self.members)} models averaged in probability: " + ", ".join(
+            f"{type(m.model).__name__} {m.name}" for m in self.members)
+
+    def reset(self) -> None:
+        """Forget every row seen (the next row starts a day and an empty window)."""
+        self.day: float | None = None
+        for m in self.members:
+            m.reset()
         self.checker = Checker()  # predict_row's order checks
         self.rows = 0  # rows predict_row accepted
 
@@ -109,32 +217,11 @@ class Predictor:
         return self.step(date, x)
 
     def step(self, date: float, x: np.ndarray) -> int:
-        """The action for one row given its date and raw features x (F,) (NaNs allowed),
-        unchecked: for rows the reader (or `predict_row`) has checked."""
+        """The action for one row given its date and raw features x (F,) in `features` order
+        (NaNs allowed), unchecked: for rows the reader (or `predict_row`) has checked."""
         new_day = date != self.day
         self.day = date
-        np.copyto(self.row, x)
-        self.fill(self.row, new_day)
-        if self.window is not None:
-            self._push(new_day)
-        with torch.inference_mode():
-            return int(self.model.predict_proba(self.inputs)[0] > 0.5)
-
-    def _push(self, new_day: bool) -> None:
-        """Append the filled row to the ring and lay out the window (left padding zeroed, masked)."""
-        W = self.window.length
-        if new_day and not self.window.cross_days:
-            self.filled = 0
-        i = self.seen % W
-        self.ring[i] = self.ring[i + W] = self.row
-        self.seen += 1
-        self.filled = min(self.filled + 1, W)
-        self.win[:] = self.ring[i + 1 : i + 1 + W]
-        pad = W - self.filled
-        if pad:
-            self.win[:pad] = 0.0
-        self.mask[0, :pad] = False
-        self.mask[0, pad:] = True
+        return int(mean_proba([m.proba_row(x, new_day) for m in self.members]) > 0.5)
 
     def _values(self, row) -> np.ndarray:
         """The row's values in `columns` order, float64 (NaN for None)."""
@@ -183,21 +270,19 @@ class Predictor:
         return int(side["date"][0])
 
     # -- all rows at once
-    def predict_batch(self, date: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Actions (n,) int8 for consecutive rows: date (n,), raw features x (n, F) (filled in place)."""
+    def member_probas(self, date: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+        """Each member's (n,) float32 trade probabilities for consecutive rows: date (n,), raw
+        features x (n, F) in `features` order (filled in place when one member reads them all)."""
         date = np.asarray(date)
         starts = np.flatnonzero(np.r_[True, date[1:] != date[:-1]])
-        filled = fill_rows(x, starts, self.prep)
-        out = np.empty(len(filled), dtype=np.int8)
-        step = BATCH_ROWS if self.window is None else WINDOW_BATCH_ROWS
-        with torch.inference_mode():
-            for a in range(0, len(filled), step):
-                rows = np.arange(a, min(a + step, len(filled)))
-                if self.window is None:
-                    batch = {"x": torch.from_numpy(filled[rows])}
-                else:
-                    day_start = starts[np.searchsorted(starts, rows, side="right") - 1]
-                    xw, mask = gather_windows(filled.__getitem__, rows, self.window, day_start)
-                    batch = {"x": torch.from_numpy(xw), "mask": torch.from_numpy(mask)}
-                out[rows] = (self.model.predict_proba(batch) > 0.5).numpy()
-        return out
+        alone = len(self.members) == 1
+        return [m.proba_batch(starts, x[:, m.cols] if m.cols is not None else x if alone else x.copy())
+                for m in self.members]
+
+    def predict_proba_batch(self, date: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """(n,) float32 trade probabilities (the members' mean) of consecutive rows (as member_probas)."""
+        return mean_proba(self.member_probas(date, x))
+
+    def predict_batch(self, date: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Actions (n,) int8 for consecutive rows: date (n,), raw features x (n, F) (as member_probas)."""
+        return (self.predict_proba_batch(date, x) > 0.5).astype(np.int8)

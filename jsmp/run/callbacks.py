@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
+import time
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +17,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from jsmp.errors import UserError
 from jsmp.files import write_text_atomic
 from jsmp.processes import pid_alive
+
+log = logging.getLogger(__name__)
 
 
 def _scalar(v) -> float:
@@ -27,7 +31,8 @@ class MetricsJson(L.Callback):
     Keys: every logged metric's latest value under its own name (`val/utility`, ...),
     the `val/*` metrics and `monitor` at the best epoch under `best/<name>` (best = highest
     `monitor`, or lowest with `mode='min'`),
-    fixed reference values given as `extra` (e.g. `val/utility_ideal`), plus `epoch`, `global_step`, `best_epoch` and `status` (running, completed, failed).
+    fixed reference values given as `extra` (e.g. `val/utility_ideal`), plus `epoch`, `global_step`, `best_epoch` and `status` (running, completed, failed, or pruned: stopped by a
+    sweep's pruner).
     `pid`, `pid_start` and `host` name the process that writes it, so `run_status` can tell a
     `running` file whose writer was killed. Written first when fitting starts (status running);
     a resumed run starts from the run's earlier file (its values until the next validation).
@@ -71,7 +76,10 @@ class MetricsJson(L.Callback):
         self.write(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self.status, self.error = "failed", f"{type(exception).__name__}: {exception}"
+        from optuna import TrialPruned
+
+        self.status = "pruned" if isinstance(exception, TrialPruned) else "failed"
+        self.error = f"{type(exception).__name__}: {exception}"
         self.write(trainer)
 
     def state_dict(self) -> dict:
@@ -96,6 +104,59 @@ class MetricsJson(L.Callback):
             out["error"] = self.error
         write_json(self.path, out)
         return out
+
+
+class EpochLog(L.Callback):
+    """One log line (train.log and the console) per `every` epochs, and for the last one:
+    the epoch's metrics (train/* then `monitor` then the other val/* and test/*), the best
+    `monitor` so far and the epoch's wall time. Global rank 0 only.
+
+        epoch 3: train/loss=0.6921 val/utility=12.3 val/acc=0.51 val/auc=0.52 val/loss=0.693 | best val/utility=14.1 (epoch 1) | 2.4 s
+    """
+
+    SKIP = ("_step", "_best", "_oracle", "hp_metric")
+
+    def __init__(self, monitor: str = "val/utility", mode: str = "max", every: int = 1):
+        self.monitor, self.sign, self.every = monitor, {"max": 1.0, "min": -1.0}[mode], max(1, int(every))
+        self.best: tuple[int, float] | None = None
+        self.pending: tuple[int, float] | None = None  # (epoch, seconds) waiting for its train/* metrics
+        self.start = 0.0
+
+    # an epoch's train/* are logged in LightningModule.on_train_epoch_end, after the callbacks' hook:
+    # its line is written when the next epoch starts, or when training ends
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer, last=False)
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.pending = (trainer.current_epoch, time.perf_counter() - self.start)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer, last=True)
+
+    def _flush(self, trainer: L.Trainer, last: bool) -> None:
+        if self.pending is None:
+            return
+        (epoch, seconds), self.pending = self.pending, None
+        metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items() if not k.endswith(self.SKIP)}
+        value = metrics.get(self.monitor)
+        if value is not None and math.isfinite(value) and (self.best is None or self.sign * value > self.sign * self.best[1]):
+            self.best = (epoch, value)
+        if trainer.is_global_zero and (last or epoch % self.every == 0):
+            log.info("%s", self.line(epoch, metrics, seconds))
+
+    def line(self, epoch: int, metrics: dict[str, float], seconds: float) -> str:
+        """The epoch's line; epochs count from 0, as Lightning's bar, checkpoints and metrics.json do."""
+        order = sorted(metrics, key=lambda k: (not k.startswith("train/"), k != self.monitor, k))
+        shown = " ".join(f"{k}={metrics[k]:.4g}" for k in order)
+        best = f" | best {self.monitor}={self.best[1]:.4g} (epoch {self.best[0]})" if self.best else ""
+        return f"epoch {epoch}: {shown}{best} | {seconds:.1f} s"
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:  # resuming: the best so far stays the run's
+        self.best = None if state["best"] is None else tuple(state["best"])
 
 
 @rank_zero_only

@@ -25,6 +25,8 @@ def build(node: DictConfig, key: str, **kwargs):
             raise cause from None
         if isinstance(cause, TypeError):  # unexpected/missing keyword: a config key mistake
             raise UserError(f"{key}: {_one_line(cause)}") from None
+        if isinstance(cause, ImportError):  # a _target_ naming no module, or an optional library not installed
+            raise UserError(f"{key}: {_one_line(cause)}") from None
         if key in CHECKED_BY_CONSTRUCTOR and isinstance(cause, (ValueError, MisconfigurationException)):
             raise UserError(f"{key}: {_one_line(cause)}") from None
         raise

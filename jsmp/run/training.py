@@ -27,8 +27,10 @@ from jsmp.batches.inputs import PREPROCESS
 from jsmp.errors import UserError
 from jsmp.files import write_text_atomic
 from jsmp.run import rundir
-from jsmp.run.callbacks import MetricsJson, NaNGuard, write_json
+from jsmp.run.callbacks import EpochLog, MetricsJson, NaNGuard, write_json
 from jsmp.run.config import build, model_class
+from jsmp.run.dashboards import hparams_metrics, log_hparams, quiet_lightning, run_hparams
+from jsmp.run.loggers import build_loggers
 from jsmp.run.pruning import trial_callbacks
 
 log = logging.getLogger(__name__)
@@ -43,25 +45,9 @@ def check_accelerator(accelerator: str) -> None:
         )
 
 
-def flat_hparams(cfg: DictConfig) -> dict:
-    """The run's config as flat `group/key` scalars for TensorBoard's hparams view."""
-    out = {}
-
-    def walk(node, prefix):
-        for k, v in node.items():
-            if k.startswith("_") and k != "_target_":
-                continue
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}/")
-            else:
-                out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
-
-
 def train(cfg: DictConfig) -> float:
     """Train as `cfg` says: once, or once per CV fold with `cv_objective`; returns `cfg.optimized_metric`."""
+    quiet_lightning()
     log.info("huge pages for CPU tensors >= 2 MB: %s (%s=%s; see jsmp/allocator.py)",
              "on" if huge_pages_in_effect() else "off", ENV, os.environ.get(ENV, "unset"))
     return train_folds(cfg) if cfg.get("cv_objective") else train_once(cfg)
@@ -137,12 +123,14 @@ def train_once(cfg: DictConfig) -> float:
         rundir.check_data(resume, prep, data.model_kwargs(), f"ckpt_path={cfg.ckpt_path}")
     model = build(cfg.model, "model", **data.model_kwargs())
 
-    metrics_cb = MetricsJson(out_dir / rundir.METRICS, monitor=cfg.monitor, mode=cfg.get("monitor_mode", "max"),
-                             extra=data.reference_metrics())
+    mode = cfg.get("monitor_mode", "max")
+    metrics_cb = MetricsJson(out_dir / rundir.METRICS, monitor=cfg.monitor, mode=mode, extra=data.reference_metrics())
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
-    logger = build(cfg.logger, "logger") if cfg.get("logger") else False
-    always = [NaNGuard(cfg.diverge_factor), *trial_callbacks(cfg), metrics_cb]
-    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=logger)
+    loggers = build_loggers(cfg.get("logger"))
+    # one train.log line per epoch; at most ~100 in all (the toy runs up to 10,000 epochs)
+    epoch_log = EpochLog(cfg.monitor, mode, every=max(1, int(cfg.trainer.get("max_epochs") or 1) // 100))
+    always = [NaNGuard(cfg.diverge_factor), *trial_callbacks(cfg), metrics_cb, epoch_log]
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=loggers or False)
 
     # checked: now write (rank 0): the resolved config, and the preprocess the model trains with
     if rank_zero_only.rank == 0:
@@ -155,27 +143,34 @@ def train_once(cfg: DictConfig) -> float:
         if prep is not None and not (out_dir / PREPROCESS).exists():  # (a resume's is checked equal)
             prep.save(out_dir / PREPROCESS)
 
-    if trainer.logger is not None and (resume is None or not resume.continues):
-        # TensorBoard's hparams view: the whole config, with hp_metric (the best validation
-        # utility so far, logged by the model every epoch) as its metric. (A resume keeps the
-        # run's first hparams.yaml: its own config is in config.resume-<n>.yaml.)
-        trainer.logger.log_hyperparams(flat_hparams(cfg), {"hp_metric": 0.0})
+    if resume is None or not resume.continues:
+        # the HParams table: the run's meaningful keys (config.yaml has them all) and its final
+        # metrics. (A resume keeps the run's first hparams: its own config is in config.resume-<n>.yaml.)
+        log_hparams(trainer.loggers, run_hparams(cfg, rundir.is_sequence(cfg)), hparams_metrics(cfg, model))
     log.info("training %s on %s -> %s%s", type(model).__name__, type(data).__name__, out_dir,
              f" (resuming from {resume.ckpt})" if resume is not None else "")
     trainer.fit(model, datamodule=data, ckpt_path=None if resume is None else str(resume.ckpt))
 
     metrics = metrics_cb.write(trainer)
-    best = metrics.get("val/utility_best", float("nan"))
-    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    log.info("done: val/utility=%s best=%s oracle=%s ideal=%s auc=%s (best checkpoint: %s)",
-             _fmt(metrics.get("val/utility")), _fmt(best), _fmt(metrics.get("val/utility_oracle")),
-             _fmt(metrics.get("val/utility_ideal")), _fmt(metrics.get("val/auc")), ckpt)
+    log.info("%s", summary(metrics, cfg.monitor, getattr(trainer.checkpoint_callback, "best_model_path", "") or None))
     value = metrics.get(cfg.optimized_metric)
     if value is None:
         log.warning("optimized_metric %r was not logged (have: %s)", cfg.optimized_metric, sorted(metrics))
         return float("nan")
     log.info("%s = %.6g", cfg.optimized_metric, value)
     return float(value)
+
+
+# shown after the monitored metric when the run logged them (the trade models do)
+SUMMARY_EXTRAS = (("oracle", "val/utility_oracle"), ("ideal", "val/utility_ideal"), ("auc", "val/auc"))
+
+
+def summary(metrics: dict, monitor: str, ckpt: str | None) -> str:
+    """The run's last line: `done: <monitor>=<last> best=<best epoch's>` and, when logged, oracle,
+    ideal and auc (val/utility's references), then the best checkpoint."""
+    parts = [f"{monitor}={_fmt(metrics.get(monitor))}", f"best={_fmt(metrics.get(f'best/{monitor}'))}"]
+    parts += [f"{name}={_fmt(metrics[key])}" for name, key in SUMMARY_EXTRAS if key in metrics and key != monitor]
+    return "done: " + " ".join(parts) + (f" (best checkpoint: {ckpt})" if ckpt else "")
 
 
 def _fmt(v) -> str:

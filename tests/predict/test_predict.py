@@ -106,8 +106,8 @@ def test_row_by_row_equals_batch(runs, test_csv, model):
             starts = np.flatnonzero(np.r_[True, date[1:] != date[:-1]])
             filled = fill_rows(x.copy(), starts, p.prep)
             xw, mask = gather_windows(filled.__getitem__, np.array([i]), p.window, starts[starts <= i][-1:])
-            np.testing.assert_array_equal(p.win, xw[0])
-            np.testing.assert_array_equal(p.mask.numpy(), mask)
+            np.testing.assert_array_equal(p.members[0].win, xw[0])
+            np.testing.assert_array_equal(p.members[0].mask.numpy(), mask)
     assert online == batch.tolist() and set(online) <= {0, 1}
     p.reset()  # replaying from scratch, rows as arrays in the test layout, gives the same actions again
     assert [p.predict_row(r) for r in df[p.columns].to_numpy()] == online

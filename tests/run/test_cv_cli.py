@@ -14,7 +14,9 @@ def test_multirun_over_folds(tiny_store, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     n_days = Store(tiny_store).n_days
     for k in range(3):
-        run = tmp_path / "sweep" / str(k)
+        # job dirs are named <job number>_<model>_<overrides> (conf/hydra/default.yaml)
+        [run] = [d for d in (tmp_path / "sweep").iterdir() if d.name.startswith(f"{k}_mlp_")]
+        assert f"data.fold={k}" in run.name.split("_", 2)[2].split(","), run.name
         assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
         log = (run / "train.log").read_text()
         split = purged_fold(n_days, k, folds=3, gap_days=2)

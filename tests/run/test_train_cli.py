@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 
 
 def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path, train_cli):
@@ -36,7 +37,8 @@ def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path,
     m = json.loads((run / "metrics.json").read_text())
     assert m["epoch"] >= 1 and m["best/val/utility"] == m["val/utility_best"]
     assert m["hp_metric"] == m["val/utility_best"]
-    assert "model/hidden" in (run / "tensorboard" / "hparams.yaml").read_text()  # the run's hparams
+    hparams = yaml.safe_load((run / "tensorboard" / "hparams.yaml").read_text())  # the HParams table's keys
+    assert list(hparams)[:4] == ["model", "optimizer", "lr", "hidden"] and hparams["batch_size"] == 256
 
 
 def test_default_synthetic_store_is_generated_once(tmp_path, train_cli):

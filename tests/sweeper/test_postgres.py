@@ -26,7 +26,7 @@ import pytest
 from test_sweep import FINISHED, tune_args
 
 from conftest import ROOT
-from hydra_plugins.jsmp_optuna_sweeper.sweeper import _counted
+from hydra_plugins.jsmp_optuna_sweeper._loop import _counted
 
 pytestmark = pytest.mark.slow
 

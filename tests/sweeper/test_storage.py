@@ -10,7 +10,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from hydra_plugins.jsmp_optuna_sweeper import storage
-from hydra_plugins.jsmp_optuna_sweeper.sweeper import _hydra_value
+from hydra_plugins.jsmp_optuna_sweeper._loop import _hydra_value
 
 
 @pytest.fixture

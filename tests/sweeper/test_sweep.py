@@ -24,8 +24,8 @@ from optuna.distributions import (
 from optuna.trial import TrialState
 
 from conftest import ROOT, compose_cfg, run_cli
+from hydra_plugins.jsmp_optuna_sweeper._loop import StudyLoop, _counted
 from hydra_plugins.jsmp_optuna_sweeper.space import parse_params
-from hydra_plugins.jsmp_optuna_sweeper.sweeper import OptunaSweeper, _counted
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -98,7 +98,11 @@ def test_tune_end_to_end_writes_best_and_replays(tiny_store, tmp_path):
     assert written["trial"] == best.number and written["value"] == best.value
     assert set(written["params"]) == {"model.hidden.0", "model.hidden.1", "model/optimizer", "model.optimizer.lr"}
     assert (sweep / "optimization_history.png").stat().st_size > 0
-    assert (sweep / "param_importances.png").stat().st_size > 0
+    assert yaml.safe_load((sweep / "optimization_results.yaml").read_text()) == {
+        "name": "optuna", "best_params": best.params, "best_value": best.value}
+    # importances from 3 trials would be noise: none, and the log says why
+    assert not (sweep / "param_importances.png").exists()
+    assert "no param_importances.png: 3 complete trials, fewer than the 10 importances need" in p.stdout + p.stderr
     # each epoch reported the objective so far to the trial (pruning's input): the best epoch's
     # val/utility, never decreasing, ending at the trial's value
     assert all(sorted(t.intermediate_values) == [0, 1] for t in done)
@@ -123,11 +127,19 @@ def test_failing_trials_are_recorded_and_the_sweep_goes_on(tiny_store, tmp_path)
     assert by_lr == {0.001: TrialState.COMPLETE, -1.0: TrialState.FAIL, 0.002: TrialState.COMPLETE}
     assert "model.optimizer.lr must be > 0" in p.stdout + p.stderr
 
-    # with no failures allowed, the same sweep in a new study stops with a one-line error
-    p = tune(tiny_store, tmp_path, 3, *grid, "hydra.sweeper.max_failure_rate=0", "hydra.sweeper.study_name=strict")
+    # with no failures allowed, the same sweep in a new study stops at the failed trial with a one-line error
+    strict = tmp_path / "strict"
+    p = tune(tiny_store, strict, 3, *grid, "hydra.sweeper.max_failure_rate=0", "hydra.sweeper.study_name=strict")
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
-    assert p.stderr.strip().splitlines()[-1].startswith(
-        "error: hydra.sweeper.max_failure_rate=0.0: 1 of n_trials=3 trials failed, more than it allows; the sweep stops")
+    (failed,) = [t for t in trials(strict, name="strict") if t.state == TrialState.FAIL]
+    assert failed.params["model.optimizer.lr"] == -1.0
+    run_dir = strict / "sweep" / f"trial-{failed.number}"
+    assert p.stderr.strip().splitlines()[-1] == (
+        "error: hydra.sweeper.max_failure_rate=0.0: 1 of n_trials=3 trials failed, more than it allows; the sweep stops. "
+        f"Trial {failed.number} failed: {failed.user_attrs['error']} (run dir {run_dir}, log {run_dir / 'train.log'}). "
+        "To go on past failed trials, rerun with a higher hydra.sweeper.max_failure_rate (the study resumes)")
+    assert failed.user_attrs["error"].startswith("UserError: model.optimizer.lr must be > 0")
+    assert "model.optimizer.lr must be > 0" in (run_dir / "train.log").read_text()
 
 
 def test_pruned_trials_are_recorded(tiny_store, tmp_path):
@@ -152,7 +164,7 @@ def test_job_outcome_to_trial_state(outcome, state):
     study = optuna.create_study(direction="maximize")
     trial = study.ask()
     status, value = outcome
-    OptunaSweeper._tell(SimpleNamespace(directions=["maximize"]), study, trial, JobReturn(status=status, _return_value=value))
+    StudyLoop._tell(SimpleNamespace(directions=["maximize"]), study, trial, JobReturn(status=status, _return_value=value))
     assert study.trials[0].state == state
 
 

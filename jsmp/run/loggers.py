@@ -1,0 +1,34 @@
+"""The `logger:` config group -> Lightning loggers (conf/logger/; docs/training.md#loggers)."""
+
+from __future__ import annotations
+
+from lightning_utilities.core.imports import module_available
+from omegaconf import DictConfig
+
+from jsmp.errors import UserError
+from jsmp.run.config import build
+
+# loggers whose library is an optional extra of jsmp (pyproject.toml): class name -> (module, extra)
+OPTIONAL = {"MLFlowLogger": ("mlflow", "mlflow")}
+
+
+def build_loggers(node: DictConfig | None) -> list:
+    """Lightning loggers from `cfg.logger`: one logger node (`_target_: ...`, conf/logger/tensorboard.yaml),
+    a mapping of named logger nodes (lightning-hydra-template's shape, conf/logger/many.yaml; null
+    entries are skipped), or null/empty: none. Errors name the key (`logger.csv: ...`)."""
+    if not node:
+        return []
+    if "_target_" in node:
+        return [_build(node, "logger")]
+    return [_build(sub, f"logger.{name}") for name, sub in node.items() if sub is not None]
+
+
+def _build(node: DictConfig, key: str):
+    """One logger; a one-line UserError naming the extra when its optional library is missing."""
+    cls = str(node.get("_target_", "")).rsplit(".", 1)[-1]
+    if cls in OPTIONAL:
+        module, extra = OPTIONAL[cls]
+        if not module_available(module):
+            raise UserError(f"{key}: {cls} needs the `{module}` module, which is not installed; "
+                            f"install jsmp's optional extra: pip install 'jsmp[{extra}]'")
+    return build(node, key)
