@@ -86,9 +86,16 @@ def test_fresh_venv_from_the_wheel_trains_evaluates_and_predicts(wheel, tmp_path
     (run_dir,) = (work / "logs" / "train" / "runs").iterdir()
     assert OmegaConf.load(run_dir / "config.yaml").paths.root_dir == str(work)
 
-    ev = run([jsmp, "eval", "--run", run_dir, "--data", work / "tiny", "--out", other / "eval"], other)
-    assert "utility" in ev.stdout and (other / "eval" / "daily_pnl.csv").is_file()
+    # its relative data.store is found from another directory (where the run trained, in .hydra/hydra.yaml)
+    ev = run([jsmp, "eval", "--run", run_dir, "--out", other / "eval"], other)
+    assert "logged by training at epoch 0" in ev.stdout and (other / "eval" / "daily_pnl.csv").is_file()
     pred = run([jsmp, "predict", "--run", run_dir, "--data", work / "test.csv", "--out", "sub.csv"], other)
     lines = (other / "sub.csv").read_text().splitlines()
     assert lines[0] == "ts_id,action" and len(lines) > 1 and "rows -> sub.csv" in pred.stdout
     assert sorted(f.name for f in other.iterdir()) == ["eval", "sub.csv"]  # nothing else lands in the working dir
+
+    # a sweep: the plugin ships in the wheel, Hydra finds it, trials land under the root
+    run([jsmp, "tune", "model=mlp", "data.store=tiny", "hydra.sweeper.n_trials=2", *TRAIN], work)
+    sweep = work / "logs" / "train" / "sweeps" / "mlp"
+    assert (sweep / "best.yaml").is_file() and set(OmegaConf.load(sweep / "optimization_results.yaml").best_params) == {
+        "model.hidden.0", "model.hidden.1", "model/optimizer", "model.optimizer.lr"}  # (max_epochs: fixed by TRAIN)

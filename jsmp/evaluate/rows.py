@@ -136,6 +136,25 @@ def span(days: np.ndarray, index: np.ndarray) -> str:
     return f"{len(index)} days, dates {int(days[index[0]])}..{int(days[index[-1]])}"
 
 
+def trained_from(run_dir: Path) -> Path | None:
+    """The working directory the run was trained from (Hydra's `runtime.cwd` in its .hydra/hydra.yaml;
+    a `cv_objective` fold's is its parent run's): what a relative `data.store` was relative to."""
+    for d in (run_dir, run_dir.parent):
+        f = d / ".hydra" / "hydra.yaml"
+        if f.is_file():
+            cwd = OmegaConf.select(OmegaConf.load(f), "hydra.runtime.cwd")
+            return Path(cwd) if cwd else None
+    return None
+
+
+def own_store(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """The store the run trained on (None: not a store run); a relative `data.store` taken from where it trained."""
+    store = n_store_path(cfg)
+    if store is not None and not store.is_absolute() and (cwd := trained_from(run_dir)) is not None:
+        store = cwd / store
+    return store
+
+
 def choose_rows(members: list[Member], features: list[str], data: str | None, fold: int | None,
                 lookback: int) -> tuple[Rows, list[str]]:
     """The rows to score and notes for the report.
@@ -152,13 +171,13 @@ def choose_rows(members: list[Member], features: list[str], data: str | None, fo
         index = np.arange(len(src.days)) if fold is None else split_of(cfgs[0], src.days, fold, where[0]).val
         what = "all rows" if fold is None else f"fold {fold} validation days"
         return take_days(src, index, lookback, f"{src.name}, {what} ({span(src.days, index)})"), []
-    stores = [n_store_path(c) for c in cfgs]
+    stores = [own_store(c, m.run_dir) for c, m in zip(cfgs, members)]
     for w, s in zip(where, stores):
         if s is None:
             raise UserError(f"{w}: not a run on a jsmp store (no data.store); pass --data")
         if not is_store(s):
             raise UserError(f"{w}: its store {s} (data.store, or data.data_dir for the synthetic default) is not there; "
-                            f"pass --data STORE, or run from the directory the run was trained in")
+                            f"pass --data STORE")
     if len({s.resolve() for s in stores}) > 1:
         raise UserError(f"the runs were trained on different stores ({', '.join(sorted({str(s) for s in stores}))}); "
                         f"pass --data to score them on the same rows")

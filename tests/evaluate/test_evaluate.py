@@ -100,6 +100,24 @@ def test_default_out_is_a_new_eval_dir_each_time(runs, tmp_path):
     assert sorted(f.name for f in (run / "eval-1").iterdir()) == ["cumulative_pnl.png", "daily_pnl.csv", "eval.json"]
 
 
+def test_a_relative_store_is_found_from_any_directory(tiny_store, tmp_path):
+    """`jsmp train data.store=tiny` in one directory, `jsmp eval --run RUN` in another: the store is
+    taken from where the run trained (its .hydra/hydra.yaml), not from the working directory."""
+    trained_in, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    trained_in.mkdir()
+    elsewhere.mkdir()
+    (trained_in / "tiny").symlink_to(tiny_store)
+    run = tmp_path / "run"
+    p = run_cli(["-m", "jsmp", "train", "data.store=tiny", f"hydra.run.dir={run}", "trainer.max_epochs=1", "logger=none"],
+                cwd=trained_in, env={"JSMP_ROOT": str(trained_in)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    p = run_cli(["-m", "jsmp", "eval", "--run", str(run), "--out", str(tmp_path / "ev")], cwd=elsewhere)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert got["utility"] == pytest.approx(json.loads((run / "metrics.json").read_text())["best/val/utility"], rel=1e-5, abs=1e-5)
+    assert str(trained_in / "tiny") in got["data"]
+
+
 def test_ensemble_is_the_mean_probability_and_online_equals_batch(runs, tiny_store, tmp_path):
     s = Store(tiny_store)
     date, x = np.asarray(s.side("date")), s.gather(np.arange(s.n_rows))
