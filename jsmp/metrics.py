@@ -23,11 +23,17 @@ def utility_from_daily(p: np.ndarray) -> float:
     return float(min(max(t, 0.0), 6.0) * p.sum())
 
 
+def daily_pnl(date, weight, resp, action) -> tuple[np.ndarray, np.ndarray]:
+    """(dates (d,), P&L (d,) float64): each distinct date's sum of weight * resp * action, the p_i of
+    the utility, for rows with `date`, `weight`, `resp`, 0/1 `action` (all (n,))."""
+    dates, day = np.unique(np.asarray(date), return_inverse=True)
+    pnl = np.asarray(weight, np.float64) * np.asarray(resp, np.float64) * np.asarray(action, np.float64)
+    return dates, np.bincount(day, weights=pnl, minlength=len(dates))
+
+
 def utility_score(date, weight, resp, action) -> float:
     """The official utility of 0/1 `action`s on rows with `date`, `weight`, `resp` (all (n,))."""
-    _, day = np.unique(np.asarray(date), return_inverse=True)
-    pnl = np.asarray(weight, np.float64) * np.asarray(resp, np.float64) * np.asarray(action, np.float64)
-    return utility_from_daily(np.bincount(day, weights=pnl))
+    return utility_from_daily(daily_pnl(date, weight, resp, action)[1])
 
 
 class UtilityMetric(Metric):

@@ -171,12 +171,6 @@ def parse_space(arguments: list[str], n_from_params: int = 0) -> Space:
     return space
 
 
-def parse_params(arguments: list[str], n_from_params: int = 0) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
-    """(searched, fixed) of `parse_space(arguments, n_from_params)`."""
-    space = parse_space(arguments, n_from_params)
-    return space.searched, space.fixed
-
-
 def override_text(key: str, value: Any, literal: frozenset[str] = frozenset()) -> str:
     """`key=value` in Hydra's grammar for a sampled value: a value in `literal` (a list or dict
     choice's text) as it is, other strings quoted when needed."""

@@ -21,9 +21,10 @@ from pathlib import Path
 from jsmp.errors import UserError, exit_on_user_error
 from jsmp.evaluate.report import claim_out, daily_table, plot, write_report
 from jsmp.evaluate.rows import choose_rows
-from jsmp.evaluate.scoring import actions, daily_pnl, score
+from jsmp.evaluate.scoring import score
+from jsmp.metrics import daily_pnl
 from jsmp.predict.model import find_checkpoint
-from jsmp.predict.predictor import Member, Predictor, mean_proba
+from jsmp.predict.predictor import Member, Predictor, actions, mean_proba
 from jsmp.run.callbacks import read_metrics
 
 

@@ -12,6 +12,7 @@ import torch
 from torchmetrics.functional.classification import binary_accuracy, binary_auroc
 
 from jsmp.metrics import utility_score
+from jsmp.predict.predictor import actions
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,6 @@ class Score:
     days: int
 
 
-def actions(proba: np.ndarray) -> np.ndarray:
-    """(n,) int8: 1 where the trade probability is > 0.5 (the model's and the Predictor's rule)."""
-    return (proba > 0.5).astype(np.int8)
-
-
 def score(date: np.ndarray, weight: np.ndarray, resp: np.ndarray, proba: np.ndarray) -> Score:
     """The Score of probabilities `proba` (n,) on rows with `date`, `weight`, `resp` (n,)."""
     y = torch.from_numpy(np.asarray(resp) > 0).long()
@@ -41,10 +37,3 @@ def score(date: np.ndarray, weight: np.ndarray, resp: np.ndarray, proba: np.ndar
     return Score(utility=utility_score(date, weight, resp, action), oracle=utility_score(date, weight, resp, resp > 0),
                  auc=float(binary_auroc(p, y)), accuracy=float(binary_accuracy(p, y)), traded=float(action.mean()),
                  rows=len(action), days=len(np.unique(date)))
-
-
-def daily_pnl(date: np.ndarray, weight: np.ndarray, resp: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(dates (d,), P&L (d,) float64): each date's sum of weight * resp * action, the p_i of the utility."""
-    dates, day = np.unique(np.asarray(date), return_inverse=True)
-    wr = np.asarray(weight, np.float64) * np.asarray(resp, np.float64)
-    return dates, np.bincount(day, weights=wr * np.asarray(action, np.float64), minlength=len(dates))

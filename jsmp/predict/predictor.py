@@ -43,6 +43,11 @@ def missing_columns(have, features: list[str], where: str) -> None:
         raise UserError(f"{where}: missing column(s) the model needs (it was trained on {len(features)} features): {shown}")
 
 
+def actions(proba: np.ndarray) -> np.ndarray:
+    """(n,) int8: 1 where the trade probability is > 0.5 (the models' rule, as in validation)."""
+    return (np.asarray(proba) > 0.5).astype(np.int8)
+
+
 def mean_proba(probs: Sequence) -> np.ndarray:
     """The members' trade probabilities averaged, in float32 and in member order: the same
     arithmetic for one row's scalars as for a batch's (n,) arrays, so both give the same actions."""
@@ -285,4 +290,4 @@ class Predictor:
 
     def predict_batch(self, date: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Actions (n,) int8 for consecutive rows: date (n,), raw features x (n, F) (as member_probas)."""
-        return (self.predict_proba_batch(date, x) > 0.5).astype(np.int8)
+        return actions(self.predict_proba_batch(date, x))

@@ -38,11 +38,11 @@ def test_every_searched_key_is_in_the_config(space, tmp_path, monkeypatch):
     and, for a config group (`model/optimizer`), options that compose."""
     from omegaconf import OmegaConf
 
-    from hydra_plugins.jsmp_optuna_sweeper.space import parse_params
+    from hydra_plugins.jsmp_optuna_sweeper.space import parse_space
 
     monkeypatch.setenv("JSMP_ROOT", str(tmp_path))
     cfg = compose_cfg([f"hparams_search={space}"])
-    searched, _ = parse_params([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
+    searched, *_ = parse_space([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
     for key, dist in searched.items():
         if "/" in key:
             for option in dist.choices:

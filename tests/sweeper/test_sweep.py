@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from conftest import ROOT, compose_cfg, run_cli
 from hydra_plugins.jsmp_optuna_sweeper._loop import StudyLoop, _counted
-from hydra_plugins.jsmp_optuna_sweeper.space import parse_params
+from hydra_plugins.jsmp_optuna_sweeper.space import parse_space
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -47,7 +47,7 @@ def trials(tmp_path, name="mlp", db=None):
 
 
 def test_grammar_gives_optuna_distributions():
-    searched, fixed = parse_params([
+    searched, fixed, _ = parse_space([
         "a=interval(0.1, 1)", "b=int(interval(1, 5))", "c=tag(log, interval(1e-5, 1e-1))",
         "d=tag(log, int(interval(8, 256)))", "e=range(10, 50, 10)", "f=range(0.1, 0.5, 0.1)",
         "g=choice(adam, sgd, 3)", "h=7", "+i=[1,2]", "b=2",
@@ -69,7 +69,7 @@ def test_mlp_space_is_the_seeds():
     assert sweeper._target_.endswith("jsmp_optuna_sweeper.sweeper.OptunaSweeper")
     assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/utility_best"
     assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"
-    searched, _ = parse_params([f"{k}={v}" for k, v in sweeper.params.items()])
+    searched, *_ = parse_space([f"{k}={v}" for k, v in sweeper.params.items()])
     assert searched["model.hidden.0"] == IntDistribution(100, 200)
     assert searched["model.hidden.1"] == IntDistribution(10, 200)
     assert searched["model/optimizer"] == CategoricalDistribution(["adam", "rmsprop", "sgd"])
@@ -81,7 +81,7 @@ def test_mlp_space_is_the_seeds():
 
 def test_lstm_space_composes():
     cfg = compose_cfg(["hparams_search=lstm"])
-    searched, _ = parse_params([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
+    searched, *_ = parse_space([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
     assert {"model.hidden", "model.layers", "data.window.length", "model.optimizer.lr", "model.dropout"} <= set(searched)
     assert all(OmegaConf.select(cfg, key) is not None for key in searched)  # keys the configs have
 
@@ -325,7 +325,7 @@ def test_a_trial_whose_worker_died_is_retried_and_its_run_dir_marked_killed(tiny
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     study = optuna.create_study(study_name="mlp", storage=f"sqlite:///{sweep / 'optuna.db'}", direction="maximize")
-    searched, _ = parse_params([f"{k}={v}" for k, v in compose_cfg(["hparams_search=mlp"]).hydra.sweeper.params.items()])
+    searched, *_ = parse_space([f"{k}={v}" for k, v in compose_cfg(["hparams_search=mlp"]).hydra.sweeper.params.items()])
     trial = study.ask(searched)
     gone = subprocess.Popen(["true"])
     gone.wait()
