@@ -1,7 +1,8 @@
-"""The competition's utility score (numpy) and a torchmetrics Metric that accumulates it.
+"""The competitions' scores (numpy) and torchmetrics Metrics that accumulate them.
 
-For each date i: p_i = sum_j weight_ij * resp_ij * action_ij.
+2021, the utility: for each date i, p_i = sum_j weight_ij * resp_ij * action_ij;
 t = sum(p) / sqrt(sum(p^2)) * sqrt(250 / n_dates);  utility = clip(t, 0, 6) * sum(p).
+2024, the sample-weighted zero-mean R²: 1 - sum w (y - pred)^2 / sum w y^2.
 """
 
 from __future__ import annotations
@@ -62,3 +63,35 @@ class UtilityMetric(Metric):
         u = utility_from_daily(self.pnl[seen].cpu().numpy())
         o = utility_from_daily(self.pnl_oracle[seen].cpu().numpy())
         return torch.tensor(u, dtype=torch.float64), torch.tensor(o, dtype=torch.float64)
+
+
+def r2_score(y, pred, weight) -> float:
+    """The 2024 competition's sample-weighted zero-mean R², 1 - Σ w (y - pred)² / Σ w y², in float64,
+    for rows with target `y`, prediction `pred` and `weight` (all (n,)). Predicting 0 everywhere
+    scores 0; a perfect prediction 1. With Σ w y² = 0 (no rows, all weights or targets 0) there is
+    nothing to explain and the score is defined as 0.0."""
+    y, pred, w = (np.asarray(a, np.float64) for a in (y, pred, weight))
+    sst = np.sum(w * y * y)
+    return float(1.0 - np.sum(w * (y - pred) ** 2) / sst) if sst > 0 else 0.0
+
+
+class R2Metric(Metric):
+    """Accumulates r2_score's two sums in float64, summed across devices (DDP) before compute.
+
+    update(pred, y, weight): all (B,). compute() -> the R² (float64 scalar) over every row seen.
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in ("sse", "sst"):  # Σ w (y - pred)², Σ w y²
+            self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> None:
+        y, w = y.double(), weight.double()
+        self.sse += (w * (y - pred.double()) ** 2).sum()
+        self.sst += (w * y * y).sum()
+
+    def compute(self) -> torch.Tensor:
+        return torch.where(self.sst > 0, 1 - self.sse / self.sst, torch.zeros_like(self.sst))  # 0 as r2_score

@@ -22,6 +22,16 @@ def tiny_store(tmp_path_factory) -> Path:
     return write_store(TINY, tmp_path_factory.mktemp("stores") / "tiny", shard_rows=500)
 
 
+@pytest.fixture(scope="session")
+def tiny_rtmdf_store(tmp_path_factory) -> Path:
+    """A small synthetic store of the 2024 layout (30 dates x 8 time_ids, 6 instruments entering and
+    leaving) with several shards."""
+    from jsmp.data import synthetic_rtmdf
+
+    return synthetic_rtmdf.write_store(synthetic_rtmdf.RtmdfSpec(days=30, times=8, symbols=6, seed=3), tmp_path_factory.mktemp("stores") / "tiny-rtmdf",
+                       shard_rows=300)
+
+
 def compose_cfg(overrides: list[str] = (), config_name: str = "config"):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)

@@ -66,8 +66,8 @@ def test_hydra_help_lists_the_shipped_config_groups_without_torch(command, tmp_p
     conf = ROOT / "jsmp" / "conf"
     for group in ("model", "model/optimizer", "logger", "trainer", "experiment"):
         assert groups[group] == ", ".join(sorted(f.stem for f in (conf / group).glob("*.yaml"))), group
-    if command == "tune":  # tune = train hparams_search=<model>: the composed config shows the search's metric
-        assert "optimized_metric: val/utility_best" in p.stdout
+    if command == "tune":  # tune = train hparams_search=<model>: the composed config shows the search (the task's score)
+        assert "optimized_metric: ${jsmp.score:${oc.select:data.task,action}}_best" in p.stdout
     loaded = imported_after(f"from jsmp.cli import main; main(['{command}', '--help'])", tmp_path)
     assert "hydra" in loaded and not loaded & {"torch", "lightning", "pandas"}
 

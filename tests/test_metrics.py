@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from jsmp.metrics import UtilityMetric, utility_from_daily, utility_score
+from jsmp.metrics import R2Metric, UtilityMetric, r2_score, utility_from_daily, utility_score
 
 
 def test_utility_hand_computed():
@@ -48,3 +48,43 @@ def test_metric_matches_numpy_over_batches():
     assert float(u) == pytest.approx(utility_score(day, weight, resp, action), rel=1e-9)
     assert float(oracle) == pytest.approx(utility_score(day, weight, resp, resp > 0), rel=1e-9)
     assert float(oracle) >= float(u)
+
+
+def test_r2_hand_computed():
+    # y = [1, -2, .5, 3], pred = [.5, -1, 0, 3], w = [2, 1, 4, .5]
+    # Σ w (y - pred)² = 2*.25 + 1*1 + 4*.25 + .5*0 = 2.5;  Σ w y² = 2*1 + 1*4 + 4*.25 + .5*9 = 11.5
+    # R² = 1 - 2.5 / 11.5 = 18/23
+    y, pred, w = [1.0, -2.0, 0.5, 3.0], [0.5, -1.0, 0.0, 3.0], [2.0, 1.0, 4.0, 0.5]
+    assert r2_score(y, pred, w) == pytest.approx(18 / 23, rel=1e-12)
+    assert r2_score(y, y, w) == 1.0
+    assert r2_score(y, np.zeros(4), w) == 0.0  # zero-mean: predicting 0 scores 0, not the mean
+    assert r2_score(y, -np.asarray(y), w) == pytest.approx(-3.0)  # worse than 0: negative
+    assert r2_score(y, pred, [0.0, 0.0, 0.0, 0.0]) == 0.0  # nothing to explain: defined as 0
+    assert r2_score([], [], []) == 0.0
+
+
+def test_r2_metric_matches_numpy_over_batches():
+    rng = np.random.default_rng(1)
+    n = 3000
+    y = np.clip(rng.normal(0, 1, n), -5, 5).astype(np.float32)
+    pred = (0.3 * y + rng.normal(0, 0.5, n)).astype(np.float32)
+    w = rng.lognormal(size=n).astype(np.float32)
+    m = R2Metric()
+    for sl in np.array_split(np.arange(n), 7):
+        m.update(torch.from_numpy(pred[sl]), torch.from_numpy(y[sl]), torch.from_numpy(w[sl]))
+    got = m.compute()
+    assert got.dtype == torch.float64 and float(got) == pytest.approx(r2_score(y, pred, w), rel=1e-9)
+    m.reset()
+    with pytest.warns(UserWarning, match="called before the ``update``"):
+        assert float(m.compute()) == 0.0  # nothing seen, as r2_score
+
+
+def test_r2_metric_sums_its_states_across_ranks():
+    # under DDP each rank's sums are added (dist_reduce_fx="sum") before compute: merge_state does the same
+    rng = np.random.default_rng(2)
+    y, pred, w = (torch.from_numpy(rng.normal(size=100)) for _ in range(3))
+    ranks = [R2Metric(), R2Metric()]
+    ranks[0].update(pred[:30], y[:30], w[:30].abs())
+    ranks[1].update(pred[30:], y[30:], w[30:].abs())
+    ranks[0].merge_state(ranks[1])
+    assert float(ranks[0].compute()) == pytest.approx(r2_score(y, pred, w.abs()), rel=1e-12)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# data.task -> the validation metric a run of that task is judged by (conf/config.yaml's monitor: ${jsmp.score:...})
+TASK_SCORES = {"action": "val/utility", "regression": "val/r2"}
+
 
 @dataclass
 class SplitConfig:
@@ -47,8 +50,15 @@ class RowsConfig:
     """Leave weight-0 rows out of training (validation keeps every row)."""
     fill: str = "mean"
     """NaN fill rule (jsmp.batches.fill): 'mean' (training-day means), 'ffill' (within a day, then means) or 'zero'."""
+    task: str = "action"
+    """What the model learns from the targets: 'action' (labels `column > 0`, BCE; scored by the utility) or
+    'regression' (the columns' values, MSE weighted by `sample_weight`; scored by the weighted R²)."""
     targets: list[str] = field(default_factory=lambda: ["resp"])
-    """Return columns, one binary label `column > 0` each (the model gets one output per target)."""
+    """Return (2021) or responder (2024) columns, one model output each; the first is the one scored,
+    the others are auxiliary outputs."""
+    lags: bool = False
+    """Append each row's lagged responders (the previous date's, same instrument and time_id) to its
+    features; grouped (2024-layout) stores only, cached inside the store (jsmp.batches.lags)."""
     sample_weight: str | None = None
     """Per-row loss weight: None, or one of jsmp.batches.labels.SAMPLE_WEIGHTS."""
 

@@ -14,15 +14,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from jsmp.batches.config import LoaderConfig, RowsConfig
 from jsmp.batches.contract import RecipeData, wants_windows
-from jsmp.batches.fill import FILLS, fill_source, nan_rows
+from jsmp.batches.fill import FILLS, feature_means, fill_source, nan_rows
 from jsmp.batches.inputs import InputSpec
 from jsmp.batches.labels import Labels
+from jsmp.batches.lags import lag_names, lag_store
 from jsmp.batches.rowtable import RowTable
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.batches.splits import Split, choose
-from jsmp.batches.windows import WindowSpec, gather_windows
+from jsmp.batches.windows import WindowSpec, gather_windows, take_windows, window_index, window_starts
 from jsmp.errors import UserError
-from jsmp.metrics import utility_score
+from jsmp.metrics import r2_score, utility_score
 from jsmp.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,47 +36,69 @@ class RowBatches(Dataset):
 
     positions: int64 array of indices into `rows` (this split's store rows).
     Batch: x (B, F) float32 with NaNs filled as `spec` says (the store passed in is already the
-    forward-filled one for ffill: jsmp.batches.fill.fill_source); y = target > 0, (B,) for one
-    target or (B, T) (see jsmp.batches.labels), [sample_weight (B,)]; with `scoring`
-    (evaluation batches) also weight, resp (B,) float32 and day (B,) int64 day index, for the
-    per-date utility.
+    forward-filled one for ffill: jsmp.batches.fill.fill_source), with `lags` (a store of the
+    same rows: jsmp.batches.lags) x (B, F + L), its L features after the store's; y: the labels
+    (jsmp.batches.labels: (B,) for one target or (B, T), uint8-packed 0/1 for a binary task,
+    float32 values for regression), [sample_weight (B,)]; with `scoring` (evaluation batches)
+    also weight, resp (B,) float32 (the scored column, `labels.score_column`) and day (B,) int64
+    day index, for the per-date utility and the R².
 
     Only the features are read from the memmap per batch. The rest is small: taken once for
     the split's rows at set-up and held in memory as one packed record per row (RowTable),
     with each row's NaN flag (jsmp.batches.fill.nan_rows); the features are gathered and their
-    NaNs filled in one compiled pass (Store.gather), only looking for NaNs in flagged rows.
+    NaNs filled in one compiled pass (Store.gather) into one array, only looking for NaNs in the
+    flagged rows of the store (in every row of `lags`).
     """
 
     def __init__(self, store: Store, rows: np.ndarray, spec: InputSpec, labels: Labels | None = None,
-                 scoring: bool = True):
+                 scoring: bool = True, lags: Store | None = None):
         if store.n_rows >= 2**31:
             raise UserError(f"store {store.path}: {store.n_rows} rows; at most 2**31 - 1 are supported")
-        self.store, self.rows, self.fill_value = store, rows, spec.values
+        if lags is not None and lags.n_rows != store.n_rows:
+            raise UserError(f"store {lags.path}: {lags.n_rows} rows, expected the {store.n_rows} of {store.path}")
+        n_lags = 0 if lags is None else lags.n_features
+        if len(spec.values) != store.n_features + n_lags:
+            raise ValueError(f"spec has {len(spec.values)} fill values for {store.n_features} + {n_lags} features")
+        self.store, self.rows, self.lags, self.fill_value = store, rows, lags, spec.values
         self.has_nan = nan_rows(store)
-        columns = {"row": rows.astype(np.int32), "has_nan": self.has_nan.take(rows), **(labels or Labels(store))(rows)}
-        columns["y"] = columns["y"].astype(np.uint8)  # 0/1: a byte each keeps the record small
+        labels = labels or Labels(store)
+        index = self.index_columns(rows)
+        self.index_keys = tuple(index)
+        columns = {**index, "has_nan": self.has_nan.take(rows), **labels(rows)}
+        if labels.binary:
+            columns["y"] = columns["y"].astype(np.uint8)  # 0/1: a byte each keeps the record small
         if scoring:
             columns.update(weight=store.side("weight").take(rows).astype(np.float32),
-                           resp=store.side("resp").take(rows).astype(np.float32),
+                           resp=store.side(labels.score_column).take(rows).astype(np.float32),
                            day=store.row_day_index().take(rows))
         self.table = RowTable(columns)
+
+    def index_columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The columns locating each target row, passed to `inputs` per batch: its store row (int32)."""
+        return {"row": rows.astype(np.int32)}
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def features(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> np.ndarray:
-        """(len(rows), F) features with NaNs filled; has_nan: the rows' NaN flags, if known."""
+        """(len(rows), F [+ L]) features (then lags) with NaNs filled; has_nan: the rows' NaN flags, if known."""
         has_nan = self.has_nan.take(rows) if has_nan is None else has_nan
-        return self.store.gather(rows, self.fill_value, has_nan)
+        if self.lags is None:
+            return self.store.gather(rows, self.fill_value, has_nan)
+        n = self.store.n_features
+        out = np.empty((len(rows), len(self.fill_value)), dtype=np.float32)
+        self.store.gather(rows, self.fill_value[:n], has_nan, out=out[:, :n])
+        self.lags.gather(rows, self.fill_value[n:], out=out[:, n:])
+        return out
 
-    def inputs(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    def inputs(self, row: np.ndarray, has_nan: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         """The model inputs of the target rows: x (B, F)."""
-        return {"x": torch.from_numpy(self.features(rows, has_nan))}
+        return {"x": torch.from_numpy(self.features(row, has_nan))}
 
     def __getitem__(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         cols = self.table.take(positions)
-        batch = self.inputs(cols.pop("row"), cols.pop("has_nan"))
-        cols["y"] = cols["y"].astype(np.float32)
+        batch = self.inputs(has_nan=cols.pop("has_nan"), **{k: cols.pop(k) for k in self.index_keys})
+        cols["y"] = cols["y"].astype(np.float32, copy=False)
         if "day" in cols:
             cols["day"] = cols["day"].astype(np.int64)
         batch.update((k, torch.from_numpy(v)) for k, v in cols.items())
@@ -91,25 +114,43 @@ def whole_batch(batch: dict) -> dict:
 
 class WindowBatches(RowBatches):
     """RowBatches whose inputs are each target row's window (`spec.window`, see jsmp.batches.windows):
-    x (B, W, F) float32, padding zeroed; mask (B, W) bool, False on padding."""
+    x (B, W, F) float32, padding zeroed; mask (B, W) bool, False on padding. In a grouped store
+    the window is the target's instrument's last W rows, each target's position and first
+    allowed position kept in the table (`pos`, `first`, int32: computed once per split)."""
 
     def __init__(self, store: Store, rows: np.ndarray, spec: InputSpec, labels: Labels | None = None,
-                 scoring: bool = True):
-        super().__init__(store, rows, spec, labels, scoring)
+                 scoring: bool = True, lags: Store | None = None):
         self.window = spec.window_spec
-        self.day_start = None if self.window.cross_days else store.day_offsets[store.row_day_index()]
+        super().__init__(store, rows, spec, labels, scoring, lags)
+        if store.group is None and not self.window.cross_days:
+            self.day_start = store.day_offsets[store.row_day_index()]
+        else:
+            self.day_start = None
 
-    def inputs(self, rows: np.ndarray, has_nan: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-        """x and mask of the target rows' windows (the targets' `has_nan` flags do not cover their windows)."""
-        day_start = None if self.day_start is None else self.day_start.take(rows)
-        x, mask = gather_windows(self.features, rows, self.window, day_start)
+    def index_columns(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        if self.store.group is None:
+            return super().index_columns(rows)
+        pos, first = window_starts(self.store, rows, self.window.cross_days)
+        return {"row": rows.astype(np.int32), "pos": pos.astype(np.int32), "first": first.astype(np.int32)}
+
+    def inputs(self, row: np.ndarray, has_nan: np.ndarray | None = None, pos: np.ndarray | None = None,
+               first: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """x and mask of the target rows' windows (the targets' `has_nan` flags do not cover their windows);
+        `pos`, `first`: a grouped store's (from the table; looked up when not given)."""
+        if self.store.group is None:
+            day_start = None if self.day_start is None else self.day_start.take(row)
+            x, mask = gather_windows(self.features, row, self.window, day_start)
+        else:
+            if pos is None:
+                pos, first = window_starts(self.store, row, self.window.cross_days)
+            x, mask = take_windows(self.features, *window_index(pos, self.window.length, first, self.store.group_order))
         return {"x": torch.from_numpy(x), "mask": torch.from_numpy(mask)}
 
 
 def batches(store: Store, rows: np.ndarray, spec: InputSpec, labels: Labels | None = None,
-            scoring: bool = True) -> RowBatches:
+            scoring: bool = True, lags: Store | None = None) -> RowBatches:
     """The batches of `rows` as `spec` makes model inputs: windows when it has a window, else rows."""
-    return (RowBatches if spec.window is None else WindowBatches)(store, rows, spec, labels, scoring)
+    return (RowBatches if spec.window is None else WindowBatches)(store, rows, spec, labels, scoring, lags)
 
 
 class JsmpDataModule(L.LightningDataModule, RecipeData):
@@ -139,6 +180,7 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         self.store: Store | None = None
         self.split: Split | None = None
         self.spec: InputSpec | None = None
+        self.labels: Labels | None = None
 
     def connect(self, model_class: type) -> None:
         self.window = self.window_cfg if wants_windows(model_class) else None
@@ -154,12 +196,18 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         train_rows = store.day_rows(self.split.train)
         if r.drop_zero_weight:
             train_rows = train_rows[np.asarray(store.side("weight")[train_rows]) > 0]
+        self.labels = labels = Labels(store, r.targets, r.sample_weight, r.task)
         source, fill_value = fill_source(store, r.fill, self.split.train)
+        lags = lag_store(store) if r.lags else None
+        names = list(store.features)
+        if lags is not None:  # mean-filled whatever data.fill says (zeros for zero): a lag is missing only for a new row
+            names += lags.features
+            lag_fill = np.zeros(lags.n_features, np.float32) if r.fill == "zero" else feature_means(lags, self.split.train)
+            fill_value = np.concatenate([fill_value, lag_fill])
         window = None if self.window is None else {"length": self.window.length, "cross_days": self.window.cross_days}
-        self.spec = InputSpec(list(store.features), r.fill, fill_value.tolist(), window)
-        labels = Labels(store, r.targets, r.sample_weight)
-        self.train_set = batches(source, train_rows, self.spec, labels, scoring=False)
-        self.val_set = batches(source, store.day_rows(self.split.val), self.spec, labels, scoring=True)
+        self.spec = InputSpec(names, r.fill, fill_value.tolist(), window, group=store.group)
+        self.train_set = batches(source, train_rows, self.spec, labels, scoring=False, lags=lags)
+        self.val_set = batches(source, store.day_rows(self.split.val), self.spec, labels, scoring=True, lags=lags)
         self.store = store
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
@@ -180,23 +228,36 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
                     len(self.split.train), size, f", {world} processes" if world > 1 else "", r.frac, *gap)
 
     def model_kwargs(self) -> dict:
-        return {"n_features": self.n_features, "n_days": self.n_days, "n_targets": self.n_targets}
+        return {"n_features": self.n_features, "n_days": self.n_days, "n_targets": self.n_targets, "task": self.rows.task}
 
     def input_spec(self) -> InputSpec:
         return self.spec
 
     def reference_metrics(self) -> dict[str, float]:
-        """Utility of the generator's ideal actions on the validation rows (synthetic stores only)."""
+        """The generator's `ideal` scored on the validation rows (synthetic stores only): the utility of its
+        actions (2021 layout: val/utility_ideal), or for a 2024-layout store, whose ideal is the best causal
+        prediction of responder_6, its R² (val/r2_ideal: the ceiling on val/r2) or the utility of trading
+        when it is > 0 (data.task=action), when responder_6 is the scored target."""
         if self.store is None or not self.store.has("ideal"):
             return {}
-        rows = self.val_set.rows
-        s = self.store
-        u = utility_score(s.side("date")[rows], s.side("weight")[rows], s.side("resp")[rows], s.side("ideal")[rows])
-        return {"val/utility_ideal": u}
+        s, rows = self.store, self.val_set.rows
+        date, weight, ideal = s.side("date")[rows], s.side("weight")[rows], s.side("ideal")[rows]
+        if s.has("resp"):
+            return {"val/utility_ideal": utility_score(date, weight, s.side("resp")[rows], ideal)}
+        if self.labels.score_column != "responder_6":
+            return {}
+        y = s.side("responder_6")[rows]
+        if self.rows.task == "regression":
+            return {"val/r2_ideal": r2_score(y, ideal, weight)}
+        return {"val/utility_ideal": utility_score(date, weight, y, ideal > 0)}
 
     @property
     def n_features(self) -> int:
-        return Store(self.store_path).n_features if self.store is None else self.store.n_features
+        """Model inputs per row: the store's features (and lag features with data.lags), known after setup."""
+        if self.spec is not None:
+            return len(self.spec.features)
+        store = Store(self.store_path)
+        return store.n_features + (len(lag_names(store)) if self.rows.lags else 0)
 
     @property
     def n_targets(self) -> int:

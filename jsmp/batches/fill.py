@@ -2,7 +2,7 @@
 the training-day statistics they use, and the caches they keep inside a store.
 
 Rules: NaN -> value (`fill_nan`; mean and zero, and the NaNs ffill leaves) and forward fill
-within a day (`ffill_days`, over the compiled jsmp.store.kernels.ffill_row, which serving's
+within a day, and within each instrument's own rows in a grouped store (`ffill_days`, over the compiled jsmp.store.kernels.ffill_row, which serving's
 jsmp.batches.inputs.OnlineFill applies row by row). Statistics come from training days only,
 computed once by streaming. The forward fill is a sequential pass, so it is computed once per
 store and cached inside it as memory-mapped shards; so are the rows' NaN flags. Caches carry a
@@ -171,16 +171,20 @@ class FilledStore(Store):
         return self._shards
 
 
-def ffill_days(x: np.ndarray, day_starts: np.ndarray) -> np.ndarray:
+def ffill_days(x: np.ndarray, day_starts: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
     """A forward-filled copy of `x` (n, F): the ffill rule (jsmp.store.kernels.ffill_row) down its
-    rows, never across a day; `day_starts`: the rows where days begin (ascending, incl. 0). NaNs
-    before a day's first value stay NaN."""
+    rows, never across a day; `day_starts`: the rows where days begin (ascending, incl. 0). With
+    `group` (n,) int (0-based group indices: a grouped store's instruments), each row takes only
+    its own group's values. NaNs before a (group's) day's first value stay NaN."""
     from jsmp.store.kernels import ffill_rows  # compiled on first use
 
     out = np.array(x, copy=True)
     new_day = np.zeros(len(out), dtype=bool)
     new_day[day_starts] = True
-    ffill_rows(out, new_day, np.full(out.shape[1], np.nan, dtype=out.dtype))
+    if group is None:
+        group = np.zeros(len(out), dtype=np.int32)
+    n_groups = int(group.max()) + 1 if len(group) else 1
+    ffill_rows(out, new_day, group, np.full((n_groups, out.shape[1]), np.nan, dtype=out.dtype))
     return out
 
 
@@ -205,7 +209,8 @@ def write_ffill(store: Store, cache: Path) -> None:
                 bounds = offsets[(offsets >= meta["start"]) & (offsets <= meta["stop"])] - meta["start"]
                 out = np.lib.format.open_memmap(tmp / meta["file"], mode="w+", dtype=np.float32, shape=shard.shape)
                 for a, b, starts in _day_blocks(bounds, FFILL_BLOCK_ROWS):
-                    out[a:b] = ffill_days(np.asarray(shard[a:b]), starts)
+                    group = store.group_index(meta["start"] + a, meta["start"] + b) if store.group else None
+                    out[a:b] = ffill_days(np.asarray(shard[a:b]), starts, group)
                 out.flush()
                 del out
             files = {s["file"]: tmp / s["file"] for s in store.manifest["shards"]}
@@ -215,7 +220,8 @@ def write_ffill(store: Store, cache: Path) -> None:
 
 
 def ffill_store(store: Store) -> FilledStore:
-    """The store's features forward-filled within each day, computed once and cached inside the store."""
+    """The store's features forward-filled within each day (and instrument, in a grouped store),
+    computed once and cached inside the store."""
     cache = store.path / FFILL_DIR
     if not _check_cache(store, cache, cache / CACHE_MANIFEST):
         log.info("forward-filling %s once into %s", store.path, cache)

@@ -37,6 +37,10 @@ class InputSpec:
     """(n_features,) the value for the NaNs the rule leaves: training means; zeros for 'zero'."""
     window: dict | None = None
     """{length, cross_days} of a sequence model's windows (docs/sequence-models.md); None for row models."""
+    group: str | None = None
+    """The instrument column of a grouped (2024-layout) store, whose windows and fills are per instrument;
+    None for the 2021 layout's one global order. Features named `responder_N_lag_1` are lag features
+    (jsmp.batches.lags)."""
 
     @property
     def values(self) -> np.ndarray:
@@ -75,7 +79,7 @@ def _checked(state, path: Path) -> dict:
                          f"restore the run's original file)")
 
     keys = {f.name for f in fields(InputSpec)}
-    required = keys - {"window"}
+    required = keys - {"window", "group"}
     if not isinstance(state, dict):
         raise bad(f"expected a JSON object with keys {sorted(keys)}, got {type(state).__name__}")
     if unknown := sorted(set(state) - keys):
@@ -101,7 +105,10 @@ def _checked(state, path: Path) -> dict:
             or isinstance(window["length"], bool) or not isinstance(window["length"], int)
             or window["length"] < 1 or not isinstance(window["cross_days"], bool)):
         raise bad(f"window must be null or {{\"length\": int >= 1, \"cross_days\": bool}}, got {window!r}")
-    return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window}
+    group = state.get("group")
+    if group is not None and not (isinstance(group, str) and group):
+        raise bad(f"group must be null or a column name, got {group!r}")
+    return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window, "group": group}
 
 
 def fill_rows(x: np.ndarray, day_starts: np.ndarray, spec: InputSpec) -> np.ndarray:

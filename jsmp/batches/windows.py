@@ -5,6 +5,12 @@ The window of target row t holds the W rows t-W+1 .. t in `ts_id` (= store row) 
 its last step is always t itself. Rows before the window's first allowed row (the store's
 first row, or with `cross_days=False` the first row of t's day) are left padding: zeros in
 `x`, False in `mask`.
+
+In a grouped store (instruments side by side, jsmp.store.store) the same arithmetic runs on
+positions in the group order instead of rows: the window of t is the W rows of t's own group
+ending at t, positions group_pos[t] - W + 1 .. group_pos[t], read through group_order, and
+padded before the group's first row (with `cross_days=False`, its first row on t's day). Each
+target's position and first allowed position are computed once per split (`window_starts`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jsmp.errors import UserError
+from jsmp.store.store import Store
 
 
 @dataclass
@@ -34,33 +41,63 @@ class WindowSpec:
             raise UserError(f"data.window.shuffle_block must be an integer >= 1, got {self.shuffle_block!r}")
 
 
-def window_index(rows: np.ndarray, length: int, first: np.ndarray | int = 0) -> tuple[np.ndarray, np.ndarray]:
+def window_index(ends: np.ndarray, length: int, first: np.ndarray | int = 0,
+                 order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Store rows of each target's window and which of them are real.
 
-    rows: (B,) int64 target rows. first: (B,) or scalar, the first row a window may use.
-    Returns idx (B, W) int64, padded positions clamped to `first` (a valid row to read), and
-    mask (B, W) bool, True where idx is a real row of the window.
+    ends: (B,) the targets' positions: store rows, or with `order` (a grouped store's
+    group_order) positions in it. first: (B,) or scalar, the first position a window may use.
+    Returns idx (B, W) int64 store rows, padded steps clamped to `first` (a valid row to read),
+    and mask (B, W) bool, True where idx is a real row of the window.
     """
-    rows = np.asarray(rows, dtype=np.int64)
-    idx = rows[:, None] + np.arange(1 - length, 1, dtype=np.int64)
-    first = np.broadcast_to(np.asarray(first, dtype=np.int64), rows.shape)[:, None]
+    ends = np.asarray(ends, dtype=np.int64)
+    idx = ends[:, None] + np.arange(1 - length, 1, dtype=np.int64)
+    first = np.broadcast_to(np.asarray(first, dtype=np.int64), ends.shape)[:, None]
     mask = idx >= first
-    return np.maximum(idx, first), mask
+    idx = np.maximum(idx, first)
+    return (idx if order is None else order[idx]), mask
 
 
-def gather_windows(features, rows: np.ndarray, spec: WindowSpec,
-                   day_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """x (B, W, F) float32 and mask (B, W) bool for the target rows `rows` (B,).
+def take_windows(features, idx: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x (B, W, F) float32 and mask (B, W) of the windows at store rows idx (B, W) (window_index).
 
     `features(store_rows) -> (n, F)` gathers (and fills) rows; it is called once, on the
     distinct rows of all B*W window steps (windows of nearby targets overlap, so with a
     block-shuffled batch these are few), and the windows are then taken from that block in
-    memory. Padded steps are zeroed. `day_start` (B,) is the first row of each target's day,
-    required when `spec.cross_days` is False.
+    memory. Padded steps are zeroed.
     """
-    idx, mask = window_index(rows, spec.length, 0 if spec.cross_days else day_start)
     distinct, step_row = np.unique(idx, return_inverse=True)
     x = features(distinct).take(step_row.ravel(), axis=0).reshape(*idx.shape, -1)
     if not mask.all():
         x[~mask] = 0.0
     return x, mask
+
+
+def gather_windows(features, rows: np.ndarray, spec: WindowSpec,
+                   day_start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """x (B, W, F) float32 and mask (B, W) bool for the target rows `rows` (B,) of a store
+    without groups (take_windows). `day_start` (B,) is the first row of each target's day,
+    required when `spec.cross_days` is False.
+    """
+    return take_windows(features, *window_index(rows, spec.length, 0 if spec.cross_days else day_start))
+
+
+def group_day_starts(store: Store) -> np.ndarray:
+    """(G, n_days) int64: the position (in group_order) of group g's first row on day d, or where
+    it would be (the position after the group's rows of earlier days) when it has none that day.
+    One pass over the group column, a day at a time."""
+    counts = np.stack([np.bincount(store.group_index(a, b), minlength=len(store.group_values))
+                       for a, b in zip(store.day_offsets[:-1], store.day_offsets[1:])], axis=1)
+    return store.group_offsets[:-1, None] + np.cumsum(counts, axis=1) - counts
+
+
+def window_starts(store: Store, rows: np.ndarray, cross_days: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For target `rows` (B,) of a grouped store: their positions in group_order and the first
+    position each one's window may use (its group's first row, or with `cross_days` False its
+    group's first row on its day), both (B,) int64. Vectorised: computed once per split."""
+    pos = np.asarray(store.group_pos).take(rows)
+    group = np.searchsorted(store.group_offsets, pos, side="right") - 1
+    if cross_days:
+        return pos, store.group_offsets[group]
+    day = np.searchsorted(store.day_offsets, rows, side="right") - 1
+    return pos, group_day_starts(store)[group, day]

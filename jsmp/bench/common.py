@@ -44,14 +44,16 @@ def add_store_arguments(parser) -> None:
     parser.add_argument("--rows-per-day", type=int, default=4780)
 
 
-def bench_data(store: str | os.PathLike, model_class: type, batch_size: int, window: int = 32, pin_memory: bool = False):
+def bench_data(store: str | os.PathLike, model_class: type, batch_size: int, window: int = 32, pin_memory: bool = False,
+               rows=None):
     """The set-up JsmpDataModule a benchmark trains `model_class` on: `store` unverified, served
-    as the model reads it (connect: windows of `window` rows for a sequence model, else rows)."""
+    as the model reads it (connect: windows of `window` rows for a sequence model, else rows);
+    `rows` a RowsConfig (default: the 2021 defaults; rtmdf_rows() for the 2024 layout)."""
     from jsmp.batches.config import LoaderConfig
     from jsmp.batches.datamodule import JsmpDataModule
     from jsmp.batches.windows import WindowSpec
 
-    data = JsmpDataModule(store, loader=LoaderConfig(batch_size=batch_size, pin_memory=pin_memory),
+    data = JsmpDataModule(store, rows=rows, loader=LoaderConfig(batch_size=batch_size, pin_memory=pin_memory),
                           window=WindowSpec(length=window), verify=False)
     data.connect(model_class)
     data.setup("fit")
@@ -64,6 +66,27 @@ def synthetic_store(days: int, rows_per_day: int, seed: int = 0) -> Path:
     from jsmp.store.store import is_store
 
     spec = SynthSpec(days=days, rows_per_day=rows_per_day, seed=seed)
+    path = cache_dir() / spec.name
+    if not is_store(path):
+        print(f"generating {path} (once; cached for later runs)", flush=True)
+        write_store(spec, path)
+    return path
+
+
+def rtmdf_rows(fill: str = "mean", lags: bool = True):
+    """The RowsConfig of conf/data/rtmdf.yaml (regression on responder_6 weighted by `weight`, lag
+    features), with mean fill by default: ffill would first write a forward-filled copy of the store."""
+    from jsmp.batches.config import RowsConfig
+
+    return RowsConfig(task="regression", targets=["responder_6"], sample_weight="weight", lags=lags, fill=fill)
+
+
+def rtmdf_store(days: int, times: int, symbols: int, seed: int = 0) -> Path:
+    """A synthetic 2024-layout store (jsmp.data.synthetic_rtmdf) in cache_dir(), generated on first use."""
+    from jsmp.data.synthetic_rtmdf import RtmdfSpec, write_store
+    from jsmp.store.store import is_store
+
+    spec = RtmdfSpec(days=days, times=times, symbols=symbols, seed=seed)
     path = cache_dir() / spec.name
     if not is_store(path):
         print(f"generating {path} (once; cached for later runs)", flush=True)

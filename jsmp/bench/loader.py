@@ -3,8 +3,10 @@
 Windows/s from the windowed train DataLoader (index arithmetic, one gather, NaN fill,
 padding mask, labels, tensors) against a raw numpy gather - numpy's `take` of each shard's
 run of rows from the memmap - of the same window rows, precomputed; rows/s of the row loader
-against the same raw gather of its rows. The same batches, the same memmap, measured
-alternately; best of `--repeat`. Target: loader / raw >= 0.75 for both.
+against the same raw gather of its rows; and the same for the per-instrument windows of a
+synthetic 2024-layout store (jsmp.data.synthetic_rtmdf: 39 instruments entering and leaving, 79
+features) of about the same size. The same batches, the same memmap, measured alternately; best of `--repeat`. Target:
+loader / raw >= 0.75 for each.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.batches.windows import window_index
-from jsmp.bench.common import add_store_arguments, bench_data, synthetic_store
+from jsmp.bench.common import add_store_arguments, bench_data, rtmdf_rows, rtmdf_store, synthetic_store
 from jsmp.models.lstm import LSTM
 from jsmp.models.mlp import MLP
 from jsmp.store.store import Store
@@ -45,6 +47,14 @@ def numpy_gather(store: Store, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def window_rows(data: JsmpDataModule, positions: np.ndarray) -> np.ndarray:
+    """The store rows of the windows of the training targets at `positions` (padding clamped), flat."""
+    cols, store = data.train_set.table.take(positions), data.train_set.store
+    if store.group is None:
+        return window_index(cols["row"], data.window.length)[0].ravel()
+    return window_index(cols["pos"], data.window.length, cols["first"], store.group_order)[0].ravel()
+
+
 def compare(data: JsmpDataModule, batches: int, repeat: int) -> tuple[float, float]:
     """Best targets/s of (the train DataLoader, a raw gather of the same store rows).
 
@@ -53,9 +63,10 @@ def compare(data: JsmpDataModule, batches: int, repeat: int) -> tuple[float, flo
     """
     loader = data.train_dataloader()
     positions = list(itertools.islice(loader.batch_sampler, 1, batches + 1))
-    rows = [data.train_set.rows[p] for p in positions]
-    if data.window is not None:
-        rows = [window_index(r, data.window.length)[0].ravel() for r in rows]
+    if data.window is None:
+        rows = [data.train_set.rows[p] for p in positions]
+    else:
+        rows = [window_rows(data, p) for p in positions]
     n = sum(len(p) for p in positions)
     store = data.train_set.store
     raw = functools.partial(numpy_gather, store)
@@ -78,11 +89,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args(argv)
     store = str(synthetic_store(a.days, a.rows_per_day))
-    print(f"store {store}; batch {a.batch_size}; {a.batches} batches, best of {a.repeat}")
+    grouped = str(rtmdf_store(a.days, max(1, a.rows_per_day // 30), 39))  # ~30 instruments trade at a time
+    print(f"store {store}; grouped store {grouped}; batch {a.batch_size}; {a.batches} batches, best of {a.repeat}")
     print(f"{'loader':<14} {'loader/s':>12} {'raw gather/s':>13} {'ratio':>6} {'target':>7}")
     ok = True
-    for name, model_class in [("rows", MLP), (f"windows W={a.window}", LSTM)]:  # (as those models read them)
-        data = bench_data(store, model_class, a.batch_size, a.window)
+    cases = [("rows", store, MLP, None), (f"windows W={a.window}", store, LSTM, None),
+             (f"groups W={a.window}", grouped, LSTM, rtmdf_rows(lags=False))]  # like for like: no lag columns
+    for name, path, model_class, rows in cases:  # (as those models read them)
+        data = bench_data(path, model_class, a.batch_size, a.window, rows=rows)
         got, raw = compare(data, a.batches, a.repeat)
         ok &= got / raw >= TARGET
         print(f"{name:<14} {got:>12.0f} {raw:>13.0f} {got / raw:>6.2f} {'>=' + str(TARGET):>7}  "

@@ -1,7 +1,9 @@
 """`python -m jsmp.data COMMAND ...`: build and inspect stores.
 
     synth (--out FILE.csv [--test-layout] | --store DIR [--force]) [--days D] [--rows-per-day R] [--seed S]
+    synth --layout rtmdf (--out DIR [--partitions K] | --store DIR [--force]) [--days D] [--times T] [--symbols N] [--seed S]
     ingest SRC --store DIR [--force]     SRC: Kaggle CSV (.csv, .csv.gz), .parquet, or a directory of .parquet
+                                         (hive partitions in numeric order): 2021 train, 2024 train or lags layout
     info DIR
     verify DIR [--rebuild-caches]        check every checksum of a store and its caches
 """
@@ -23,24 +25,42 @@ def _positive(v: str) -> int:
     return n
 
 
+LAYOUT_FLAGS = {"jsmp": ("rows_per_day", "test_layout"), "rtmdf": ("times", "symbols", "partitions")}
+
+
 def cmd_synth(args: argparse.Namespace) -> None:
-    from jsmp.data.synthetic import SynthSpec, write_csv
+    for layout, flags in LAYOUT_FLAGS.items():
+        for flag in flags:
+            if layout != args.layout and getattr(args, flag) not in (None, False):
+                raise UserError(f"--{flag.replace('_', '-')}: only with --layout {layout}")
+    if args.out and args.force:
+        raise UserError("--force: only with --store (--out replaces what synth wrote, never anything else)")
+    if args.layout == "rtmdf":
+        from jsmp.data import synthetic_rtmdf as gen
 
-    spec = SynthSpec(days=args.days, rows_per_day=args.rows_per_day, seed=args.seed)
-    if args.out:
-        if args.force:
-            raise UserError("--force: only with --store (--out replaces a CSV synth wrote, never another file)")
-        if Path(args.out).is_dir():
-            raise UserError(f"--out {args.out}: is a directory, expected a CSV file path")
-        print(f"wrote {write_csv(spec, args.out, test_layout=args.test_layout)}")
+        try:
+            spec = gen.RtmdfSpec(**{k: v for k in ("days", "times", "symbols") if (v := getattr(args, k)) is not None}, seed=args.seed)
+        except ValueError as e:
+            raise UserError(f"synth --layout rtmdf: {e}") from None
+        if args.out:
+            print(f"wrote {gen.write_parquet(spec, args.out, partitions=args.partitions or 10)}")
+            return
     else:
-        synth_store(spec, Path(args.store), args.force)
+        from jsmp.data import synthetic as gen
+
+        spec = gen.SynthSpec(days=args.days or 500, rows_per_day=args.rows_per_day or 4780, seed=args.seed)
+        if args.out:
+            if Path(args.out).is_dir():
+                raise UserError(f"--out {args.out}: is a directory, expected a CSV file path")
+            print(f"wrote {gen.write_csv(spec, args.out, test_layout=args.test_layout)}")
+            return
+    synth_store(gen, spec, Path(args.store), args.force)
 
 
-def synth_store(spec, path: Path, force: bool) -> None:
+def synth_store(gen, spec, path: Path, force: bool) -> None:
     """`synth --store`: a store already holding `spec`'s data, whole, is kept (`force` regenerates
-    it); a store of other synthetic data, or a damaged one, is replaced; one of real data only with `force`."""
-    from jsmp.data.synthetic import synth_source, write_store
+    it); a store of other synthetic data, or a damaged one, is replaced; one of real data only with `force`.
+    `gen`: the generator module (jsmp.data.synthetic or synthetic_rtmdf)."""
     from jsmp.store.store import damage_at, read_manifest
 
     old = read_manifest(path)
@@ -49,12 +69,12 @@ def synth_store(spec, path: Path, force: bool) -> None:
         if src.get("kind") != "synthetic":
             raise UserError(f"--store {path}: holds data ingested from {src.get('path', '?')}; synth would replace it "
                             f"with synthetic data. Add --force to replace it, or choose another --store")
-        if src == synth_source(spec):
+        if src == gen.synth_source(spec):
             if (problem := damage_at(path)) is None:
                 print(f"{path} is up to date with {spec.name} (--force regenerates it)")
                 return
             print(f"warning: store {path}: {problem}; regenerating it", file=sys.stderr)
-    print(f"wrote {write_store(spec, path)}")
+    print(f"wrote {gen.write_store(spec, path)}")
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -73,13 +93,15 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> None:
     from jsmp.batches.fill import verify_caches
-    from jsmp.store.store import Store
+    from jsmp.batches.lags import verify_lags
+    from jsmp.store.store import Store, manifest_files
 
     store = Store(args.store)
     store.verify()
-    files = [s["file"] for s in store.manifest["shards"]] + [f"{k}.npy" for k in store.manifest["side"]]
+    files = [name for _, name, _ in manifest_files(store.manifest)]
     size = sum((store.path / f).stat().st_size for f in files)
     caches = verify_caches(store, rebuild=args.rebuild_caches)
+    caches += [line] if (line := verify_lags(store, rebuild=args.rebuild_caches)) else []
     print(f"store {store.path}: OK ({len(files)} files, {size / 1e6:,.1f} MB, checksums match)")
     print("\n".join(f"  cache {line}" for line in caches) or "  no caches")
 
@@ -87,19 +109,26 @@ def cmd_verify(args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jsmp.data", description="Build and inspect jsmp stores.")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("synth", help="generate synthetic JSMP-shaped data (Kaggle CSV layout or a store)")
+    s = sub.add_parser("synth", help="generate synthetic data: the 2021 layout (Kaggle CSV or a store) or the 2024 one (--layout rtmdf)")
+    s.add_argument("--layout", choices=sorted(LAYOUT_FLAGS), default="jsmp",
+                   help="jsmp: the 2021 train.csv (default); rtmdf: the 2024 train.parquet (docs/rtmdf-data.md)")
     where = s.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", help="write a Kaggle-layout CSV here (ideal actions beside it in FILE.ideal.npy)")
+    where.add_argument("--out", help="jsmp: write a Kaggle-layout CSV here (ideal actions beside it in FILE.ideal.npy); "
+                                     "rtmdf: a directory with train.parquet/, lags.parquet and ideal.parquet")
     where.add_argument("--store", help="write a jsmp store directory here")
-    s.add_argument("--days", type=_positive, default=500, help="trading days (default 500)")
-    s.add_argument("--rows-per-day", type=_positive, default=4780, help="mean rows per day (default 4780, the real file's)")
+    s.add_argument("--days", type=_positive, help="trading days (default 500; rtmdf: 200)")
+    s.add_argument("--rows-per-day", type=_positive, help="jsmp: mean rows per day (default 4780, the real file's)")
+    s.add_argument("--times", type=_positive, help="rtmdf: time_ids per date (default 60; the real data: 968)")
+    s.add_argument("--symbols", type=_positive, help="rtmdf: instruments over the whole set (default 20; the real data: 39)")
+    s.add_argument("--partitions", type=_positive, help="rtmdf --out: train.parquet partitions (default 10)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--test-layout", action="store_true", help="--out without resp columns, as example_test.csv")
+    s.add_argument("--test-layout", action="store_true", help="jsmp --out: without resp columns, as example_test.csv")
     s.add_argument("--force", action="store_true",
                    help="--store: regenerate even when the store already holds this data, or replace a store of ingested data")
     s.set_defaults(func=cmd_synth)
-    i = sub.add_parser("ingest", help="ingest a Kaggle train.csv(.gz), a .parquet file or a directory of them into a store")
-    i.add_argument("src", help="source file or directory")
+    i = sub.add_parser("ingest", help="ingest a Kaggle train.csv(.gz), a .parquet file or a directory of them into a store "
+                                      "(2021 train, 2024 train.parquet or lags.parquet layout, told by the header)")
+    i.add_argument("src", help="source file or directory (hive partitions such as partition_id=K/ are read in K order)")
     i.add_argument("--store", required=True, help="store directory to write (replaced atomically)")
     i.add_argument("--force", action="store_true", help="re-ingest even when the source is unchanged")
     i.set_defaults(func=cmd_ingest)
@@ -109,7 +138,7 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check every file of a store and its caches against their checksums")
     v.add_argument("store", help="store directory")
     v.add_argument("--rebuild-caches", action="store_true",
-                   help="rebuild damaged or stale caches (nan-rows.npy, fill-ffill/) instead of failing")
+                   help="rebuild damaged or stale caches (nan-rows.npy, fill-ffill/, lags-1/) instead of failing")
     v.set_defaults(func=cmd_verify)
     return p
 

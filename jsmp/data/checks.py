@@ -1,10 +1,12 @@
 """The value checks of the reader: a pyarrow batch -> x (n, F) float32 (NaN = missing) and its side
-columns, every value checked against the schema rules (docs/ingest.md), order kept across batches."""
+columns, every value checked against the schema rules (docs/ingest.md), order kept across batches
+(and files): 2021 rows in date and ts_id order; 2024 rows in (date_id, time_id) order, each
+symbol_id at most once per time step."""
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -34,9 +36,9 @@ def _nulls(col: pa.Array) -> np.ndarray:
 
 @dataclass
 class Checker:
-    """Per-batch value checks across batch boundaries (it keeps the last date and ts_id seen);
-    raises UserError at the first bad value, after which its state is partly updated: to check
-    rows tentatively, check them with a copy (dataclasses.replace).
+    """Per-batch value checks across batch boundaries (it keeps the last date, ts_id, time_id and
+    the current time step's symbols seen); raises UserError at the first bad value, after which its
+    state is partly updated: to check rows tentatively, check them with a copy (dataclasses.replace).
 
     `nan_values`: a float NaN (not a null) is NaN in features (Parquet); else it is an error (CSV,
     where every NaN spelling pandas reads is a null, and pyarrow reads only others such as `nan(1)`
@@ -46,13 +48,16 @@ class Checker:
     last_date: int | None = None
     last_ts: int | None = None
     nan_values: bool = False
+    last_time: int | None = None  # grouped layouts: the last (date, time_id) step ...
+    step_symbols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # ... and its symbols so far
 
     def __call__(self, batch: pa.RecordBatch, layout: Layout, where) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Arrays of a batch: x (n, F) float32 row-major (NaN where missing) and the side columns (n,):
-        date and ts_id int64, others float32, ts_id numbered on from the last one when the layout has
-        none. `where(i, column)` names row i in messages."""
+        """Arrays of a batch: x (n, F) float32 row-major (NaN where missing) and the side columns (n,)
+        under their store names (`layout.rename`): integer columns (schema.INT_RANGES) int64, others
+        float32, ts_id numbered on from the last one when the layout has none. `where(i, column)`
+        names row i in messages."""
         n = batch.num_rows
-        side = {c: self._side(batch.column(c), c, where) for c in layout.side}
+        side = {layout.rename.get(c, c): self._side(batch.column(c), c, where) for c in layout.side}
         x = np.empty((n, len(layout.features)), dtype=np.float32)
         cols = [batch.column(c) for c in layout.features]
         with np.errstate(over="ignore"):  # beyond float32 range: Inf, an error below
@@ -63,7 +68,7 @@ class Checker:
         for j, col in enumerate(cols):
             if col.null_count:
                 x[_nulls(col), j] = np.nan
-        self._order(side, n, where)
+        self._order(side, n, where, layout)
         return x, side
 
     def _features(self, x: np.ndarray, cols: list[pa.Array], names: list[str], where) -> None:
@@ -115,8 +120,10 @@ class Checker:
             raise UserError(f"{where(i, c)}: got {v[i]!s}; expected weight >= 0 (a negative weight flips the sign of the row's utility)")
         return v
 
-    def _order(self, side: dict[str, np.ndarray], n: int, where) -> None:
+    def _order(self, side: dict[str, np.ndarray], n: int, where, layout: Layout) -> None:
         date = side["date"]
+        if layout.group is not None:
+            self._steps(date, side["time_id"], side[layout.group], where, layout)
         prev = np.r_[self.last_date if self.last_date is not None else date[0], date[:-1]]
         bad = np.flatnonzero(date < prev)
         if len(bad):
@@ -136,3 +143,31 @@ class Checker:
             start = 0 if self.last_ts is None else self.last_ts + 1
             side["ts_id"] = np.arange(start, start + n, dtype=np.int64)
             self.last_ts = start + n - 1
+
+    def _steps(self, date: np.ndarray, time: np.ndarray, symbol: np.ndarray, where, layout: Layout) -> None:
+        """Grouped rows: (date, time_id) never decreases, and no symbol twice in one (date, time_id) step,
+        also across batch boundaries; keeps the last step and its symbols."""
+        d, t, g = layout.source_name("date"), layout.source_name("time_id"), layout.source_name(layout.group)
+        first = self.last_time is None
+        prev_d = np.r_[date[0] if first else self.last_date, date[:-1]]
+        prev_t = np.r_[time[0] if first else self.last_time, time[:-1]]
+        bad = np.flatnonzero((date < prev_d) | ((date == prev_d) & (time < prev_t)))
+        if len(bad):
+            i = int(bad[0])
+            raise UserError(f"{where(i, d if date[i] < prev_d[i] else t)}: ({d}, {t}) = ({date[i]}, {time[i]}) after ({prev_d[i]}, {prev_t[i]}); "
+                            f"expected rows in ({d}, {t}) order")
+        new = (date != prev_d) | (time != prev_t)
+        new[0] |= first
+        step = np.cumsum(new)  # 0: the step the previous batch ended in
+        carried = len(self.step_symbols) if not new[0] else 0
+        steps = np.r_[np.zeros(carried, np.int64), step]
+        symbols = np.r_[self.step_symbols[:carried], symbol]
+        key = (steps << 32) | (symbols - np.iinfo(np.int32).min)  # symbols are int32 (checked): one int64 key per (step, symbol)
+        order = np.argsort(key, kind="stable")  # a repeat sorts right after its first row
+        repeat = order[1:][key[order[1:]] == key[order[:-1]]]
+        if len(repeat):
+            i = int(repeat.min()) - carried
+            raise UserError(f"{where(i, g)}: {g} {symbol[i]} appears twice at ({d}, {t}) = ({date[i]}, {time[i]}); "
+                            f"expected at most one row per {g} and time step")
+        self.last_time = int(time[-1])
+        self.step_symbols = symbols[steps == steps[-1]]

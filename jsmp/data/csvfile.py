@@ -227,7 +227,7 @@ def iter_csv(source: Source, layout: Layout, hasher) -> Iterator[tuple[pa.Record
         except pa.ArrowInvalid:
             _lint(piece, i == 0)  # a stray CR splits a line in two short rows
             raise
-        if table.column("date").null_count:
+        if table.column(layout.source_name("date")).null_count:
             _lint(piece, i == 0)  # a blank line reads as a row of nulls
         return table, nbytes
 

@@ -1,6 +1,7 @@
 """Ingest a raw source into a store (docs/ingest.md): skip it when the store already holds these very
 bytes (size, mtime and SHA-1 in the manifest), else stream it through jsmp.data.reader into a
-StoreWriter, which leaves nothing at the store path unless the whole source was read."""
+StoreWriter, which leaves nothing at the store path unless the whole source was read. A 2024 source
+(train.parquet or lags.parquet) becomes a grouped store: `symbol_id` series in (date, time_id) order."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from jsmp.data import schema
 from jsmp.data.reader import Reader
 from jsmp.data.schema import Layout, short
 from jsmp.data.sources import HASH, Source
@@ -48,9 +48,9 @@ def ingest(src: str | os.PathLike, store: str | os.PathLike, force: bool = False
     """Ingest `src` into a store at `store`; returns (store path, whether anything was written)."""
     reader, store = Reader(src), Path(store)
     source, layout = reader.source, reader.layout()
-    side_dtypes = {c: schema.SIDE_DTYPES[c] for c in schema.SIDE_DTYPES if c in layout.side or c == "ts_id"}
     try:
-        with StoreWriter(store, layout.features, side_dtypes, {}, columns=layout.columns, shard_rows=shard_rows, inputs=[source.path]) as w:
+        with StoreWriter(store, layout.features, layout.dtypes, {}, columns=layout.columns, shard_rows=shard_rows, inputs=[source.path],
+                         group=layout.group, time=layout.time) as w:
             if not force and (store / MANIFEST).is_file() and (checksum := up_to_date(store, source)):
                 # every checksum: a read of the store, far cheaper than ingesting it again
                 if (damage := damage_at(store, full=True)) is None:

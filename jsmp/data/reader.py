@@ -2,15 +2,17 @@
 Parquet parts -> checked blocks of float32 features and side columns, streamed in bounded pieces.
 
     reader = Reader("train.csv")                  # finds the files and tells their format (Source)
-    layout = reader.layout()                      # the header checked against the schema (plan_columns)
+    layout = reader.layout()                      # the header checked against the schema (plan: 2021, 2024, lags)
     for x, side, nbytes in reader.blocks(layout): # x (n, F) float32, side {column: (n,)}, bytes read so far
         ...
 
 Rules (docs/ingest.md): the format is told by a file's first bytes; column order does not matter
 (`layout.features` sets x's); in features an empty field and every NaN spelling pandas reads are NaN;
-every side value must be present, finite and in range (`date` an int32 integer, `ts_id` an int64
-one, `weight` >= 0); ±Inf anywhere is an error; `date` never decreases, `ts_id` strictly increases
-(numbered from row order when absent); a CSV is UTF-8 with LF or CRLF line ends and no blank lines.
+every side value must be present, finite and in range (`date`, `date_id`, `time_id`, `symbol_id`
+int32 integers, `ts_id` an int64 one, `weight` >= 0); ±Inf anywhere is an error; `date` never
+decreases, `ts_id` strictly increases (numbered from row order when absent); 2024 rows come in
+(date_id, time_id) order with each symbol_id at most once per time step, and `date_id` is read as
+`date`; a CSV is UTF-8 with LF or CRLF line ends and no blank lines.
 A bad input raises a one-line UserError naming the file, line (CSV) or row (Parquet) and column.
 """
 
@@ -25,18 +27,18 @@ import numpy as np
 from jsmp.data.checks import Checker
 from jsmp.data.csvfile import csv_header, iter_csv
 from jsmp.data.parquetfile import iter_parquet, parquet_layout
-from jsmp.data.schema import INT_COLUMNS, Layout, plan_columns
+from jsmp.data.schema import INT_COLUMNS, Layout, plan, plan_columns
 from jsmp.data.sources import Source
 from jsmp.errors import UserError
 
-__all__ = ["INT_COLUMNS", "Block", "Checker", "Layout", "Reader", "Source", "plan_columns"]
+__all__ = ["INT_COLUMNS", "Block", "Checker", "Layout", "Reader", "Source", "plan", "plan_columns"]
 
 
 class Block(NamedTuple):
     """Consecutive checked rows of a source."""
 
     x: np.ndarray  # (n, F) float32, columns in layout.features order, NaN where missing
-    side: dict[str, np.ndarray]  # (n,) per side column: date and ts_id int64, others float32; always a ts_id
+    side: dict[str, np.ndarray]  # (n,) per side column, store names: integer columns int64, others float32; always a ts_id
     nbytes: int  # source bytes read up to this block (for progress; approximate for Parquet)
 
 
@@ -47,9 +49,9 @@ class Reader:
         self.source = Source.of(src)
         self.csv = self.source.kind != "parquet"
 
-    def layout(self, select: Callable[[list[str], str], Layout] = plan_columns) -> Layout:
+    def layout(self, select: Callable[[list[str], str], Layout] = plan) -> Layout:
         """What to read: `select(columns, file)` of the header (CSV) or of each part (Parquet, which
-        must agree and be numeric). The default checks a training file (schema.plan_columns)."""
+        must agree and be numeric). The default checks a training or lags file (schema.plan)."""
         if self.csv:
             path = self.source.files[0]
             return select(csv_header(path, self.source.kind), str(path))

@@ -1,10 +1,12 @@
-"""Find a raw source's files (a CSV, CSV.gz, Parquet file or a directory of Parquet parts), tell each
-one's format by its first bytes, and fingerprint and hash them (the manifest's `source`: docs/ingest.md)."""
+"""Find a raw source's files (a CSV, CSV.gz, Parquet file or a directory of Parquet parts, hive
+partitions such as `partition_id=K/` in numeric order), tell each one's format by its first bytes,
+and fingerprint and hash them (the manifest's `source`: docs/ingest.md)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,14 +43,33 @@ def sniff(path: Path) -> str:
     return "parquet" if path.suffix == ".parquet" else "csv.gz" if path.suffix == ".gz" else "csv"
 
 
+_HIVE = re.compile(r"^([^=]+)=(-?\d+)$")
+
+
+def hive_keys(path: Path, root: Path) -> dict[str, int]:
+    """The integer `key=value` components of `path` below `root`: `partition_id=3/part-0.parquet` -> {"partition_id": 3}."""
+    return {m.group(1): int(m.group(2)) for part in path.relative_to(root).parts[:-1] if (m := _HIVE.match(part))}
+
+
+def hive_order(path: Path, root: Path) -> tuple:
+    """Sort key of a part below `root`: path components in name order, but `key=N` ones by `key`,
+    then N as a number (partition_id=10 after partition_id=9)."""
+    key = []
+    for part in path.relative_to(root).parts:
+        m = _HIVE.match(part)
+        key.append((m.group(1) + "=", int(m.group(2)), part) if m else (part, 0, part))  # the name breaks ties (k=01, k=1)
+    return tuple(key)
+
+
 def _parquet_files(root: Path) -> list[Path]:
-    """The *.parquet files under directory `root` in name order, each checked readable."""
+    """The *.parquet files under directory `root` in hive order (hive_order), each checked readable."""
 
     def unlistable(e: OSError):
         why = "permission denied" if isinstance(e, PermissionError) else e.strerror
         raise UserError(f"cannot list directory {e.filename} ({why}); expected a readable directory of Parquet parts")
 
-    files = sorted(Path(d, n) for d, _, names in os.walk(root, onerror=unlistable) for n in names if n.endswith(".parquet"))
+    files = sorted((Path(d, n) for d, _, names in os.walk(root, onerror=unlistable) for n in names if n.endswith(".parquet")),
+                   key=lambda f: hive_order(f, root))
     files = [f for f in files if f.is_file()]
     if not files:
         raise UserError(f"{root}: directory holds no *.parquet files; expected a directory of Parquet parts")
@@ -59,7 +80,7 @@ def _parquet_files(root: Path) -> list[Path]:
 
 @dataclass
 class Source:
-    """A raw source: its files (one, or a directory's Parquet parts in name order), their format,
+    """A raw source: its files (one, or a directory's Parquet parts in hive order), their format,
     and each one's (size, mtime ns) for the cheap unchanged check."""
 
     path: Path
@@ -87,7 +108,7 @@ class Source:
         return [[str(f.relative_to(self.path) if f != self.path else f.name), s, m] for f, (s, m) in zip(self.files, self.stats)]
 
     def checksum(self) -> str:
-        """`sha1:HEX` of the source bytes (every file in name order)."""
+        """`sha1:HEX` of the source bytes (every file in order)."""
         h = hashlib.new(HASH)
         for f in self.files:
             try:

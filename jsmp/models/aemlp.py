@@ -3,10 +3,11 @@
     x0      = BatchNorm(x)                                    (B, F)
     enc     = swish(BN(Dense(noise(x0))))                     (B, encoder)   noise: Gaussian, training only
     decoded = Dense(Dropout(enc)) -> F                        MSE against x
-    aux     = Dense(Dropout(swish(BN(Dense(decoded))))) -> T  auxiliary action head, BCE
-    logits  = MLP(Dropout(BN([x0, enc]))) -> T                main head, BCE (the trade decision)
+    aux     = Dense(Dropout(swish(BN(Dense(decoded))))) -> T  auxiliary head, the task's loss
+    logits  = MLP(Dropout(BN([x0, enc]))) -> T                main head, the task's loss (the model's output)
 
-Training minimises bce + aux_bce + recon_mse (each logged as train/<name>); see docs/models.md.
+Training minimises bce + aux_bce + recon_mse (data.task=action; mse + aux_mse + recon_mse for
+regression), each logged as train/<name>; see docs/models.md.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ class GaussianNoise(nn.Module):
 
 
 class AEMLP(TradeModule):
-    """Rows x (B, n_features) -> logits (B, n_targets) of the main head.
+    """Rows x (B, n_features) -> outputs (B, n_targets) of the main head (logits or predictions: the task's).
 
-    Needs n_features, n_days (and n_targets, optimizer: `**base`, see TradeModule) from the data.
+    Needs n_features, n_days (and n_targets, optimizer, task: `**base`, see TradeModule) from the data.
     encoder: width of the encoding; noise: std of the noise on the normalised input;
     decoder_dropout; aux_hidden, aux_dropout: the auxiliary head; input_dropout: on
     [x0, enc]; hidden, dropout: widths and dropout rates (one per layer) of the main MLP.
@@ -61,7 +62,7 @@ class AEMLP(TradeModule):
                                   nn.Linear(hidden[-1] if hidden else n_features + encoder, t))
 
     def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, F) -> decoded (B, F), auxiliary logits (B, T), main logits (B, T)."""
+        """x (B, F) -> decoded (B, F), auxiliary outputs (B, T), main outputs (B, T)."""
         x0 = self.input_norm(x)
         enc = self.encoder(x0)
         decoded = self.decoder(enc)
@@ -71,6 +72,6 @@ class AEMLP(TradeModule):
         return self.heads(x)[2]
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        decoded, aux, logits = self.heads(batch["x"])
-        return {"bce": self.bce(logits, batch), "aux_bce": self.bce(aux, batch),
-                "recon_mse": F.mse_loss(decoded, batch["x"])}
+        decoded, aux, out = self.heads(batch["x"])
+        name = self.task.loss_name
+        return {name: self.loss(out, batch), f"aux_{name}": self.loss(aux, batch), "recon_mse": F.mse_loss(decoded, batch["x"])}

@@ -1,11 +1,13 @@
-"""The shared LightningModule of the trade models: BCE on logits, the competition metrics, the optimizer.
+"""The shared LightningModule of the trade models: the task's loss and metrics, the optimizer.
 
 Contract (docs/models.md): a subclass takes `n_features, n_days` (and passes `**base`:
-`n_targets`, `optimizer`) from the data, builds its network with `self.n_targets` outputs and
-implements `forward(*inputs(batch)) -> logits (B, n_targets)` ((B,) for one target). A class
+`n_targets`, `optimizer`, `task`) from the data, builds its network with `self.n_targets` outputs
+and implements `forward(*inputs(batch)) -> outputs (B, n_targets)` ((B,) for one target). A class
 attribute `sequence = True` makes the data serve windows x (B, W, n_features) and a mask
-(B, W) instead of rows x (B, n_features). The trade probability is the mean of the targets'
-probabilities; the action is probability > 0.5. Extra training objectives: override `losses(batch)`.
+(B, W) instead of rows x (B, n_features). What the outputs mean is the task's (jsmp.models.tasks):
+`action`, logits (the trade probability is the mean of the targets' probabilities, the action
+probability > 0.5); `regression`, raw predictions (output 0 scored by R²). Extra training
+objectives: override `losses(batch)`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ from collections.abc import Callable, Iterable
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from jsmp.errors import UserError
-from jsmp.metrics import UtilityMetric
+from jsmp.models.tasks import task as make_task
+from jsmp.models.tasks import trade_proba
 
 # what `model.optimizer` builds: a `_partial_: true` node naming a torch.optim class (conf/model/optimizer/)
 Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -47,60 +47,60 @@ def make_optimizer(optimizer: Optimizer | None, params: Iterable[nn.Parameter]) 
     return optimizer(params)
 
 
-def trade_proba(logits: torch.Tensor) -> torch.Tensor:
-    """(B, T) or (B,) logits -> (B,) mean probability over the targets; trade when > 0.5."""
-    return torch.sigmoid(logits.reshape(len(logits), -1)).mean(-1)
-
-
 class TradeModule(L.LightningModule):
     """n_days: the store's days (batch["day"] indexes them: the per-date utility); n_targets:
-    outputs, one per label column; optimizer: `params -> torch.optim.Optimizer` (None: inference only).
+    outputs, one per label column; optimizer: `params -> torch.optim.Optimizer` (None: inference
+    only); task: "action" or "regression" (data.task, jsmp.models.tasks).
 
     The hyper-parameters saved in checkpoints are the subclass's arguments without `optimizer`,
     so `torch.load(weights_only=True)` reads them and `cls(**hparams)` rebuilds the network.
     """
 
-    # the final metrics TensorBoard's HParams table shows (jsmp/run/dashboards.py)
-    dashboard_metrics = ("val/utility_best", "val/utility", "val/auc", "val/acc", "val/loss", "train/loss")
-
-    def __init__(self, n_days: int, n_targets: int = 1, optimizer: Optimizer | None = None):
+    def __init__(self, n_days: int, n_targets: int = 1, optimizer: Optimizer | None = None, task: str = "action"):
         super().__init__()
         check_optimizer(optimizer)
+        self.task = make_task(task)
         self.save_hyperparameters(ignore=["optimizer"], logger=False)  # with the subclass's arguments
         self.n_targets = n_targets
         self.optimizer = optimizer
-        self.val_utility = UtilityMetric(n_days)
-        self.val_auc = BinaryAUROC()
-        self.val_acc = BinaryAccuracy()
-        self.val_utility_best = MaxMetric()
-        self.val_utility_best.persistent(True)  # saved in checkpoints, so a resumed run keeps its best
+        for name, metric in self.task.metrics(n_days).items():  # val_utility, val_auc, ... (the task's)
+            self.add_module(name, metric)
         self._epoch_losses: list[tuple[int, dict[str, torch.Tensor]]] = []  # (rows, losses) of each step
+
+    @property
+    def dashboard_metrics(self) -> tuple[str, ...]:
+        """The final metrics TensorBoard's HParams table shows (jsmp/run/dashboards.py)."""
+        return self.task.dashboard_metrics
 
     def inputs(self, batch: dict) -> tuple:
         """The forward() arguments taken from a batch (sequence models add the mask)."""
         return (batch["x"],)
 
     def logits(self, batch: dict) -> torch.Tensor:
-        """(B, n_targets) logits of the batch."""
+        """(B, n_targets) outputs of the batch: logits (action) or predictions (regression)."""
         out = self(*self.inputs(batch))
         return out.reshape(len(out), -1)
 
+    def predict_output(self, batch: dict) -> torch.Tensor:
+        """(B,): the trade probability (action) or the prediction of target 0 (regression)."""
+        return self.task.output(self.logits(batch))
+
     def predict_proba(self, batch: dict) -> torch.Tensor:
-        """(B,) trade probability."""
+        """(B,) trade probability; a regression model has none (predict_output gives its predictions)."""
+        if self.task.name != "action":
+            raise UserError(f"this model was trained for data.task={self.task.name}: it predicts values, not trade "
+                            f"probabilities (use predict_output)")
         return trade_proba(self.logits(batch))
 
-    def bce(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        """BCE of (B, T) logits against batch["y"], mean over targets, then over rows
-        (weighted by batch["sample_weight"] when the data gives one)."""
-        y, w = batch["y"].reshape(logits.shape), batch.get("sample_weight")
-        if w is None:  # every row has T targets: the mean over all of them is the mean of row means
-            return F.binary_cross_entropy_with_logits(logits, y)
-        per_row = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(-1)
-        return (per_row * w).sum() / w.sum().clamp_min(1e-12)
+    def loss(self, out: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The task's loss (BCE or MSE) of (B, T) outputs against batch["y"], mean over targets, then
+        over rows (weighted by batch["sample_weight"] when the data gives one)."""
+        return self.task.loss(out, batch)
+
 
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """The training objectives by name; their sum is minimised and each is logged as train/<name>."""
-        return {"bce": self.bce(self.logits(batch), batch)}
+        return {self.task.loss_name: self.loss(self.logits(batch), batch)}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.losses(batch)
@@ -125,27 +125,10 @@ class TradeModule(L.LightningModule):
         self._epoch_losses = []
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self.logits(batch)
-        self.log("val/loss", self.bce(logits, batch), on_epoch=True, batch_size=len(logits))
-        prob = trade_proba(logits)
-        y = (batch["resp"] > 0).long()  # AUC and accuracy of the trade decision, on the `resp` label
-        self.val_auc.update(prob, y)
-        self.val_acc.update(prob, y)
-        self.val_utility.update(batch["day"], batch["weight"], batch["resp"], (prob > 0.5).to(prob.dtype))
+        self.task.validate(self, self.logits(batch), batch)
 
     def on_validation_epoch_end(self) -> None:
-        utility, oracle = (v.float() for v in self.val_utility.compute())
-        self.val_utility.reset()
-        if not self.trainer.sanity_checking:
-            self.val_utility_best.update(utility)
-        best = self.val_utility_best.compute()
-        self.log("val/utility", utility, prog_bar=True)  # the competition's score: the one number on the bar
-        self.log_dict({"val/utility_oracle": oracle, "val/utility_best": best})
-        self.log("val/auc", self.val_auc.compute())
-        self.log("val/acc", self.val_acc.compute())
-        self.log("hp_metric", best)
-        self.val_auc.reset()
-        self.val_acc.reset()
+        self.task.log_epoch(self)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return make_optimizer(self.optimizer, self.parameters())

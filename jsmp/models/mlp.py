@@ -35,9 +35,10 @@ def dense_layers(width: int, hidden: list[int], activations: list[str], dropouts
 
 
 class MLP(TradeModule):
-    """Rows x (B, n_features) -> logits (B, n_targets), squeezed to (B,) for one target.
+    """Rows x (B, n_features) -> outputs (B, n_targets) (logits or predictions: the task's), squeezed
+    to (B,) for one target.
 
-    Needs n_features, n_days (and n_targets, optimizer: `**base`, see TradeModule) from the data.
+    Needs n_features, n_days (and n_targets, optimizer, task: `**base`, see TradeModule) from the data.
     hidden: widths of the hidden layers, any depth. activations: one name for every layer,
     or one per layer. dropout applies after each hidden activation; batch_norm before it.
     """

@@ -67,6 +67,12 @@ class Member:
             raise UserError(f"{cfg_path}: not found; expected the run dir that train.py wrote around the checkpoint")
         self.prep = InputSpec.load(self.run_dir / PREPROCESS)
         self.model = load_model(self.checkpoint, OmegaConf.load(cfg_path).model._target_)
+        task = self.model.hparams.get("task", "action")
+        if self.prep.group is not None or task != "action":
+            what = f"per instrument ({self.prep.group})" if self.prep.group is not None else f"for data.task={task}"
+            raise UserError(f"{self.run_dir}: trained {what}; this predictor serves 2021-layout trade models row by row. "
+                            f"Serving 2024-layout runs is not in this version: read their validation figures in "
+                            f"metrics.json and TensorBoard")
         self.window = self.prep.window_spec
         if self.window is not None and not getattr(self.model, "sequence", False):
             raise UserError(f"{self.run_dir}: {PREPROCESS} has a window but {type(self.model).__name__} is not a sequence model")

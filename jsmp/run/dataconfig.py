@@ -6,7 +6,11 @@ before composing the config any other way), so a wrong type (`data.batch_size=ab
 unknown key (`+data.bogus=1`) fails when the config is composed; train.py and tune.py report it
 in one line (jsmp.run.cli.check_compose). `jsmp_data` turns the flat `data` settings into
 JsmpDataModule's typed groups, and finds the default synthetic store (`data.store: null`),
-generating it on first use.
+generating it on first use: the 2021 layout's (`data=jsmp`) or the 2024 layout's (`data=rtmdf`).
+
+It also registers the resolvers `${jsmp.score:TASK}` (the task's score: val/utility for `action`,
+val/r2 for `regression`), which conf/config.yaml's `monitor` and `optimized_metric` use, and
+`${jsmp.study:NAME,TASK}` (conf/hparams_search/'s study names).
 """
 
 from __future__ import annotations
@@ -20,25 +24,62 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from jsmp.batches.config import LoaderConfig, RowsConfig
+from jsmp.batches.config import TASK_SCORES, LoaderConfig, RowsConfig
 from jsmp.batches.windows import WindowSpec
 from jsmp.errors import UserError
 
 if TYPE_CHECKING:  # (imported where used: composing a config needs neither)
     from jsmp.batches.datamodule import JsmpDataModule
     from jsmp.data.synthetic import SynthSpec
+    from jsmp.data.synthetic_rtmdf import RtmdfSpec
 
 log = logging.getLogger(__name__)
+
+def task_score(task: str) -> str:
+    """`${jsmp.score:TASK}`: the validation metric that scores `data.task` (TASK_SCORES)."""
+    if task not in TASK_SCORES:
+        raise UserError(f"data.task must be one of {list(TASK_SCORES)}, got {task!r}")
+    return TASK_SCORES[task]
+
+
+def task_study(name: str, task: str) -> str:
+    """`${jsmp.study:NAME,TASK}`: a search's study name: NAME for the action task, NAME-TASK otherwise, so a
+    search of another task's score never continues (and mixes into) the study of the first."""
+    task_score(task)
+    return name if task == "action" else f"{name}-{task}"
+
+
+for _name, _resolver in (("jsmp.score", task_score), ("jsmp.study", task_study)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 
 
 @dataclass
 class SyntheticConfig:
-    """The default synthetic data set (jsmp.data.synthetic.SynthSpec), used when `data.store` is null."""
+    """The default synthetic data set of the 2021 layout (jsmp.data.synthetic.SynthSpec), used when `data.store` is null."""
 
+    layout: str = "jsmp"
+    """Which generator: jsmp (the 2021 layout, this one) or rtmdf (RtmdfSyntheticConfig)."""
     days: int = 500
     """Days generated."""
     rows_per_day: int = 1000
     """Mean rows per day."""
+    seed: int = 0
+    """Generator seed."""
+
+
+@dataclass
+class RtmdfSyntheticConfig:
+    """The default synthetic data set of the 2024 layout (jsmp.data.synthetic_rtmdf.RtmdfSpec), used when `data.store` is null."""
+
+    layout: str = "rtmdf"
+    """Which generator: rtmdf (the 2024 layout, this one) or jsmp (SyntheticConfig)."""
+    days: int = 200
+    """Dates (date_id) generated."""
+    times: int = 60
+    """time_ids per date."""
+    symbols: int = 20
+    """Instruments (symbol_id) over the whole set; each date has the ones active then."""
     seed: int = 0
     """Generator seed."""
 
@@ -69,6 +110,16 @@ class JsmpDataConfig(LoaderConfig, RowsConfig, StoreConfig):
 
 
 @dataclass
+class RtmdfDataConfig(JsmpDataConfig):
+    """`data=rtmdf`: a store of the 2024 layout (instruments side by side, responder targets), by
+    default the built-in synthetic one; the same keys as `data=jsmp` (conf/data/rtmdf.yaml sets the
+    task, targets and weights), with that layout's generator settings."""
+
+    synthetic: RtmdfSyntheticConfig = field(default_factory=RtmdfSyntheticConfig)
+    """The default synthetic store's generator settings."""
+
+
+@dataclass
 class SinCosDataConfig:
     """`data=sincos`: the sine -> cosine toy (jsmp.batches.sincos.SinCosDataModule)."""
 
@@ -82,7 +133,7 @@ class SinCosDataConfig:
 
 
 # the ConfigStore's `data` group: conf/data/*.yaml name these in their defaults
-SCHEMAS = {"schema_jsmp": JsmpDataConfig, "schema_sincos": SinCosDataConfig}
+SCHEMAS = {"schema_jsmp": JsmpDataConfig, "schema_rtmdf": RtmdfDataConfig, "schema_sincos": SinCosDataConfig}
 for _name, _node in SCHEMAS.items():
     ConfigStore.instance().store(group="data", name=_name, node=_node)
 
@@ -94,31 +145,47 @@ def resolve_store(store: str | None, data_dir: str, synthetic: dict) -> Path:
     return Path(data_dir) / synth_spec(synthetic).name
 
 
-def synth_spec(synthetic: dict) -> SynthSpec:
-    """`data.synthetic` as the generator's SynthSpec; bad values are a one-line UserError."""
+def synth_spec(synthetic: dict) -> SynthSpec | RtmdfSpec:
+    """`data.synthetic` as its generator's spec (by `layout`: jsmp -> SynthSpec, rtmdf -> RtmdfSpec);
+    bad values are a one-line UserError."""
     from jsmp.data.synthetic import SynthSpec
+    from jsmp.data.synthetic_rtmdf import RtmdfSpec
 
+    settings = dict(synthetic)
+    layout = settings.pop("layout", "jsmp")  # configs saved before the key existed are 2021 ones
+    specs = {"jsmp": SynthSpec, "rtmdf": RtmdfSpec}
+    if layout not in specs:
+        raise UserError(f"data.synthetic.layout must be one of {sorted(specs)}, got {layout!r}")
     try:
-        return SynthSpec(**synthetic)
+        return specs[layout](**settings)
     except (TypeError, ValueError) as e:
         raise UserError(f"data.synthetic: {e}") from None
 
 
+def write_synthetic(spec: SynthSpec | RtmdfSpec, path: Path) -> Path:
+    """Generate `spec` into a store at `path` with its layout's generator."""
+    from jsmp.data import synthetic, synthetic_rtmdf
+
+    return (synthetic if isinstance(spec, synthetic.SynthSpec) else synthetic_rtmdf).write_store(spec, path)
+
+
 def jsmp_data(**settings) -> JsmpDataModule:
-    """The JsmpDataModule of the `data` settings (JsmpDataConfig's keys; Hydra's target for
-    `data=jsmp`). With `store` None the default synthetic store is generated first if absent."""
+    """The JsmpDataModule of the `data` settings (JsmpDataConfig's keys, RtmdfDataConfig's for the
+    2024 layout: Hydra's target for `data=jsmp` and `data=rtmdf`). With `store` None the default
+    synthetic store is generated first if absent."""
     from jsmp.batches.datamodule import JsmpDataModule
-    from jsmp.data.synthetic import write_store
     from jsmp.store.store import is_store
 
+    schema = RtmdfDataConfig if (settings.get("synthetic") or {}).get("layout") == "rtmdf" else JsmpDataConfig
     try:
-        cfg: JsmpDataConfig = OmegaConf.to_object(OmegaConf.merge(JsmpDataConfig, settings))
+        cfg: JsmpDataConfig = OmegaConf.to_object(OmegaConf.merge(schema, settings))
     except OmegaConfBaseException as e:  # (train.py reports these at compose time: jsmp.run.cli)
         raise UserError(f"data.{e.full_key}: {str(e).strip().splitlines()[0]}") from None
+    task_score(cfg.task)  # a bad data.task fails before a store is generated
     store = resolve_store(cfg.store, cfg.data_dir, asdict(cfg.synthetic))
     if cfg.store is None and not is_store(store):
         log.info("generating the default synthetic data set into %s", store)
-        write_store(synth_spec(asdict(cfg.synthetic)), store)
+        write_synthetic(synth_spec(asdict(cfg.synthetic)), store)
     rows = RowsConfig(**{f.name: getattr(cfg, f.name) for f in fields(RowsConfig)})
     loader = LoaderConfig(**{f.name: getattr(cfg, f.name) for f in fields(LoaderConfig)})
     return JsmpDataModule(store, rows, loader, cfg.window, cfg.verify)

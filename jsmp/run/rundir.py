@@ -266,12 +266,14 @@ def n_store_path(cfg: DictConfig) -> Path | None:
 
 def _store_features(cfg: DictConfig) -> int | None:
     """The store's feature count when it exists (None: no jsmp store, or not generated yet)."""
+    from jsmp.batches.lags import lag_names
     from jsmp.store.store import Store, is_store
 
     path = n_store_path(cfg)
     if path is None or not is_store(path):
         return None
-    return Store(path).n_features
+    store = Store(path)
+    return store.n_features + (len(lag_names(store)) if cfg.data.get("lags") else 0)
 
 
 def check_data(resume: Resume, prep, model_kwargs: dict, flag: str) -> None:

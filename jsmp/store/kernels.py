@@ -1,5 +1,6 @@
 """Compiled loops (numba): the row gather that copies rows and fills their NaNs in one pass
-over each row (`take_rows`), and the forward-fill rule (`ffill_row`, `ffill_rows`).
+over each row (`take_rows`), and the forward-fill rule (`ffill_row`, `ffill_rows`: per group
+for a grouped store).
 
 numpy needs a `take` per shard and then three more passes to fill (isnan, where, write
 back); here a row is filled while it is in registers, and one call reads every shard, which
@@ -102,7 +103,11 @@ def ffill_row(x: np.ndarray, last: np.ndarray, new_day: bool) -> None:
 
 
 @numba.njit(nogil=True, cache=True)
-def ffill_rows(x: np.ndarray, new_day: np.ndarray, last: np.ndarray) -> None:
-    """`ffill_row` down the rows of x (n, F) in place; new_day (n,) bool; last (F,) carries in and out."""
+def ffill_rows(x: np.ndarray, new_day: np.ndarray, group: np.ndarray, last: np.ndarray) -> None:
+    """`ffill_row` down the rows of x (n, F) in place, each row against its own group's last
+    values: group (n,) int index into last (G, F), which carries in and out (G = 1, group all 0:
+    one group); new_day (n,) bool forgets every group's."""
     for i in range(x.shape[0]):
-        ffill_row(x[i], last, new_day[i])
+        if new_day[i]:
+            last[:] = np.nan
+        ffill_row(x[i], last[group[i]], False)

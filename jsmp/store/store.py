@@ -6,9 +6,19 @@ Layout of a store directory::
     features-00000.npy     (rows, n_features) float32, row-major, whole days only
     features-00001.npy     ...
     date.npy weight.npy resp*.npy ts_id.npy [ideal.npy]   one value per row
+    [group-order.npy group-pos.npy]                      grouped stores only (below)
 
-Rows are in `ts_id` order and `date` never decreases, so day d owns the contiguous rows
-`day_offsets[d] : day_offsets[d + 1]` (d is the day's index, `days[d]` its date value).
+Rows are in time order (`ts_id`; `date`, `time_id` in 2024) and `date` never decreases, so day d
+owns the contiguous rows `day_offsets[d] : day_offsets[d + 1]` (d is the day's index, `days[d]`
+its date value).
+
+A grouped store (the 2024 layout: many instruments side by side) names its group column
+(`group`, e.g. `symbol_id`) and time order (`time`). Its rows sorted stably by group are
+`group-order.npy` ((n,) int64 store rows: each group's rows contiguous and in time order; group
+k holds positions `groups.offsets[k] : groups.offsets[k + 1]`, its value `groups.values[k]`),
+and `group-pos.npy` is the inverse ((n,) int64: row -> position). A store without a group (the
+2021 layout) is the one-group case: its position is its row.
+
 A store is written into a temporary sibling directory and renamed into place only when
 complete, so a directory holding `manifest.json` is always a whole store. The manifest
 records every file's size and CRC-32 (shards in `shards`, side columns in `side_digests`)
@@ -36,6 +46,8 @@ VERSION = 1
 MANIFEST = "manifest.json"
 DEFAULT_SHARD_ROWS = 1 << 18  # 262,144 rows x 130 features x 4 B = 136 MB per shard
 REQUIRED = ("features", "n_rows", "n_days", "days", "day_offsets", "shards", "side")
+GROUP_ORDER, GROUP_POS = "group-order.npy", "group-pos.npy"
+INDEX_BLOCK = 1 << 22  # rows per step when inverting the group order (32 MB of int64)
 
 
 def _shard_name(i: int) -> str:
@@ -54,6 +66,13 @@ class StoreWriter:
     the current directory, and its parent must be writable. A symlink to a store is
     followed: the store it points to is replaced. Writers of one path take turns for the final
     swap, so racing writers both succeed and the last one's store stays.
+
+    `group` names an integer side column whose values group the rows (instruments); `time` the
+    integer side columns, most significant first, that order them (`date` first): rows must come
+    in that order (ValueError otherwise). A grouped store's index is built at close: a stable
+    argsort of the group column (numpy's radix sort: the values are cast to 16 bits when they
+    fit), about 25 bytes per row at its peak (the order and its inverse, int64, and the sort's
+    buffers; 1.2 GB for 47M rows), nothing per feature.
     """
 
     def __init__(
@@ -65,9 +84,17 @@ class StoreWriter:
         columns: list[str] | None = None,
         shard_rows: int = DEFAULT_SHARD_ROWS,
         inputs: Sequence[str | os.PathLike] = (),
+        group: str | None = None,
+        time: Sequence[str] = ("date",),
     ):
         if "date" not in side_dtypes:
             raise ValueError("side_dtypes must include 'date'")
+        self.group, self.time = group, tuple(time)
+        if not self.time or self.time[0] != "date":
+            raise ValueError(f"time must start with 'date', got {list(self.time)}")
+        for name in ([group] if group is not None else []) + list(self.time):
+            if name not in side_dtypes or np.dtype(side_dtypes[name]).kind not in "iu":
+                raise ValueError(f"{name!r} must be an integer side column, side_dtypes has {side_dtypes.get(name)!r}")
         self.path = Path(path)
         self.target = claim_store(self.path, inputs)
         self.features = list(features)
@@ -85,7 +112,7 @@ class StoreWriter:
         self._side_files = {k: open(self.tmp / f"{k}.raw", "wb") for k in self.side_dtypes}
         self._shards: list[dict] = []
         self._rows_written = 0
-        self._last_date: int | None = None
+        self._last_time: list[np.ndarray] | None = None  # the time columns of the last row appended
 
     # -- writing -------------------------------------------------------------------------
     def append(self, x: np.ndarray, side: dict[str, np.ndarray]) -> None:
@@ -100,9 +127,7 @@ class StoreWriter:
         if n == 0:
             return
         date = np.asarray(side["date"])
-        if (self._last_date is not None and date[0] < self._last_date) or np.any(np.diff(date) < 0):
-            raise ValueError("date must be non-decreasing")
-        self._last_date = int(date[-1])
+        self._check_time_order([np.asarray(side[k], dtype=np.int64) for k in self.time])
         for k, dt in self.side_dtypes.items():
             self._side[k].append(np.asarray(side[k], dtype=dt))
         self._buf_x.append(x)
@@ -110,6 +135,20 @@ class StoreWriter:
         self._buf_rows += n
         if self._buf_rows > self.shard_rows:
             self._flush(final=False)
+
+    def _check_time_order(self, keys: list[np.ndarray]) -> None:
+        """ValueError unless the rows' time columns `keys` (most significant first) are in
+        lexicographic order, from the last row appended before."""
+        if self._last_time is not None:
+            keys = [np.concatenate([last, k]) for last, k in zip(self._last_time, keys)]
+        back, tied = np.zeros(len(keys[0]) - 1, dtype=bool), np.ones(len(keys[0]) - 1, dtype=bool)
+        for k in keys:
+            step = np.diff(k)
+            back |= tied & (step < 0)
+            tied &= step == 0
+        if back.any():
+            raise ValueError(f"{', '.join(self.time)} must be non-decreasing")
+        self._last_time = [k[-1:] for k in keys]
 
     def _flush(self, final: bool) -> None:
         """Write the buffered side values, and the shards the buffered rows decide (all rows when `final`)."""
@@ -171,10 +210,31 @@ class StoreWriter:
             "shards": self._shards,
             "side_digests": side_digests,
             "source": self.source,
+            **(self._write_group_index(n) if self.group is not None else {}),
             **(extra or {}),
         }
         write_manifest(self.tmp, manifest)
         replace_dir(self.tmp, self.target, is_store, "--store")
+
+    def _write_group_index(self, n: int) -> dict:
+        """Write group-order.npy and group-pos.npy (see the module doc); returns their manifest keys."""
+        values = np.load(self.tmp / f"{self.group}.npy", mmap_mode="r")
+        lo, hi = int(values.min()), int(values.max())
+        small = next((t for t in (np.int8, np.uint8, np.int16, np.uint16)
+                      if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max), values.dtype)
+        key = np.asarray(values).astype(small)  # stable argsort of <= 16-bit ints is a radix sort
+        order = np.argsort(key, kind="stable")
+        key = key.take(order)
+        starts = np.flatnonzero(key[1:] != key[:-1]) + 1
+        groups = {"values": key[np.append(0, starts)].tolist(), "offsets": [0, *starts.tolist(), n]}
+        del key
+        files = {GROUP_ORDER: _save_rows(self.tmp / GROUP_ORDER, [order], order.shape)}
+        pos = np.empty(n, dtype=np.int64)
+        for a in range(0, n, INDEX_BLOCK):
+            pos[order[a : a + INDEX_BLOCK]] = np.arange(a, min(a + INDEX_BLOCK, n), dtype=np.int64)
+        del order
+        files[GROUP_POS] = _save_rows(self.tmp / GROUP_POS, [pos], pos.shape)
+        return {"group": self.group, "time": list(self.time), "groups": groups, "group_files": files}
 
     def abort(self) -> None:
         for f in self._side_files.values():
@@ -315,12 +375,18 @@ def file_problem(path: Path, record: dict, full: bool) -> str | None:
     return None
 
 
-def _files_problem(path: Path, manifest: dict, full: bool) -> str | None:
-    """The first shard or side column file that differs from the manifest, described, or None."""
+def manifest_files(manifest: dict) -> list[tuple[str, str, dict]]:
+    """(what, file name, its {'bytes', 'crc32'} record) of every file of a store: its shards,
+    side columns and group index."""
     digests = manifest.get("side_digests", {})
     files = [(f"shard {sh['file']}", sh["file"], sh) for sh in manifest["shards"]]
     files += [(f"column {name}.npy", f"{name}.npy", digests.get(name, {})) for name in manifest["side"]]
-    for what, name, record in files:
+    return files + [(f"group index {name}", name, record) for name, record in manifest.get("group_files", {}).items()]
+
+
+def _files_problem(path: Path, manifest: dict, full: bool) -> str | None:
+    """The first shard, side column or group index file that differs from the manifest, described, or None."""
+    for what, name, record in manifest_files(manifest):
         if problem := file_problem(path / name, record, full):
             return f"{what} {problem}"
     return None
@@ -344,6 +410,9 @@ def damage_at(path: str | os.PathLike, full: bool = True) -> str | None:
 def rebuild_hint(path: Path, manifest: dict | None) -> str:
     """The command that rebuilds the store at `path` from what its manifest says it was made from."""
     src = (manifest or {}).get("source") or {}
+    if src.get("kind") == "synthetic" and src.get("layout") == "rtmdf":
+        return (f"python -m jsmp.data synth --layout rtmdf --store {path} --days {src.get('days')} --times {src.get('times')} "
+                f"--symbols {src.get('symbols')} --seed {src.get('seed')} --force")
     if src.get("kind") == "synthetic":
         return (f"python -m jsmp.data synth --store {path} --days {src.get('days')} "
                 f"--rows-per-day {src.get('rows_per_day')} --seed {src.get('seed')} --force")
@@ -377,6 +446,15 @@ class Store:
         self.days = np.asarray(m["days"], dtype=np.int64)
         self.day_offsets = np.asarray(m["day_offsets"], dtype=np.int64)
         self.shard_starts = np.asarray([s["start"] for s in m["shards"]], dtype=np.int64)
+        self.group: str | None = m.get("group")
+        """The group column (instruments; None: one group, the 2021 layout)."""
+        self.time: tuple[str, ...] = tuple(m.get("time", ("date",)))
+        """The side columns that order the rows, most significant first."""
+        groups = m.get("groups", {"values": [], "offsets": [0, self.n_rows]})
+        self.group_values = np.asarray(groups["values"], dtype=np.int64)
+        """(G,) the group column's values, ascending (empty without a group)."""
+        self.group_offsets = np.asarray(groups["offsets"], dtype=np.int64)
+        """(G + 1,) group k holds positions group_offsets[k] : group_offsets[k + 1] of group_order."""
         self._shards: list[np.ndarray] | None = None
         self._shard_list = None  # the shards as jsmp.store.kernels reads them, made on first gather
         self._side: dict[str, np.ndarray] = {}
@@ -424,20 +502,46 @@ class Store:
     def has(self, name: str) -> bool:
         return name in self.manifest["side"]
 
-    def gather(self, rows: np.ndarray, fill: np.ndarray | None = None, has_nan: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def group_order(self) -> np.ndarray | None:
+        """(n_rows,) int64 memmap: the store rows by group, each group's in time order; None without a group."""
+        return None if self.group is None else self._index(GROUP_ORDER)
+
+    @property
+    def group_pos(self) -> np.ndarray | None:
+        """(n_rows,) int64 memmap: each row's position in group_order; None without a group."""
+        return None if self.group is None else self._index(GROUP_POS)
+
+    def _index(self, name: str) -> np.ndarray:
+        if name not in self._side:
+            self._side[name] = np.load(self.path / name, mmap_mode="r")
+        return self._side[name]
+
+    def group_index(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start,) int32: the group index (into group_values) of rows start..stop-1; zeros without a group."""
+        if self.group is None:
+            return np.zeros(stop - start, dtype=np.int32)
+        return np.searchsorted(self.group_values, self.side(self.group)[start:stop]).astype(np.int32)
+
+    def gather(self, rows: np.ndarray, fill: np.ndarray | None = None, has_nan: np.ndarray | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
         """Feature rows at store row indices `rows` (any order): (len(rows), n_features) float32.
 
         With `fill` (n_features,), NaNs become its values while the rows are copied, in the
         rows where `has_nan` (len(rows),) bool is set (all of them when it is None). One
         compiled loop reads every shard (jsmp.store.kernels); sorted `rows` read the memmap
-        forward.
+        forward. `out`: the float32 (len(rows), n_features) array to write (a column slice of a
+        wider one too), returned.
         """
         from jsmp.store.kernels import shard_list, take_rows
 
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and not (0 <= rows.min() and rows.max() < self.n_rows):  # the compiled loop does not check
             raise IndexError(f"store {self.path}: rows must be in [0, {self.n_rows}), got {rows.min()}..{rows.max()}")
-        out = np.empty((len(rows), self.n_features), dtype=np.float32)
+        if out is None:
+            out = np.empty((len(rows), self.n_features), dtype=np.float32)
+        elif out.shape != (len(rows), self.n_features) or out.dtype != np.float32:
+            raise ValueError(f"out has shape {out.shape} {out.dtype}, expected ({len(rows)}, {self.n_features}) float32")
         if fill is None:
             fill, has_nan = np.zeros(0, dtype=np.float32), np.zeros(len(rows), dtype=bool)
         fill = np.asarray(fill, dtype=np.float32)

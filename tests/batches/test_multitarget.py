@@ -96,9 +96,9 @@ def test_sample_weights_weigh_the_loss():
     m = Fixed(torch.tensor([[2.0], [-1.0]]))
     batch = {"y": torch.tensor([0.0, 1.0])}
     row0 = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(2.0), torch.tensor(0.0))
-    assert m.bce(m.out, {**batch, "sample_weight": torch.tensor([3.0, 0.0])}).item() == pytest.approx(row0.item())
+    assert m.loss(m.out, {**batch, "sample_weight": torch.tensor([3.0, 0.0])}).item() == pytest.approx(row0.item())
     row1 = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(-1.0), torch.tensor(1.0))
-    assert m.bce(m.out, batch).item() == pytest.approx((row0.item() + row1.item()) / 2)
+    assert m.loss(m.out, batch).item() == pytest.approx((row0.item() + row1.item()) / 2)
 
 
 def test_five_target_training_through_train_py(tiny_store, tmp_path, train_cli):

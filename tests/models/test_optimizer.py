@@ -44,7 +44,7 @@ def test_the_models_default_to_adam_at_their_old_lr(model, lr, tmp_path, monkeyp
 def test_checkpoint_hyperparameters_leave_the_optimizer_out(tmp_path, monkeypatch):
     monkeypatch.setenv("JSMP_ROOT", str(tmp_path))
     model = _model(["model.hidden=[5,3]"])
-    assert dict(model.hparams) == {"n_features": 4, "n_days": 3, "n_targets": 1, "hidden": [5, 3],
+    assert dict(model.hparams) == {"n_features": 4, "n_days": 3, "n_targets": 1, "task": "action", "hidden": [5, 3],
                                    "activations": ["relu", "sigmoid"], "dropout": 0.0, "batch_norm": False}
     torch.save({"hyper_parameters": dict(model.hparams)}, tmp_path / "hp.pt")
     hparams = torch.load(tmp_path / "hp.pt", weights_only=True)["hyper_parameters"]

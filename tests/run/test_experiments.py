@@ -58,10 +58,25 @@ def test_sincos_preset_sets_the_toy_run(tmp_path, monkeypatch):
     assert (cfg.monitor, cfg.monitor_mode, cfg.optimized_metric) == ("test/mse", "min", "test/mse")
 
 
+def test_rtmdf_presets_regress_on_responder_6_and_monitor_r2(tmp_path, monkeypatch):
+    monkeypatch.setenv("JSMP_ROOT", str(tmp_path))
+    for name, model in (("rtmdf_mlp", "MLP"), ("rtmdf_gru", "GRU")):
+        cfg = compose_cfg([f"experiment={name}"])
+        assert cfg.model._target_.endswith(model) and cfg.data.synthetic.layout == "rtmdf"
+        assert (cfg.data.task, cfg.data.targets[0], cfg.data.sample_weight, cfg.data.lags) == ("regression", "responder_6", "weight", True)
+        assert (cfg.monitor, cfg.optimized_metric, cfg.callbacks.early_stopping.monitor) == ("val/r2", "val/r2_best", "val/r2")
+    # the task alone moves the score: a 2021 run told to regress is judged by R² too
+    cfg = compose_cfg(["data.task=regression"])
+    assert (cfg.monitor, cfg.optimized_metric) == ("val/r2", "val/r2_best")
+    assert compose_cfg([]).monitor == "val/utility"
+
+
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_fast_dev_run(name, tiny_store, tmp_path, train_cli):
-    data = [] if name in TOYS else [f"data.store={tiny_store}"]
+def test_preset_fast_dev_run(name, tiny_store, tiny_rtmdf_store, tmp_path, train_cli):
+    rtmdf = name.startswith("rtmdf")
+    data = [] if name in TOYS else [f"data.store={tiny_rtmdf_store if rtmdf else tiny_store}"]
     p = train_cli(f"experiment={name}", *data, "trainer.fast_dev_run=true", *TINY.get(name, []))
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert m["status"] == "completed" and (("test/mse" in m) if name in TOYS else ("val/utility" in m and "val/auc" in m))
+    scores = ("test/mse",) if name in TOYS else ("val/r2", "val/mse") if rtmdf else ("val/utility", "val/auc")
+    assert m["status"] == "completed" and all(k in m for k in scores), m

@@ -1,0 +1,106 @@
+"""Lag features (jsmp.batches.lags): the previous date's responders of the same instrument and time_id,
+checked against a pandas merge, causal, cached."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jsmp.batches.lags import LAGS_DIR, lag_names, lag_store
+from jsmp.errors import UserError
+from jsmp.store.store import Store, StoreWriter
+
+RESPONDERS = ["responder_0", "responder_6"]
+
+
+def frame(seed: int = 0) -> pd.DataFrame:
+    """Rows of dates 0, 1, 3, 4 (date 2 missing), 3 time_ids, instruments that come and go."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for date in (0, 1, 3, 4):
+        for t in range(3):
+            for s in (0, 1, 2, 5):
+                if (s == 2 and date == 1 and t == 0) or (s == 5 and date < 3):
+                    continue  # 2 missing at one time on date 1; 5 enters on date 3
+                rows.append((date, t, s))
+    df = pd.DataFrame(rows, columns=["date", "time_id", "symbol_id"])
+    for c in RESPONDERS:
+        df[c] = rng.standard_normal(len(df)).astype(np.float32)
+    df["weight"] = np.float32(1.0)
+    return df
+
+
+def write(df: pd.DataFrame, path) -> Store:
+    side = {"date": "int32", "time_id": "int32", "symbol_id": "int32", "weight": "float32", **{c: "float32" for c in RESPONDERS}}
+    x = np.zeros((len(df), 2), dtype=np.float32)
+    with StoreWriter(path, ["feature_00", "feature_01"], side, {"kind": "test"}, shard_rows=7, group="symbol_id",
+                     time=["date", "time_id"]) as w:
+        w.append(x, {c: df[c].to_numpy() for c in side})
+        w.close()
+    return Store(path)
+
+
+def expected(df: pd.DataFrame) -> np.ndarray:
+    prev = df[["date", "time_id", "symbol_id", *RESPONDERS]].copy()
+    prev["date"] += 1
+    merged = df[["date", "time_id", "symbol_id"]].merge(prev, on=["date", "time_id", "symbol_id"], how="left")
+    return merged[RESPONDERS].to_numpy(np.float32)
+
+
+def lags_of(store: Store) -> np.ndarray:
+    lags = lag_store(store)
+    return lags.gather(np.arange(lags.n_rows))
+
+
+def test_lags_equal_the_previous_dates_responders_of_the_same_instrument_and_time(tmp_path):
+    df = frame()
+    store = write(df, tmp_path / "s")
+    got = lags_of(store)
+    assert lag_names(store) == ["responder_0_lag_1", "responder_6_lag_1"]
+    assert lag_store(store).features == lag_names(store)
+    np.testing.assert_array_equal(got, expected(df))
+    first = df["date"].isin([0, 3]).to_numpy()  # no date 2, so date 3 has no lags either
+    assert np.isnan(got[first]).all()
+    gone = ((df["date"] == 1) & (df["time_id"] == 0)).to_numpy() | ((df["date"] == 4) & (df["symbol_id"] == 5)).to_numpy()
+    assert np.isfinite(got[~first & ~gone]).all()
+
+
+def test_lags_are_causal(tmp_path):
+    """A lag never equals a same-date responder, and changing one date's answers changes only the next
+    date's lags, never that date's own."""
+    df = frame()
+    got = lags_of(write(df, tmp_path / "a"))
+    same = df[RESPONDERS].to_numpy(np.float32)
+    assert not np.any(got == same)
+    changed = df.copy()
+    on3 = changed["date"] == 3
+    changed.loc[on3, RESPONDERS] += 1.0
+    again = lags_of(write(changed, tmp_path / "b"))
+    on4 = (df["date"] == 4).to_numpy()
+    np.testing.assert_array_equal(again[~on4], got[~on4])  # date 3's own lags (and all before) unchanged
+    hit = on4 & np.isfinite(got[:, 0])
+    np.testing.assert_allclose(again[hit], got[hit] + 1.0, rtol=1e-6)
+
+
+def test_the_cache_is_reused_and_rebuilt_for_another_store(tmp_path, caplog):
+    store = write(frame(0), tmp_path / "s")
+    lag_store(store)
+    manifest = store.path / LAGS_DIR / "manifest.json"
+    stamp = manifest.stat().st_mtime_ns
+    lag_store(Store(store.path))
+    assert manifest.stat().st_mtime_ns == stamp
+    store = write(frame(1), tmp_path / "s")  # re-written at the same path: the old cache goes with the old store
+    assert not (store.path / LAGS_DIR).exists()
+    lag_store(store)
+    (store.path / LAGS_DIR / "date.npy").write_bytes(b"")  # damaged: rebuilt
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_array_equal(lags_of(Store(store.path)), expected(frame(1)))
+    assert "rebuilding the lag features" in caplog.text
+
+
+def test_a_store_without_instruments_has_no_lags(tiny_store):
+    with pytest.raises(UserError, match=r"data.lags=true: store .* has no instruments, time_id and responder_N columns"):
+        lag_store(Store(tiny_store))

@@ -1,0 +1,249 @@
+"""The synthetic 2024-layout generator (jsmp/data/synthetic_rtmdf.py, docs/rtmdf-data.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from jsmp.data.ingest import ingest
+from jsmp.data.synthetic_rtmdf import (
+    CATEGORICAL,
+    FEATURES,
+    IDEAL_FILE,
+    LAG_COLUMNS,
+    LOADINGS,
+    NAN_START,
+    NAN_WHOLE,
+    RESPONDERS,
+    TRAIN_COLUMNS,
+    WEIGHT_SIGMA,
+    RtmdfSpec,
+    ceilings,
+    ideal_of,
+    iter_dates,
+    rows_per_date,
+    times_of,
+    write_parquet,
+    write_store,
+)
+from jsmp.errors import UserError
+from jsmp.metrics import r2_score
+from jsmp.store.store import Store
+
+SMALL = RtmdfSpec(days=30, times=12, symbols=10, seed=1)
+TINY = RtmdfSpec(days=6, times=7, symbols=5, seed=2)
+
+
+def _all(spec: RtmdfSpec) -> dict[str, np.ndarray]:
+    days = list(iter_dates(spec))
+    return {k: np.concatenate([d[k] for d in days]) for k in days[0]}
+
+
+@pytest.fixture(scope="module")
+def small() -> dict[str, np.ndarray]:
+    return _all(SMALL)
+
+
+def _frame(d: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({"date": d["date"], "time_id": d["time_id"], "symbol_id": d["symbol_id"]})
+
+
+def test_spec_name_and_bounds():
+    assert RtmdfSpec().name == "rtmdf-d200-t60-n20-s0"
+    assert RtmdfSpec.real_size() == RtmdfSpec(days=1700, times=968, symbols=39, seed=0)
+    with pytest.raises(ValueError, match=r"symbols must be an integer in \[1, 127\], got 128"):
+        RtmdfSpec(symbols=128)
+    with pytest.raises(ValueError, match="days must be an integer"):
+        RtmdfSpec(days=0)
+
+
+def test_deterministic_and_seeded():
+    a, b, c = _all(TINY), _all(TINY), _all(RtmdfSpec(days=6, times=7, symbols=5, seed=3))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+        assert a[k].tobytes() == b[k].tobytes()
+    assert not np.array_equal(np.nan_to_num(a["x"][:20]), np.nan_to_num(c["x"][:20]))
+
+
+def test_rows_ordered_unique_and_counted(small):
+    f = _frame(small)
+    keys = f.to_numpy()
+    assert (np.diff(keys[:, 0]) >= 0).all()
+    assert not f.duplicated().any()
+    assert f.equals(f.sort_values(["date", "time_id", "symbol_id"]))
+    assert np.array_equal(small["ts_id"], np.arange(len(f)))
+    assert np.array_equal(np.bincount(small["date"]), rows_per_date(SMALL))
+    times = times_of(SMALL)
+    assert times[0] == round(12 * 849 / 968) < times[-1] == 12  # fewer time_ids on the early dates
+    assert np.array_equal(f.groupby("date").time_id.max().to_numpy() + 1, times)
+
+
+def test_instruments_enter_and_leave(small):
+    f = _frame(small)
+    first = f.groupby("symbol_id").first()
+    last = f.groupby("symbol_id").last()
+    assert ((first.date == 0) & (first.time_id == 0)).sum() >= 5  # there from the start
+    assert (first.date > 0).sum() >= 3  # entering on later dates
+    assert ((first.time_id > 0) & (first.date > 0)).any()  # one enters in the middle of its first date
+    assert (last.date < SMALL.days - 1).any()  # leaving
+    # from entry to exit an instrument has a row at every time_id
+    times = times_of(SMALL)
+    for s, g in f.groupby("symbol_id"):
+        d0, t0, d1 = first.date[s], first.time_id[s], last.date[s]
+        assert len(g) == times[d0] - t0 + times[d0 + 1: d1 + 1].sum()
+
+
+def test_features_nan_blocks_and_codes(small):
+    x, t, s = small["x"], small["time_id"], small["symbol_id"]
+    assert x.shape == (len(t), 79) and x.dtype == np.float32
+    times = times_of(SMALL)[small["date"]]
+    for feats, share in NAN_START:
+        start = t < np.ceil(share * times)
+        assert start.any() and np.isnan(x[np.ix_(start, feats)]).all()
+    whole, prob = NAN_WHOLE
+    blocks = pd.DataFrame({"date": small["date"], "s": s, "nan": np.isnan(x[:, whole[0]])}).groupby(["date", "s"]).nan
+    assert (blocks.all() == blocks.any()).all()  # an instrument-date is all missing or none
+    assert prob / 4 < blocks.all().mean() < prob * 3
+    assert np.isnan(x[:, whole]).all(1).sum() == np.isnan(x[:, whole[0]]).sum()
+    grouped = {f for feats, _ in NAN_START for f in feats} | set(whole)
+    assert {j for j in range(79) if np.isnan(x[:, j]).any()} == grouped
+    for j in CATEGORICAL:
+        codes = pd.Series(x[:, j]).groupby(s).nunique()
+        assert (codes == 1).all() and np.array_equal(x[:, j], np.round(x[:, j]))
+
+
+def test_responders_and_weights(small):
+    y = np.stack([small[r] for r in RESPONDERS], 1)
+    assert y.dtype == np.float32 and np.abs(y).max() <= 5.0
+    corr = np.corrcoef(y.T)
+    assert (corr[6] > 0.05).all()  # the auxiliary responders share responder_6's signal and noise
+    w = small["weight"]
+    assert w.dtype == np.float32 and (w > 0).all()
+    assert w.max() > 5 * np.median(w)  # heavy-tailed
+    within = pd.Series(np.log(w)).groupby(small["symbol_id"]).std()
+    assert within.to_numpy() == pytest.approx(WEIGHT_SIGMA[1], rel=0.15)  # log-normal around each instrument's own level
+
+
+def test_ideal_is_the_causal_filter():
+    d = _all(TINY)
+    keys = d["date"], d["time_id"], d["symbol_id"]
+    base = ideal_of(TINY, d["x"], *keys)
+    np.testing.assert_allclose(d["ideal"], base, rtol=1e-5, atol=1e-7)
+    r = len(base) // 2
+    x = d["x"].copy()
+    x[r, list(LOADINGS)] += 3.0
+    changed = ideal_of(TINY, x, *keys)
+    same_symbol = d["symbol_id"] == d["symbol_id"][r]
+    assert np.array_equal(changed[:r], base[:r])  # earlier rows never see a later row
+    assert np.array_equal(changed[~same_symbol], base[~same_symbol])  # nor other instruments
+    assert changed[r] != base[r] and (changed[r + 1:][same_symbol[r + 1:]] != base[r + 1:][same_symbol[r + 1:]]).all()
+
+
+def test_ideal_beats_baselines():
+    spec = RtmdfSpec(days=60, times=30, symbols=12, seed=4)
+    d = _all(spec)
+    y, w = d["responder_6"], d["weight"]
+    val = d["date"] >= 48
+    c = ceilings(spec, val_frac=0.2)
+    assert c["rows"] == val.sum()
+    assert c["ideal"] == pytest.approx(r2_score(y[val], d["ideal"][val], w[val]))
+    x = np.nan_to_num(d["x"])  # a single-row least-squares fit on the first 80% of dates
+    x1 = np.c_[x, np.ones(len(x))]
+    coef = np.linalg.lstsq(x1[~val] * np.sqrt(w[~val, None]), y[~val] * np.sqrt(w[~val]), rcond=None)[0]
+    ols = r2_score(y[val], x1[val] @ coef, w[val])
+    assert 0 < c["row"] < c["ideal"] and ols < c["ideal"] > 0.05
+    assert abs(c["ideal_lags"] - c["ideal"]) < 0.01  # lags add (almost) nothing here (docs/rtmdf-data.md)
+    slope = np.sum(w * y * d["ideal"]) / np.sum(w * d["ideal"] ** 2)
+    assert 0.85 < slope < 1.15  # a conditional expectation: y on it has slope 1
+
+
+def test_write_parquet_layout_and_lags(tmp_path):
+    out = write_parquet(TINY, tmp_path / "rt", partitions=4)
+    d = _all(TINY)
+    parts = sorted((out / "train.parquet").iterdir())
+    assert [p.name for p in parts] == [f"partition_id={k}" for k in range(4)]
+    tables = [pq.read_table(p / "part-0.parquet") for p in parts]
+    assert all(t.column_names == TRAIN_COLUMNS for t in tables)
+    assert [str(tables[0].schema.field(k).type) for k in ("date_id", "time_id", "symbol_id", "feature_00")] == ["int16", "int16", "int8", "float"]
+    dates = [set(t["date_id"].to_numpy()) for t in tables]
+    assert sorted(set().union(*dates)) == list(range(TINY.days)) and all(max(a) < min(b) for a, b in zip(dates, dates[1:]))
+    train = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    np.testing.assert_array_equal(train[FEATURES].to_numpy(), d["x"])
+    np.testing.assert_array_equal(train["responder_6"].to_numpy(), d["responder_6"])
+    hive = ds.dataset(out / "train.parquet", partitioning="hive").to_table().to_pandas()
+    assert len(hive) == len(train)
+
+    lags = pq.read_table(out / "lags.parquet").to_pandas()
+    assert list(lags.columns) == ["date_id", "time_id", "symbol_id", *LAG_COLUMNS]
+    assert lags.date_id.min() == 1 and len(lags) == (train.date_id < TINY.days - 1).sum()
+    prev = train.assign(date_id=train.date_id + 1)
+    joined = lags.merge(prev, on=["date_id", "time_id", "symbol_id"], how="left", validate="one_to_one")
+    for k, c in enumerate(LAG_COLUMNS):
+        np.testing.assert_array_equal(joined[c].to_numpy(), joined[f"responder_{k}"].to_numpy())
+    same = lags.merge(train, on=["date_id", "time_id", "symbol_id"])
+    assert not np.isclose(same["responder_6_lag_1"], same["responder_6"]).all()  # never the same date's answers
+
+    ideal = pq.read_table(out / IDEAL_FILE).to_pandas()
+    assert ideal[["date_id", "time_id", "symbol_id"]].equals(train[["date_id", "time_id", "symbol_id"]])
+    np.testing.assert_array_equal(ideal["ideal"].to_numpy(), d["ideal"])
+
+
+def test_write_parquet_replaces_only_its_own(tmp_path):
+    out = tmp_path / "rt"
+    write_parquet(TINY, out, partitions=2)
+    write_parquet(RtmdfSpec(days=3, times=4, symbols=3), out, partitions=2)  # its own: replaced
+    assert len(pq.read_table(out / IDEAL_FILE)) == rows_per_date(RtmdfSpec(days=3, times=4, symbols=3)).sum()
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match=r"^--out .*mine: a directory that is not a synth rtmdf directory \(and not empty\)"):
+        write_parquet(TINY, other)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "rt"]  # no temp left behind
+    with pytest.raises(UserError, match="--partitions must be >= 1, got 0"):
+        write_parquet(TINY, tmp_path / "x", partitions=0)
+
+
+def test_store_round_trips_against_parquet(tmp_path):
+    store = Store(write_store(TINY, tmp_path / "st", shard_rows=60))
+    out = write_parquet(TINY, tmp_path / "rt", partitions=3)
+    train = ds.dataset(out / "train.parquet", partitioning="hive").to_table().to_pandas()
+    assert store.group == "symbol_id" and tuple(store.time) == ("date", "time_id")
+    assert len(store.manifest["shards"]) > 1 and store.manifest["source"]["layout"] == "rtmdf"
+    assert store.features == FEATURES and store.n_rows == len(train)
+    np.testing.assert_array_equal(store.gather(np.arange(store.n_rows)), train[FEATURES].to_numpy())
+    for col, src in (("date", "date_id"), ("time_id", "time_id"), ("symbol_id", "symbol_id"), ("weight", "weight"), *zip(RESPONDERS, RESPONDERS)):
+        np.testing.assert_array_equal(np.asarray(store.side(col)), train[src].to_numpy(), err_msg=col)
+    np.testing.assert_array_equal(np.asarray(store.side("ideal")), pq.read_table(out / IDEAL_FILE)["ideal"].to_numpy())
+    # each instrument's rows, in time order, through the group index
+    order, offsets = np.asarray(store.group_order), store.group_offsets
+    for k, s in enumerate(store.group_values):
+        rows = order[offsets[k]: offsets[k + 1]]
+        assert np.array_equal(rows, np.flatnonzero(train.symbol_id.to_numpy() == s))
+    # ingesting the Parquet files gives the same store (bar the ideal, which is not in train.parquet)
+    ingested = Store(ingest(out / "train.parquet", tmp_path / "ingested")[0])
+    assert ingested.group == store.group and ingested.manifest["columns"][:83] == TRAIN_COLUMNS[:83]
+    np.testing.assert_array_equal(ingested.gather(np.arange(ingested.n_rows)), store.gather(np.arange(store.n_rows)))
+    for col in set(store.manifest["side"]) - {"ideal"}:
+        np.testing.assert_array_equal(np.asarray(ingested.side(col)), np.asarray(store.side(col)), err_msg=col)
+    np.testing.assert_array_equal(np.asarray(ingested.group_order), order)
+
+
+def test_synth_rtmdf_cli(tmp_path):
+    from conftest import run_cli
+    from jsmp.store.store import Store
+
+    args = ["-m", "jsmp.data", "synth", "--layout", "rtmdf", "--days", "4", "--times", "5", "--symbols", "4"]
+    r = run_cli([*args, "--out", str(tmp_path / "rt")])
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "rt/lags.parquet").is_file() and (tmp_path / "rt/train.parquet/partition_id=3/part-0.parquet").is_file()
+    r = run_cli([*args, "--store", str(tmp_path / "st")])
+    assert r.returncode == 0 and Store(tmp_path / "st").group == "symbol_id"
+    r = run_cli([*args, "--store", str(tmp_path / "st")])
+    assert r.returncode == 0 and "is up to date with rtmdf-d4-t5-n4-s0" in r.stdout
+    r = run_cli([*args, "--store", str(tmp_path / "st"), "--rows-per-day", "5"])
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "error: --rows-per-day: only with --layout jsmp"

@@ -1,0 +1,41 @@
+"""The 2024 layout from the command line: train.py on a grouped store with lag features logs val/r2 beside
+its ceiling, records the inputs, and the user mistakes around it get one line and exit 2."""
+
+import json
+
+from conftest import run_cli
+
+
+def last_line(p) -> str:
+    return p.stderr.strip().splitlines()[-1]
+
+
+def test_rtmdf_run_logs_r2_and_records_its_inputs(tiny_rtmdf_store, tmp_path, train_cli):
+    p = train_cli("data=rtmdf", f"data.store={tiny_rtmdf_store}", "model=mlp", "trainer.max_epochs=2", "logger=none",
+                  "data.batch_size=256")
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"val/r2", "val/r2_best", "val/mse", "val/r2_ideal", "best/val/r2"} <= set(m) and m["status"] == "completed"
+    assert m["hp_metric"] == m["val/r2_best"] and 0 < m["val/r2_ideal"] < 1
+    prep = json.loads((tmp_path / "run" / "preprocess.json").read_text())
+    assert prep["group"] == "symbol_id" and prep["fill"] == "ffill"
+    assert prep["features"][:2] == ["feature_00", "feature_01"] and prep["features"][-1] == "responder_8_lag_1"
+    assert len(prep["features"]) == 79 + 9 == len(prep["fill_value"])
+    assert "ideal=" in p.stdout and "done: val/r2=" in p.stdout  # the summary line
+    # serving a 2024 run is refused in one line
+    e = run_cli(["-m", "jsmp.evaluate", "--run", str(tmp_path / "run")])
+    assert e.returncode == 2 and "trained per instrument (symbol_id)" in last_line(e), e.stderr[-2000:]
+
+
+def test_lag_features_need_the_2024_layout(tiny_store, train_cli):
+    p = train_cli(f"data.store={tiny_store}", "data.lags=true", "trainer.max_epochs=1", "logger=none")
+    assert p.returncode == 2
+    assert last_line(p) == (f"error: data.lags=true: store {tiny_store} has no instruments, time_id and responder_N columns; "
+                            f"lag features need a store of the 2024 layout (python -m jsmp.data ingest train.parquet, or data=rtmdf)")
+
+
+def test_an_unknown_task_fails_before_any_store_is_generated(tmp_path, train_cli):
+    p = train_cli("data.task=bogus", "trainer.max_epochs=1", "logger=none")
+    assert p.returncode == 2
+    assert last_line(p) == "error: data.task must be one of ['action', 'regression'], got 'bogus'"
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
