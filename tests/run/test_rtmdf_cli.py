@@ -3,6 +3,8 @@ its ceiling, records the inputs, and the user mistakes around it get one line an
 
 import json
 
+import pytest
+
 from conftest import run_cli
 
 
@@ -39,3 +41,12 @@ def test_an_unknown_task_fails_before_any_store_is_generated(tmp_path, train_cli
     assert p.returncode == 2
     assert last_line(p) == "error: data.task must be one of ['action', 'regression'], got 'bogus'"
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+@pytest.mark.parametrize("overrides", [["model=lstm", "data.window.length=4"], ["model=aemlp"],
+                                       ["model=mlp", "data.fold=0", "data.cv.gap_days=1"]], ids=["lstm", "aemlp", "mlp-fold0"])
+def test_every_model_and_cv_folds_run_on_the_2024_layout(overrides, tiny_rtmdf_store, tmp_path, train_cli):
+    p = train_cli("data=rtmdf", f"data.store={tiny_rtmdf_store}", *overrides, "trainer.fast_dev_run=true")
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "completed" and {"val/r2", "val/mse"} <= set(m)

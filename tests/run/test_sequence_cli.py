@@ -54,5 +54,5 @@ def test_the_toy_model_alone_on_the_jsmp_data_is_refused(tiny_store, tmp_path, t
     p = train_cli("model=sincos", f"data.store={tiny_store}")
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode == 2 and len(err) == 1, p.stderr[-3000:]
-    assert err[0].startswith("error: model=sincos got n_days, n_features, n_targets: ") and "use experiment=sincos" in err[0]
+    assert err[0].startswith("error: model=sincos got n_days, n_features, n_targets, task: ") and "use experiment=sincos" in err[0]
     assert not (tmp_path / "run" / "config.yaml").exists()
