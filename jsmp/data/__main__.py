@@ -1,7 +1,7 @@
 """`python -m jsmp.data COMMAND ...`: build and inspect stores.
 
     synth (--out FILE.csv [--test-layout] | --store DIR [--force]) [--days D] [--rows-per-day R] [--seed S]
-    synth --layout rtmdf (--out DIR [--partitions K] | --store DIR [--force]) [--days D] [--times T] [--symbols N] [--seed S]
+    synth --layout rtmdf (--out DIR [--partitions K] | --store DIR [--force]) [--days D] [--times T] [--symbols N] [--seed S] [--drift X]
     ingest SRC --store DIR [--force]     SRC: Kaggle CSV (.csv, .csv.gz), .parquet, or a directory of .parquet
                                          (hive partitions in numeric order): 2021 train, 2024 train or lags layout
     info DIR
@@ -25,7 +25,7 @@ def _positive(v: str) -> int:
     return n
 
 
-LAYOUT_FLAGS = {"jsmp": ("rows_per_day", "test_layout"), "rtmdf": ("times", "symbols", "partitions")}
+LAYOUT_FLAGS = {"jsmp": ("rows_per_day", "test_layout"), "rtmdf": ("times", "symbols", "partitions", "drift")}
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -39,7 +39,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
         from jsmp.data import synthetic_rtmdf as gen
 
         try:
-            spec = gen.RtmdfSpec(**{k: v for k in ("days", "times", "symbols") if (v := getattr(args, k)) is not None}, seed=args.seed)
+            spec = gen.RtmdfSpec(**{k: v for k in ("days", "times", "symbols", "drift") if (v := getattr(args, k)) is not None}, seed=args.seed)
         except ValueError as e:
             raise UserError(f"synth --layout rtmdf: {e}") from None
         if args.out:
@@ -121,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--times", type=_positive, help="rtmdf: time_ids per date (default 60; the real data: 968)")
     s.add_argument("--symbols", type=_positive, help="rtmdf: instruments over the whole set (default 20; the real data: 39)")
     s.add_argument("--partitions", type=_positive, help="rtmdf --out: train.parquet partitions (default 10)")
+    s.add_argument("--drift", type=float, help="rtmdf: radians per date the features' relation to the target turns "
+                                               "(default 0: stationary; 0.01: the online-learning demo; docs/rtmdf-data.md)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--test-layout", action="store_true", help="jsmp --out: without resp columns, as example_test.csv")
     s.add_argument("--force", action="store_true",

@@ -14,6 +14,8 @@ N(0, 1). Eight features see `z` through noise (LOADINGS); the responders are `be
 noise (RESPONDERS). `ideal` is E[responder_6 | the instrument's features up to and including this row]
 (a Kalman filter, `kalman_means`), so the weighted R² of `ideal` is the ceiling of a model that reads
 features (`ceilings` also gives it with every earlier date's responders known, as lag features reveal them).
+With `drift` > 0 the features' view of `z` rotates slowly over dates (`feature_loadings`): a model frozen at
+the end of training decays on later dates, while `ideal` (the filter with each date's true loadings) does not.
 
 Generation streams date by date with one RNG stream, so memory stays at one date and the output is
 identical for a seed whatever is written (a store, or Parquet files in the real layout).
@@ -50,6 +52,9 @@ PHI = 0.95  # persistence of z from one time_id to the next within a date
 PHI_NIGHT = 0.6  # ... from a date's last time_id to the next date's first
 # feature -> correlation with z; each is scale * (loading * z + sqrt(1 - loading²) * N(0, 1))
 LOADINGS = {0: 0.30, 3: -0.30, 6: 0.25, 7: -0.25, 15: 0.20, 21: -0.20, 60: 0.15, 70: -0.15}
+# with drift, each informative feature's loading turns into its partner's (pure noise at date 0, in the same NaN
+# blocks): on date d, feature j has a_j * cos(drift * d) and PARTNERS[j] has a_j * sin(drift * d)
+PARTNERS = {0: 1, 3: 4, 6: 8, 7: 12, 15: 17, 21: 26, 60: 61, 70: 71}
 CATEGORICAL = {9: 50, 10: 10, 11: 30}  # feature -> number of codes: one integer per instrument
 NAN_START = [((0, 1, 2, 3, 4), 0.10), ((39, 42, 50, 53), 0.05)]  # missing for that share of each date's first time_ids
 NAN_WHOLE = ((15, 17, 21, 26, 27, 31, 32, 33), 0.05)  # missing for a whole instrument-date with this probability
@@ -69,18 +74,23 @@ CLIP = 5.0
 
 @dataclass(frozen=True)
 class RtmdfSpec:
-    """A synthetic data set: `days` dates of up to `times` time_ids, `symbols` instruments over the whole set."""
+    """A synthetic data set: `days` dates of up to `times` time_ids, `symbols` instruments over the whole set;
+    `drift` radians per date by which the features' loadings on z turn (0: a stationary relation)."""
 
     days: int = 200
     times: int = 60
     symbols: int = 20
     seed: int = 0
+    drift: float = 0.0
 
     def __post_init__(self):
         for name, top in (("days", 2**15), ("times", 2**15), ("symbols", 2**7)):  # the real dtypes: int16, int16, int8
             v = getattr(self, name)
             if not (isinstance(v, int) and 1 <= v < top):
                 raise ValueError(f"{name} must be an integer in [1, {top - 1}], got {v!r}")
+        d = self.drift
+        if isinstance(d, bool) or not isinstance(d, int | float) or not (0 <= d <= 1):
+            raise ValueError(f"drift must be a number in [0, 1] (radians per date), got {d!r}")
 
     @classmethod
     def real_size(cls, seed: int = 0) -> RtmdfSpec:
@@ -89,7 +99,7 @@ class RtmdfSpec:
 
     @property
     def name(self) -> str:
-        return f"rtmdf-d{self.days}-t{self.times}-n{self.symbols}-s{self.seed}"
+        return f"rtmdf-d{self.days}-t{self.times}-n{self.symbols}-s{self.seed}" + (f"-drift{self.drift:g}" if self.drift else "")
 
 
 @dataclass(frozen=True)
@@ -155,12 +165,14 @@ def feature_scales(rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0.5, 2.0, N_FEATURES)
 
 
-def _feature_model() -> tuple[np.ndarray, np.ndarray]:
-    """(loadings, k), both (79,) float64: k = loading / sqrt(1 - loading²), the signal of z in units of a
-    feature's noise."""
+def feature_loadings(spec: RtmdfSpec, date: int) -> np.ndarray:
+    """Every feature's correlation with z on `date`, (79,) float64: LOADINGS turned by the angle
+    `spec.drift * date` towards their PARTNERS (at angle 0, and always without drift, exactly LOADINGS)."""
+    angle = spec.drift * date
     loadings = np.zeros(N_FEATURES)
-    loadings[list(LOADINGS)] = list(LOADINGS.values())
-    return loadings, loadings / np.sqrt(1 - loadings**2)
+    loadings[list(LOADINGS)] = np.array(list(LOADINGS.values())) * math.cos(angle)
+    loadings[list(PARTNERS.values())] = np.array(list(LOADINGS.values())) * math.sin(angle)
+    return loadings
 
 
 def _responder_model() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,10 +180,12 @@ def _responder_model() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.array([RESPONDER_MODEL[k][i] for k in range(N_RESPONDERS)]) for i in range(3))
 
 
-def feature_evidence(x: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def feature_evidence(x: np.ndarray, scales: np.ndarray, loadings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What each row's observed features say about its z: (b, p), both (n,) float64, the log-likelihood
-    of z being `b * z - p * z**2 / 2`. x: (n, 79) as generated (NaN: unobserved); scales: (79,)."""
-    loadings, k = _feature_model()
+    of z being `b * z - p * z**2 / 2`. x: (n, 79) as generated (NaN: unobserved); scales and the
+    loadings believed (`feature_loadings`): (79,). With k = loading / sqrt(1 - loading²), the signal of z
+    in units of a feature's noise, a seen feature adds k to p's root and k * its standardised value to b."""
+    k = loadings / np.sqrt(1 - loadings**2)
     informative = np.flatnonzero(loadings)
     u = x[:, informative].astype(np.float64) / (scales[informative] * np.sqrt(1 - loadings[informative] ** 2))
     seen = ~np.isnan(u)
@@ -239,8 +253,6 @@ def iter_dates(spec: RtmdfSpec) -> Iterator[dict[str, np.ndarray]]:
     sched = schedule(spec)
     rng = np.random.default_rng([spec.seed, 1])
     scales = feature_scales(rng)
-    loadings, _ = _feature_model()
-    noise = np.sqrt(1 - loadings**2)
     beta, sigma, rho = _responder_model()
     z = rng.standard_normal(spec.symbols)  # the state before the first time_id: stationary
     state = KalmanState(spec.symbols)
@@ -254,7 +266,8 @@ def iter_dates(spec: RtmdfSpec) -> Iterator[dict[str, np.ndarray]]:
             zs[t] = z
         time_id, symbol = np.nonzero(active(sched, d, int(times)))
         n, zr = len(time_id), zs[time_id, symbol]
-        x = rng.standard_normal((n, N_FEATURES)) * noise + zr[:, None] * loadings
+        loadings = feature_loadings(spec, d)
+        x = rng.standard_normal((n, N_FEATURES)) * np.sqrt(1 - loadings**2) + zr[:, None] * loadings
         x *= scales
         x[:, list(CATEGORICAL)] = sched.codes[symbol]
         for feats, share in NAN_START:
@@ -266,7 +279,7 @@ def iter_dates(spec: RtmdfSpec) -> Iterator[dict[str, np.ndarray]]:
         v = rng.standard_normal((n, N_RESPONDERS))
         y = np.clip(zr[:, None] * beta + sigma * (np.sqrt(rho) * u[:, None] + np.sqrt(1 - rho) * v), -CLIP, CLIP).astype(np.float32)
         weight = sched.weight[symbol] * np.exp(WEIGHT_SIGMA[1] * rng.standard_normal(n))
-        ideal = state.run_date(time_id, symbol, *feature_evidence(x, scales), int(times))
+        ideal = state.run_date(time_id, symbol, *feature_evidence(x, scales, loadings), int(times))
         yield {
             "x": x,
             "date": np.full(n, d, dtype=np.int32),
@@ -280,11 +293,18 @@ def iter_dates(spec: RtmdfSpec) -> Iterator[dict[str, np.ndarray]]:
         ts += n
 
 
-def ideal_of(spec: RtmdfSpec, x: np.ndarray, date: np.ndarray, time_id: np.ndarray, symbol: np.ndarray) -> np.ndarray:
+def ideal_of(spec: RtmdfSpec, x: np.ndarray, date: np.ndarray, time_id: np.ndarray, symbol: np.ndarray,
+             believed: np.ndarray | None = None) -> np.ndarray:
     """The `ideal` column recomputed from the rows' features alone, (n,) float64: rows of `spec` as
-    generated (x (n, 79), the keys (n,), in (date, time_id, symbol) order), features possibly changed."""
+    generated (x (n, 79), the keys (n,), in (date, time_id, symbol) order), features possibly changed.
+    `believed`: (79,) loadings assumed on every date (a frozen model's; with drift, wrong on other dates);
+    None: each date's own (`feature_loadings`)."""
     scales = feature_scales(np.random.default_rng([spec.seed, 1]))
-    b, p = feature_evidence(x, scales)
+    bounds = np.searchsorted(date, np.arange(spec.days + 1))
+    b, p = np.empty(len(date)), np.empty(len(date))
+    for d in range(spec.days):
+        rows = slice(bounds[d], bounds[d + 1])
+        b[rows], p[rows] = feature_evidence(x[rows], scales, feature_loadings(spec, d) if believed is None else believed)
     return RESPONDER_MODEL[TARGET][0] * kalman_means(spec, date, time_id, symbol, b, p)
 
 
@@ -292,24 +312,28 @@ def ceilings(spec: RtmdfSpec, val_frac: float = 0.2) -> dict[str, float]:
     """Weighted zero-mean R² of responder_6 on the last `val_frac` of the dates (as data.split.val_frac),
     with the validation `rows`: `ideal` (the column); `ideal_lags` (the filter given also every earlier
     date's responders, what lag features reveal); `row` (the filter on the row's own features only, as a
-    model without a window sees them)."""
+    model without a window sees them); `frozen` (the filter believing, on every date, the loadings averaged
+    over the dates before validation: what one fit over those dates learns, then frozen; `ideal` without drift)."""
     first = spec.days - max(1, round(val_frac * spec.days))
     scales = feature_scales(np.random.default_rng([spec.seed, 1]))
     beta = RESPONDER_MODEL[TARGET][0]
     full = KalmanState(spec.symbols)  # given every earlier date's responders too
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "weight", "ideal", "ideal_lags", "row")}
+    frozen = KalmanState(spec.symbols)  # believing the training dates' mean loadings throughout
+    frozen_loadings = np.mean([feature_loadings(spec, d) for d in range(first)], axis=0)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "weight", "ideal", "ideal_lags", "row", "frozen")}
     for d, (times, day) in enumerate(zip(times_of(spec), iter_dates(spec))):
         key = day["time_id"], day["symbol_id"]
-        b, p = feature_evidence(day["x"], scales)
+        b, p = feature_evidence(day["x"], scales, feature_loadings(spec, d))
         lags = full.copy().run_date(*key, b, p, int(times))
         by, py = responder_evidence(np.stack([day[r] for r in RESPONDERS], axis=1))
         full.run_date(*key, b + by, p + py, int(times))  # the date's responders, revealed after it
+        stale = frozen.run_date(*key, *feature_evidence(day["x"], scales, frozen_loadings), int(times))
         if d >= first:
             for k, v in (("y", day[RESPONDERS[TARGET]]), ("weight", day["weight"]), ("ideal", day["ideal"]),
-                         ("ideal_lags", beta * lags), ("row", beta * b / (1 + p))):
+                         ("ideal_lags", beta * lags), ("row", beta * b / (1 + p)), ("frozen", beta * stale)):
                 parts[k].append(v)
     d = {k: np.concatenate(v) for k, v in parts.items()}
-    return {"rows": len(d["y"]), **{k: r2_score(d["y"], d[k], d["weight"]) for k in ("ideal", "ideal_lags", "row")}}
+    return {"rows": len(d["y"]), **{k: r2_score(d["y"], d[k], d["weight"]) for k in ("ideal", "ideal_lags", "row", "frozen")}}
 
 
 def _progress(spec: RtmdfSpec, what: str):
@@ -317,8 +341,10 @@ def _progress(spec: RtmdfSpec, what: str):
 
 
 def synth_source(spec: RtmdfSpec) -> dict:
-    """The manifest `source` of a store generated from `spec`."""
-    return {"kind": "synthetic", "layout": "rtmdf", **asdict(spec), "checksum": f"synthetic:{spec.name}"}
+    """The manifest `source` of a store generated from `spec` (`drift` only when > 0: a stationary store's is
+    as before the key existed)."""
+    settings = {k: v for k, v in asdict(spec).items() if k != "drift" or v}
+    return {"kind": "synthetic", "layout": "rtmdf", **settings, "checksum": f"synthetic:{spec.name}"}
 
 
 def write_store(spec: RtmdfSpec, path: str | os.PathLike, shard_rows: int | None = None) -> Path:

@@ -55,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args(argv)
     predictor = Predictor(args.run, threads=args.threads)
+    if predictor.grouped:
+        raise UserError(f"{args.run[0]}: trained per instrument ({predictor.members[0].prep.group}) on the 2024 layout; "
+                        f"jsmp.evaluate scores 2021-layout trade models: replay it with python -m jsmp.predict --run RUN "
+                        f"--data TEST, and read its validation figures in metrics.json")
     members = predictor.members
     first = Path(args.run[0])
     run_dir = first if first.is_dir() else find_checkpoint(first)[0]

@@ -1,6 +1,7 @@
 """Online inference: replay a test file row by row, as the competition's scoring API did.
 
     python -m jsmp.predict --run RUN_DIR [--run RUN_DIR2 ...] --data TEST.csv --out submission.csv [--batch]
+    python -m jsmp.predict --run RUN_2024 --data test.parquet [--lags lags.parquet] [--online-learning ...]
 
 RUN_DIR is a training run dir (its best checkpoint is used), a checkpoint file inside one, or a
 multirun/CV dir standing for the runs inside it; several runs are an ensemble, averaged in
@@ -10,7 +11,9 @@ modes read the file through jsmp.data.reader, checked as ingest checks a file, s
 anywhere stops either mode with the same one-line error and no output. `--batch` scores the
 whole file (or a store directory) at once and gives the same actions. `--out` is replaced
 only when it is absent or a submission (first line `ts_id,action`), never the input.
-See docs/inference.md.
+A run trained on the 2024 layout (preprocess.json `group`) is replayed per time_id instead
+(jsmp.predict.replay): `row_id,responder_6` lines, lags from `--lags` or the source's responders,
+`--online-learning` fine-tuning on each date's answers. See docs/inference.md.
 """
 
 from __future__ import annotations
@@ -21,9 +24,53 @@ from pathlib import Path
 
 import numpy as np
 
-from jsmp.errors import exit_on_user_error
+from jsmp.batches.inputs import PREPROCESS, InputSpec
+from jsmp.errors import UserError, exit_on_user_error
+from jsmp.predict.model import find_checkpoint, member_runs
 from jsmp.predict.predictor import Predictor
+from jsmp.predict.replay import LagsFile, raw_features, read_days, replay
 from jsmp.predict.submission import claim_out, require_file, run_batch, run_online
+
+ONLINE = {"online_steps": "steps", "online_lr": "lr", "online_budget": "budget_s"}  # option -> OnlineConfig field
+
+
+def run_spec(run: str) -> InputSpec:
+    """The preprocess.json of `run`'s first member run (grouped or not, its features)."""
+    run_dir, _ = find_checkpoint(member_runs(run)[0])
+    return InputSpec.load(run_dir / PREPROCESS)
+
+
+def grouped_spec(run: str) -> InputSpec | None:
+    """run_spec(run) when it is a 2024-layout (grouped) run; None otherwise, also when it cannot be read:
+    the 2021 path then says why, after checking --data and --out as it always did."""
+    try:
+        spec = run_spec(run)
+    except UserError:
+        return None
+    return spec if spec.group is not None else None
+
+
+def replay_2024(args: argparse.Namespace, data: Path, spec: InputSpec) -> int:
+    """The replay path of a grouped (2024-layout) run: per time_id, into row_id,responder_6 lines."""
+    if args.batch:
+        raise UserError(f"--batch: {args.run[0]} was trained on the 2024 layout, which is replayed per time_id; drop --batch")
+    lags = Path(args.lags) if args.lags is not None else None
+    if lags is not None and not lags.exists():
+        raise UserError(f"--lags {lags}: no such file or directory; expected a lags.parquet (date_id, time_id, symbol_id, responder_N_lag_1)")
+    if not data.exists():
+        raise UserError(f"--data {data}: no such file or directory; expected a 2024-layout Parquet file or directory, or a grouped store")
+    out = claim_out(args.out, data)
+    features = raw_features(spec.features)
+    source, lag_file = read_days(data, features), LagsFile(lags) if lags is not None else None  # headers checked here
+    online = None
+    if args.online_learning:
+        from jsmp.predict.online import OnlineConfig
+
+        online = OnlineConfig(**{f: getattr(args, o) for o, f in ONLINE.items() if getattr(args, o) is not None})
+    predictor = Predictor(args.run, online=online, threads=args.threads)
+    done = replay(predictor, source, out, features, lag_file, online is not None)
+    print(f"{done.summary()} -> {out} ({predictor.describe()}{', online learning' if online else ''})")
+    return 0
 
 
 @exit_on_user_error
@@ -32,13 +79,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", required=True, action="append",
                    help="training run dir, a checkpoint file in one, or a multirun/CV dir; repeat for an ensemble")
     p.add_argument("--data", required=True,
-                   help="test CSV(.gz) or Parquet file in the example_test.csv layout (with --batch also a store dir)")
+                   help="test CSV(.gz) or Parquet file in the example_test.csv layout (with --batch also a store dir); "
+                        "for a 2024-layout run a test.parquet file or dir, or a grouped store")
     p.add_argument("--out", default="submission.csv",
-                   help="where to write ts_id,action: absent, or a submission to replace (default: %(default)s)")
+                   help="where to write ts_id,action (2024: row_id,responder_6): absent, or a submission to replace (default: %(default)s)")
     p.add_argument("--batch", action="store_true", help="score all rows at once (same actions as row by row)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s, the fastest for one row)")
+    g = p.add_argument_group("2024-layout runs (replayed per time_id)")
+    g.add_argument("--lags", help="lags.parquet (date_id, time_id, symbol_id, responder_N_lag_1); default: from --data's responders")
+    g.add_argument("--online-learning", action="store_true", help="fine-tune on each date's answers when its lags arrive")
+    g.add_argument("--online-steps", type=int, help="optimizer steps per date (default: OnlineConfig's)")
+    g.add_argument("--online-lr", type=float, help="learning rate of the fine-tune (default: OnlineConfig's)")
+    g.add_argument("--online-budget", type=float, help="seconds per date the fine-tune may take (default: OnlineConfig's)")
     args = p.parse_args(argv)
     data = Path(args.data)
+    if any(getattr(args, o) is not None for o in ONLINE) and not args.online_learning:
+        given = next(o for o in ONLINE if getattr(args, o) is not None).replace("_", "-")
+        raise UserError(f"--{given}: needs --online-learning")
+    if (spec := grouped_spec(args.run[0])) is not None:
+        return replay_2024(args, data, spec)
+    if args.lags is not None or args.online_learning:
+        flag = "--lags" if args.lags is not None else "--online-learning"
+        run_spec(args.run[0])  # a run that cannot be read: that error first
+        raise UserError(f"{flag}: {args.run[0]} was trained on the 2021 layout (one global row order); {flag} is for 2024-layout runs")
     if not (args.batch and data.is_dir()):
         require_file(data)
     out = claim_out(args.out, data)

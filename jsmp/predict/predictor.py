@@ -1,6 +1,9 @@
 """The Predictor: a run's model, or an ensemble of several runs' models (averaged in probability),
 serving rows in the example_test.csv layout, one at a time (as the competition's scoring API hands
-them over) or all at once, with identical actions (docs/inference.md).
+them over) or all at once, with identical actions (docs/inference.md). A run trained on the 2024
+layout (grouped, regression) is served the 2024 way instead: one time step per call,
+`predict_batch(test_df, lags_df)` (jsmp.predict.grouped), optionally learning online
+(jsmp.predict.online).
 
 From Python, e.g. in a notebook loop over the Kaggle API's `iter_test()`::
 
@@ -8,6 +11,12 @@ From Python, e.g. in a notebook loop over the Kaggle API's `iter_test()`::
     for test_df, sample_prediction_df in env.iter_test():
         sample_prediction_df.action = predictor.predict_row(test_df)
         env.predict(sample_prediction_df)
+
+and for a 2024 run, in the 2024 API's `predict(test, lags)`::
+
+    predictor = Predictor("logs/train/runs/2024-11-01_10-00-00", online=OnlineConfig())
+    def predict(test, lags):
+        return predictor.predict_batch(test, lags)      # row_id, responder_6 (polars in, polars out)
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ from jsmp.batches.inputs import PREPROCESS, InputSpec, OnlineFill, fill_rows
 from jsmp.batches.windows import gather_windows
 from jsmp.data.reader import INT_COLUMNS, Checker, Layout
 from jsmp.errors import UserError
+from jsmp.predict.grouped import KEYS, GroupedMember, LagTable, frame_column, frame_matrix, require_columns
 from jsmp.predict.model import find_checkpoint, load_model, member_runs
+from jsmp.predict.online import OnlineConfig
 
 # target rows per forward pass in batch mode (cache-sized: bigger passes are slower on CPU)
 BATCH_ROWS, WINDOW_BATCH_ROWS = 1024, 256
@@ -54,25 +65,38 @@ def mean_proba(probs: Sequence) -> np.ndarray:
     return functools.reduce(np.add, probs) / np.float32(len(probs))
 
 
+def open_member(run: str | os.PathLike, online: OnlineConfig | None = None) -> Member | GroupedMember:
+    """The run's model and inputs: a GroupedMember for a 2024-layout regression run (preprocess.json
+    `group`), else a Member (2021 layout, trade decisions); a run that is neither is refused."""
+    run_dir, checkpoint = find_checkpoint(run)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"{cfg_path}: not found; expected the run dir that train.py wrote around the checkpoint")
+    prep = InputSpec.load(run_dir / PREPROCESS)
+    cfg = OmegaConf.load(cfg_path)
+    model = load_model(checkpoint, cfg.model._target_)
+    task = model.hparams.get("task", "action")
+    if prep.group is not None and task == "regression":
+        return GroupedMember(run_dir, checkpoint, prep, model, list(OmegaConf.select(cfg, "data.targets") or ["responder_6"]),
+                             online)
+    if prep.group is not None or task != "action":
+        what = f"per instrument ({prep.group}) for data.task={task}" if prep.group is not None else f"for data.task={task}"
+        raise UserError(f"{run_dir}: trained {what}; the predictor serves 2021-layout trade models row by row and "
+                        f"2024-layout (per instrument) regression models per time step")
+    if online is not None:
+        raise UserError(f"{run_dir}: online learning is for runs trained on the 2024 layout (per instrument); "
+                        f"this one serves 2021-layout trade decisions")
+    return Member(run_dir, checkpoint, prep, model)
+
+
 class Member:
     """One run's model with its inputs (preprocess.json) and its online state (NaN fill, window).
 
     `cols`: where its features sit in the Predictor's `features` (None: all of them, in order).
     """
 
-    def __init__(self, run: str | os.PathLike):
-        self.run_dir, self.checkpoint = find_checkpoint(run)
-        cfg_path = self.run_dir / "config.yaml"
-        if not cfg_path.is_file():
-            raise UserError(f"{cfg_path}: not found; expected the run dir that train.py wrote around the checkpoint")
-        self.prep = InputSpec.load(self.run_dir / PREPROCESS)
-        self.model = load_model(self.checkpoint, OmegaConf.load(cfg_path).model._target_)
-        task = self.model.hparams.get("task", "action")
-        if self.prep.group is not None or task != "action":
-            what = f"per instrument ({self.prep.group})" if self.prep.group is not None else f"for data.task={task}"
-            raise UserError(f"{self.run_dir}: trained {what}; this predictor serves 2021-layout trade models row by row. "
-                            f"Serving 2024-layout runs is not in this version: read their validation figures in "
-                            f"metrics.json and TensorBoard")
+    def __init__(self, run_dir, checkpoint, prep: InputSpec, model):
+        self.run_dir, self.checkpoint, self.prep, self.model = run_dir, checkpoint, prep, model
         self.window = self.prep.window_spec
         if self.window is not None and not getattr(self.model, "sequence", False):
             raise UserError(f"{self.run_dir}: {PREPROCESS} has a window but {type(self.model).__name__} is not a sequence model")
@@ -165,17 +189,31 @@ class Predictor:
     last date and ts_id (for its order checks). `reset()` forgets it all.
     `features`: the members' features (the first member's, then any others'); `columns` the
     layout `predict_row` expects of an array: date, weight, features, ts_id.
+    A run trained on the 2024 layout (preprocess.json `group`, data.task=regression) is served per
+    time step instead: `predict_batch(test_df, lags_df=None)` (predict_time_step), each member
+    keeping per-instrument state (jsmp.predict.grouped) and, with `online` (jsmp.predict.online),
+    fine-tuning on each date's revealed answers; `grouped` tells which kind serves.
     threads: sets torch's (process-wide) thread count. One is fastest for one row, and on a
     busy machine for batches too (an LSTM can run 10x slower on two). None leaves it as it is.
     """
 
-    def __init__(self, run: str | os.PathLike | Sequence[str | os.PathLike], threads: int | None = 1):
+    def __init__(self, run: str | os.PathLike | Sequence[str | os.PathLike], online: OnlineConfig | None = None,
+                 threads: int | None = 1):
         if threads:
             torch.set_num_threads(threads)
         runs = [run] if isinstance(run, (str, os.PathLike)) else list(run)
         if not runs:
             raise UserError("Predictor: no run given; expected a run dir, checkpoint file or multirun dir")
-        self.members = [Member(r) for given in runs for r in member_runs(given)]
+        self.members = [open_member(r, online) for given in runs for r in member_runs(given)]
+        self.grouped = isinstance(self.members[0], GroupedMember)
+        if any(isinstance(m, GroupedMember) != self.grouped for m in self.members):
+            raise UserError("Predictor: an ensemble mixes 2024-layout (per instrument) and 2021-layout runs; "
+                            "serve each layout with its own Predictor")
+        if self.grouped:
+            self.features = list(dict.fromkeys(f for m in self.members for f in m.features))
+            self.lag_features = list(dict.fromkeys(f for m in self.members for f in m.lags))
+            self.reset()
+            return
         self.features = list(dict.fromkeys(f for m in self.members for f in m.prep.features))
         for m in self.members:
             m.select(self.features)
@@ -202,8 +240,10 @@ class Predictor:
             f"{type(m.model).__name__} {m.name}" for m in self.members)
 
     def reset(self) -> None:
-        """Forget every row seen (the next row starts a day and an empty window)."""
+        """Forget every row seen (the next row starts a day and an empty window; for a 2024 run,
+        every instrument's state and the last lags)."""
         self.day: float | None = None
+        self.lags: LagTable | None = None
         for m in self.members:
             m.reset()
         self.checker = Checker()  # predict_row's order checks
@@ -220,6 +260,7 @@ class Predictor:
         ±Inf feature, date not below and ts_id above the previous row's (since `reset()`).
         A bad row raises UserError naming it (`row N`, counted from `reset()`) and changes no state.
         """
+        self._layout_2021("predict_row")
         values = self._values(row)
         with np.errstate(over="ignore"):  # beyond float32 range -> inf, which the check reports
             x = values[2:-1].astype(np.float32)
@@ -284,6 +325,7 @@ class Predictor:
     def member_probas(self, date: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
         """Each member's (n,) float32 trade probabilities for consecutive rows: date (n,), raw
         features x (n, F) in `features` order (filled in place when one member reads them all)."""
+        self._layout_2021("predict_batch(date, x)")
         date = np.asarray(date)
         starts = np.flatnonzero(np.r_[True, date[1:] != date[:-1]])
         alone = len(self.members) == 1
@@ -294,6 +336,67 @@ class Predictor:
         """(n,) float32 trade probabilities (the members' mean) of consecutive rows (as member_probas)."""
         return mean_proba(self.member_probas(date, x))
 
-    def predict_batch(self, date: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Actions (n,) int8 for consecutive rows: date (n,), raw features x (n, F) (as member_probas)."""
+    def predict_batch(self, date, x=None):
+        """2021 runs: actions (n,) int8 for consecutive rows: date (n,), raw features x (n, F) (as
+        member_probas). 2024 runs: `predict_batch(test_df, lags_df=None)`, see predict_time_step."""
+        if self.grouped:
+            return self.predict_time_step(date, x)
         return actions(self.predict_proba_batch(date, x))
+
+    def _layout_2021(self, what: str) -> None:
+        if self.grouped:
+            raise UserError(f"{self.members[0].run_dir}: trained per instrument ({self.members[0].prep.group}) on the "
+                            f"2024 layout; {what} serves 2021-layout trade models: call predict_batch(test_df, lags_df) "
+                            f"once per time_id")
+
+    # -- 2024 layout: one time step per call
+    def predict_time_step(self, test_df, lags_df=None):
+        """The members' mean prediction of responder_6 for one time step's rows, as a frame of the input's
+        kind (pandas or polars) with columns row_id, responder_6.
+
+        test_df: the rows of one (date_id, time_id), one per instrument: row_id, date_id, time_id,
+        symbol_id, weight and the features (other columns ignored). lags_df (at a date's first time
+        step): the previous date's responders as responder_N_lag_1 by time_id, symbol_id; they serve
+        as lag features until the date ends, and, with online learning, label the rows served on the
+        previous date, on which each model is fine-tuned before this step is served.
+        """
+        require_columns(test_df, ["row_id", *KEYS, "weight", *self.features], "test_df")
+        n = len(test_df)
+        date = np.unique(frame_column(test_df, "date_id"))
+        time_id = np.asarray(frame_column(test_df, "time_id"), np.int64)
+        symbol = np.asarray(frame_column(test_df, "symbol_id"), np.int64)
+        if len(date) > 1 or len(np.unique(time_id)) > 1:
+            raise UserError(f"test_df: expected the rows of one date_id and time_id, got date_id {date.tolist()[:5]} "
+                            f"and time_id {np.unique(time_id).tolist()[:5]}")
+        values, counts = np.unique(symbol, return_counts=True)
+        if (counts > 1).any():
+            raise UserError(f"test_df: symbol_id {int(values[counts > 1][0])} appears more than once at one time step")
+        row_id = frame_column(test_df, "row_id")
+        if n == 0:
+            return self._frame(test_df, row_id, np.empty(0, np.float32))
+        date = int(date[0])
+        if lags_df is not None:
+            self.lags = LagTable(date, lags_df, self.lag_features + [
+                c for m in self.members if m.learner is not None for c in m.learner.labels if c not in self.lag_features])
+        if date != self.day:
+            for m in self.members:
+                if m.learner is not None:
+                    m.learner.reveal(date, self.lags if self.lags is not None and self.lags.date == date else None)
+            self.day = date
+        lags = self.lags if self.lags is not None and self.lags.date == date else None
+        weight = frame_column(test_df, "weight").astype(np.float32)
+        x = frame_matrix(test_df, self.features)
+        preds = [m.predict(date, time_id, symbol, x[:, [self.features.index(f) for f in m.features]], lags, weight)
+                 for m in self.members]
+        return self._frame(test_df, row_id, mean_proba(preds))
+
+    @staticmethod
+    def _frame(like, row_id: np.ndarray, pred: np.ndarray):
+        """row_id, responder_6 as a frame of `like`'s kind (polars imported only when given one)."""
+        if type(like).__module__.startswith("polars"):
+            import polars as pl
+
+            return pl.DataFrame({"row_id": row_id, "responder_6": pred})
+        import pandas as pd
+
+        return pd.DataFrame({"row_id": row_id, "responder_6": pred})

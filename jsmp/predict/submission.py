@@ -20,7 +20,8 @@ from jsmp.files import atomic_path, claim_destination
 from jsmp.predict.predictor import SIDE, Predictor, missing_columns
 from jsmp.store.store import Store, is_store
 
-HEADER = "ts_id,action\n"  # a submission's first line
+HEADER = "ts_id,action\n"  # a 2021 submission's first line
+HEADERS = (HEADER, "row_id,responder_6\n")  # a 2021 or 2024 submission's (jsmp.predict.replay)
 
 
 def require_file(path: Path) -> None:
@@ -60,20 +61,20 @@ def read_all(path: Path, features: list[str]) -> tuple[np.ndarray, np.ndarray, n
 
 
 def is_submission(path: Path) -> bool:
-    """Whether `path` is a file whose first line is `ts_id,action` (what this command writes)."""
+    """Whether `path` is a file whose first line is `ts_id,action` or `row_id,responder_6` (what this command writes)."""
     try:
         with open(path, "rb") as f:
-            return f.readline(len(HEADER) + 1).rstrip(b"\r\n") == HEADER.strip().encode()
+            return f.readline(max(map(len, HEADERS)) + 1).rstrip(b"\r\n") in {h.strip().encode() for h in HEADERS}
     except OSError:  # a directory, unreadable, gone
         return False
 
 
 @contextlib.contextmanager
-def submission(out: Path) -> Iterator[TextIO]:
-    """A text file to write `ts_id,action` lines to (the header is written); it appears at
-    `out` only when the block ends without an exception (jsmp.files.atomic_path)."""
+def submission(out: Path, header: str = HEADER) -> Iterator[TextIO]:
+    """A text file to write a submission's lines to (`header` is written: `ts_id,action` by default);
+    it appears at `out` only when the block ends without an exception (jsmp.files.atomic_path)."""
     with atomic_path(out) as tmp, open(tmp, "w") as f:
-        f.write(HEADER)
+        f.write(header)
         yield f
 
 
@@ -111,4 +112,4 @@ def claim_out(out: str, data: Path) -> Path:
     input store dir, in a writable directory."""
     if data.is_dir() and data.resolve() in Path(out).resolve().parents:
         raise UserError(f"--out {out}: is inside the input store {data}; writing there would change it. Choose another --out")
-    return claim_destination(out, "--out", "submission (first line ts_id,action)", is_submission, inputs=[data])
+    return claim_destination(out, "--out", "submission (first line ts_id,action or row_id,responder_6)", is_submission, inputs=[data])

@@ -82,6 +82,8 @@ class RtmdfSyntheticConfig:
     """Instruments (symbol_id) over the whole set; each date has the ones active then."""
     seed: int = 0
     """Generator seed."""
+    drift: float = 0.0
+    """Radians per date by which the features' relation to the target turns (docs/rtmdf-data.md); 0: stationary."""
 
 
 @dataclass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
@@ -17,11 +20,13 @@ from jsmp.data.synthetic_rtmdf import (
     LOADINGS,
     NAN_START,
     NAN_WHOLE,
+    PARTNERS,
     RESPONDERS,
     TRAIN_COLUMNS,
     WEIGHT_SIGMA,
     RtmdfSpec,
     ceilings,
+    feature_loadings,
     ideal_of,
     iter_dates,
     rows_per_date,
@@ -58,6 +63,11 @@ def test_spec_name_and_bounds():
         RtmdfSpec(symbols=128)
     with pytest.raises(ValueError, match="days must be an integer"):
         RtmdfSpec(days=0)
+    assert RtmdfSpec(drift=0.0).name == RtmdfSpec(drift=0).name == RtmdfSpec().name  # stationary: the name of before
+    assert RtmdfSpec(drift=0.02).name == "rtmdf-d200-t60-n20-s0-drift0.02"
+    for bad in (-0.1, float("nan"), 2.0, "0.1", True):
+        with pytest.raises(ValueError, match=r"drift must be a number in \[0, 1\] \(radians per date\), got "):
+            RtmdfSpec(drift=bad)
 
 
 def test_deterministic_and_seeded():
@@ -161,6 +171,75 @@ def test_ideal_beats_baselines():
     assert 0.85 < slope < 1.15  # a conditional expectation: y on it has slope 1
 
 
+DRIFTING = RtmdfSpec(days=60, times=30, symbols=12, seed=4, drift=0.03)
+
+
+def test_drift_zero_writes_the_same_store(tmp_path):
+    a = write_store(RtmdfSpec(days=6, times=7, symbols=5, seed=2, drift=0.0), tmp_path / "a")
+    b = write_store(TINY, tmp_path / "b")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and len(files) > 3
+    for f in files:
+        if f.name != "manifest.json":
+            assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    ma, mb = (json.loads((p / "manifest.json").read_text()) for p in (a, b))
+    for m in (ma, mb):
+        del m["manifest_crc32"], m["created"]  # the write's time and the checksum over it
+    assert ma == mb and "drift" not in ma["source"]
+    drifting = Store(write_store(RtmdfSpec(days=6, times=7, symbols=5, seed=2, drift=0.1), tmp_path / "c"))
+    assert drifting.manifest["source"]["drift"] == 0.1
+    assert drifting.manifest["source"]["checksum"] == "synthetic:rtmdf-d6-t7-n5-s2-drift0.1"
+
+
+def test_drift_turns_the_loadings():
+    base = feature_loadings(DRIFTING, 0)
+    assert np.flatnonzero(base).tolist() == sorted(LOADINGS) and base[sorted(LOADINGS)].tolist() == [LOADINGS[j] for j in sorted(LOADINGS)]
+    assert np.array_equal(feature_loadings(RtmdfSpec(), 150), base)  # without drift: the same every date
+    late = feature_loadings(DRIFTING, 40)  # angle 1.2
+    a, partner = np.array(list(LOADINGS.values())), list(PARTNERS.values())
+    np.testing.assert_allclose(late[list(LOADINGS)], a * np.cos(1.2))
+    np.testing.assert_allclose(late[partner], a * np.sin(1.2))
+    np.testing.assert_allclose(late[list(LOADINGS)] ** 2 + late[partner] ** 2, a**2)  # the signal's strength is kept
+    assert set(partner).isdisjoint(CATEGORICAL) and set(partner).isdisjoint(LOADINGS)
+
+
+def test_drift_is_deterministic_and_changes_only_the_features():
+    a, b, still = _all(DRIFTING), _all(DRIFTING), _all(RtmdfSpec(days=60, times=30, symbols=12, seed=4))
+    for k in a:
+        assert a[k].tobytes() == b[k].tobytes(), k
+    for k in set(a) - {"x", "ideal"}:  # the same draws: keys, weights, z and responders are drift's
+        assert a[k].tobytes() == still[k].tobytes(), k
+    day0 = a["date"] == 0  # at angle 0 the features are the stationary ones
+    assert a["x"][day0].tobytes() == still["x"][day0].tobytes()
+    assert not np.array_equal(np.nan_to_num(a["x"][~day0]), np.nan_to_num(still["x"][~day0]))
+    keys = a["date"], a["time_id"], a["symbol_id"]
+    np.testing.assert_allclose(a["ideal"], ideal_of(DRIFTING, a["x"], *keys), rtol=1e-5, atol=1e-7)
+
+
+def test_drift_decays_a_frozen_relation_but_not_the_ideal():
+    d = _all(DRIFTING)
+    y, w, date = d["responder_6"], d["weight"], d["date"]
+    keys = date, d["time_id"], d["symbol_id"]
+    early = ideal_of(DRIFTING, d["x"], *keys, believed=feature_loadings(DRIFTING, 0))  # the relation of date 0, believed throughout
+
+    def slope(pred, rows):
+        return np.sum(w[rows] * y[rows] * pred[rows]) / np.sum(w[rows] * pred[rows] ** 2)
+
+    thirds = [(date >= lo) & (date < lo + 20) for lo in (0, 20, 40)]  # angles 0-0.6, 0.6-1.2, 1.2-1.8
+    stale = [r2_score(y[rows], early[rows], w[rows]) for rows in thirds]
+    ideal = [r2_score(y[rows], d["ideal"][rows], w[rows]) for rows in thirds]
+    assert min(ideal) > 0.06 and stale[0] > 0.9 * ideal[0]  # the ceiling holds; date 0's relation fits early dates
+    assert stale[1] < 0.75 * ideal[1] and stale[2] < 0.2 * ideal[2]  # ... and decays on later ones
+    assert slope(early, thirds[2]) < 0.6
+    assert all(0.8 < slope(d["ideal"], rows) < 1.2 for rows in thirds)  # still E[y | features]: calibrated
+    c = ceilings(DRIFTING)
+    assert c["ideal"] > 0.05 and c["frozen"] < 0.8 * c["ideal"]  # one fit over the training dates, frozen, loses
+    val, mean = date >= 48, np.mean([feature_loadings(DRIFTING, k) for k in range(48)], axis=0)
+    assert c["frozen"] == pytest.approx(r2_score(y[val], ideal_of(DRIFTING, d["x"], *keys, believed=mean)[val], w[val]), rel=1e-4)
+    still = ceilings(RtmdfSpec(days=60, times=30, symbols=12, seed=4))
+    assert still["frozen"] == pytest.approx(still["ideal"], rel=1e-5)
+
+
 def test_write_parquet_layout_and_lags(tmp_path):
     out = write_parquet(TINY, tmp_path / "rt", partitions=4)
     d = _all(TINY)
@@ -247,3 +326,12 @@ def test_synth_rtmdf_cli(tmp_path):
     assert r.returncode == 0 and "is up to date with rtmdf-d4-t5-n4-s0" in r.stdout
     r = run_cli([*args, "--store", str(tmp_path / "st"), "--rows-per-day", "5"])
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "error: --rows-per-day: only with --layout jsmp"
+
+
+def test_drift_from_the_data_config():
+    from jsmp.run.dataconfig import RtmdfSyntheticConfig, synth_spec
+
+    assert synth_spec(asdict(RtmdfSyntheticConfig())) == RtmdfSpec()
+    assert synth_spec({**asdict(RtmdfSyntheticConfig()), "drift": 0.02}).name == "rtmdf-d200-t60-n20-s0-drift0.02"
+    with pytest.raises(UserError, match=r"^data.synthetic: drift must be a number in \[0, 1\] \(radians per date\), got -1.0$"):
+        synth_spec({"layout": "rtmdf", "drift": -1.0})

@@ -1,0 +1,283 @@
+"""Replay a 2024-layout test source the way the competition's evaluation API served it: one call of
+`predictor.predict_batch(test_df, lags_df)` per (date_id, time_id), the previous date's responders
+(`lags_df`) at each date's first time_id, into `row_id,responder_6` lines (docs/inference.md).
+
+The source is a Parquet file or hive directory of the train (or test) layout (`date_id, time_id,
+symbol_id, weight, feature_NN`, optionally `row_id`, `is_scored`, `responder_N`), or a grouped
+store; it is read date by date (memory: one date). Lags come from a lags file (the lags.parquet
+layout) or, when the source holds responders, from the source itself: date D's are date D - 1's
+responders (as jsmp.batches.lags defines them), none when D - 1 is not in the source.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from jsmp.data.reader import Layout, Reader
+from jsmp.data.schema import RTMDF_GROUP, RTMDF_KEYS, RTMDF_RENAME, RTMDF_TIME, plan_lags
+from jsmp.errors import UserError
+from jsmp.metrics import r2_score
+from jsmp.predict.submission import submission
+from jsmp.store.store import Store, is_store
+
+HEADER = "row_id,responder_6\n"
+TARGET = "responder_6"
+KEYS = list(RTMDF_KEYS)  # date_id, time_id, symbol_id
+_RESPONDER = re.compile(r"^responder_\d+$")
+_LAG = re.compile(r"^responder_\d+_lag_1$")
+_EXTRA = ("row_id", "is_scored")  # read beside the reader's checked columns (row_id int64, is_scored bool)
+
+
+def raw_features(features: list[str]) -> list[str]:
+    """The model's features a test source must hold: all but the lag features (`responder_N_lag_1`)."""
+    return [f for f in features if not _LAG.match(f)]
+
+
+def _missing(have, needed: list[str], where: str) -> None:
+    if missing := [c for c in needed if c not in set(have)]:
+        shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
+        raise UserError(f"{where}: missing column(s) the model needs: {shown}; expected the 2024 test layout "
+                        f"(date_id, time_id, symbol_id, weight and the features the run was trained on)")
+
+
+@dataclass
+class Day:
+    """One date of the source: keys (n,) int32, weight (n,) float32, x (n, F) float32 (the model's raw
+    features), row_id (n,) int64, is_scored (n,) bool, and its responder_N columns (n,) float32 (maybe none)."""
+
+    date: int
+    time_id: np.ndarray
+    symbol_id: np.ndarray
+    weight: np.ndarray
+    x: np.ndarray
+    row_id: np.ndarray
+    is_scored: np.ndarray
+    responders: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.time_id)
+
+
+def _take(parts: list[dict[str, np.ndarray]], a: int, b: int | None) -> dict[str, np.ndarray]:
+    """Rows a:b of the concatenated column dicts `parts`."""
+    return {k: np.concatenate([p[k] for p in parts])[a:b] for k in parts[0]}
+
+
+class _Extra:
+    """row_id / is_scored of a Parquet source read in row order beside the reader (pyarrow), `take(n)` at a time."""
+
+    def __init__(self, files: list[Path], names: list[str]):
+        import pyarrow.parquet as pq
+
+        self.names = names
+        self.batches = (b for f in files for b in pq.ParquetFile(f).iter_batches(columns=names)) if names else None
+        self.buf: list[dict[str, np.ndarray]] = []
+        self.have = 0
+
+    def take(self, n: int) -> dict[str, np.ndarray]:
+        if not self.names:
+            return {}
+        while self.have < n:
+            b = next(self.batches)
+            self.buf.append({c: b.column(c).to_numpy(zero_copy_only=False) for c in self.names})
+            self.have += b.num_rows
+        got = _take(self.buf, 0, n)
+        rest = _take(self.buf, n, self.have)
+        self.buf, self.have = [rest], self.have - n
+        return got
+
+
+def _day(date: int, side: dict[str, np.ndarray], x: np.ndarray, extra: dict[str, np.ndarray]) -> Day:
+    row_id = np.asarray(extra.get("row_id", side["ts_id"]), dtype=np.int64)
+    scored = np.asarray(extra["is_scored"], dtype=bool) if "is_scored" in extra else np.ones(len(x), dtype=bool)
+    return Day(date, side["time_id"].astype(np.int32), side[RTMDF_GROUP].astype(np.int32), side["weight"].astype(np.float32),
+               x, row_id, scored, {c: v for c, v in side.items() if _RESPONDER.match(c)})
+
+
+def _by_date(blocks: Iterator[tuple[np.ndarray, dict, dict]]) -> Iterator[tuple[int, dict[str, np.ndarray], np.ndarray, dict]]:
+    """Blocks of consecutive rows (x, side, extra) regrouped into whole dates: (date, side, x, extra)."""
+    parts: list[tuple[np.ndarray, dict, dict]] = []
+
+    def whole() -> tuple[int, dict, np.ndarray, dict]:
+        side, extra = (_take([p[i] for p in parts], 0, None) for i in (1, 2))
+        return int(side["date"][0]), side, np.concatenate([p[0] for p in parts]), extra
+
+    for x, side, extra in blocks:
+        date = side["date"]
+        cuts = [0, *(np.flatnonzero(date[1:] != date[:-1]) + 1).tolist(), len(date)]
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            if parts and parts[0][1]["date"][0] != date[a]:
+                yield whole()
+                parts = []
+            parts.append((x[a:b], {k: v[a:b] for k, v in side.items()}, {k: v[a:b] for k, v in extra.items()}))
+    if parts:
+        yield whole()
+
+
+def _parquet_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
+    reader = Reader(path)
+    if reader.csv:
+        raise UserError(f"{path}: a {reader.source.kind} file; expected a 2024-layout Parquet file or directory (test.parquet), "
+                        f"or a grouped store")
+
+    def select(columns: list[str], where: str) -> Layout:
+        _missing(columns, [*KEYS, "weight", *features], where)
+        side = [*KEYS, "weight", *(c for c in columns if _RESPONDER.match(c))]
+        dtypes = {"date": "int32", "time_id": "int32", RTMDF_GROUP: "int32", "ts_id": "int64"}
+        return Layout(columns, list(features), side, [c for c in columns if c not in side and c not in features],
+                      dict(RTMDF_RENAME), dtypes, RTMDF_GROUP, list(RTMDF_TIME))
+
+    layout = reader.layout(select)
+    import pyarrow.parquet as pq
+
+    schemas = [pq.ParquetFile(f).schema_arrow.names for f in reader.source.files]
+    extra = _Extra(reader.source.files, [c for c in _EXTRA if all(c in names for names in schemas)])
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in reader.source.files)
+    blocks = ((x, side, extra.take(len(x))) for x, side, _ in reader.blocks(layout))
+    return total, (_day(d, side, x, ex) for d, side, x, ex in _by_date(blocks))
+
+
+def _store_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
+    store = Store(path)
+    if store.group is None or "time_id" not in store.manifest["side"]:
+        raise UserError(f"{path}: a store of the 2021 layout; expected a grouped (2024-layout) store, or a test.parquet")
+    _missing([*store.features, *store.manifest["side"], "date_id"], [*KEYS, "weight", *features], str(path))
+    cols = [store.features.index(f) for f in features]
+    names = ["date", "time_id", store.group, "weight", "ts_id", *(c for c in store.manifest["side"] if _RESPONDER.match(c))]
+
+    def days() -> Iterator[Day]:
+        for d in range(store.n_days):
+            a, b = int(store.day_offsets[d]), int(store.day_offsets[d + 1])
+            x = np.concatenate([blk[:, cols] for blk in store.iter_blocks([(a, b)])])
+            side = {c: np.asarray(store.side(c)[a:b]) for c in names}
+            side[RTMDF_GROUP] = side.pop(store.group)
+            yield _day(int(store.days[d]), side, x, {})
+
+    return store.n_rows, days()
+
+
+def read_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
+    """(number of rows, the source's dates one by one) of a test Parquet file/dir or grouped store;
+    x holds `features` in that order. Rows are checked by jsmp.data.reader (a bad value: one-line
+    UserError naming the file, row and column)."""
+    if path.is_dir() and is_store(path):
+        return _store_days(path, features)
+    return _parquet_days(path, features)
+
+
+def read_lags(path: Path) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(date_id, its lags frame: date_id, time_id, symbol_id, responder_N_lag_1) per date of a lags file
+    (its header checked now, its rows as they are read)."""
+    reader = Reader(path)
+    layout = reader.layout(plan_lags)
+    blocks = ((x, side, {}) for x, side, _ in reader.blocks(layout))
+    return ((d, _lags_frame(d, side["time_id"], side[RTMDF_GROUP], layout.features, x.T)) for d, side, x, _ in _by_date(blocks))
+
+
+def _lags_frame(date: int, time_id: np.ndarray, symbol_id: np.ndarray, names: list[str], columns) -> pd.DataFrame:
+    n = len(time_id)
+    return pd.DataFrame({"date_id": np.full(n, date, dtype=np.int32), "time_id": np.asarray(time_id, np.int32),
+                         "symbol_id": np.asarray(symbol_id, np.int32),
+                         **{c: np.asarray(v, np.float32) for c, v in zip(names, columns)}})
+
+
+def derived_lags(prev: Day | None, date: int) -> pd.DataFrame | None:
+    """Date `date`'s lags from the previous date of the source: its responders when it is date - 1."""
+    if prev is None or prev.date != date - 1 or not prev.responders:
+        return None
+    names = sorted(prev.responders, key=lambda c: int(c.split("_")[1]))
+    return _lags_frame(date, prev.time_id, prev.symbol_id, [f"{c}_lag_1" for c in names], [prev.responders[c] for c in names])
+
+
+class LagsFile:
+    """The lags of each date from a lags file read once in date order (`at(date)`: None when it has none)."""
+
+    def __init__(self, path: Path):
+        self.it, self.next = read_lags(path), None
+
+    def at(self, date: int) -> pd.DataFrame | None:
+        while self.next is None or self.next[0] < date:
+            self.next = next(self.it, (float("inf"), None))
+        return self.next[1] if self.next[0] == date else None
+
+
+def frame_of(day: Day, a: int, b: int, features: list[str]) -> pd.DataFrame:
+    """Rows a:b of `day` as the API hands them: row_id, date_id, time_id, symbol_id, weight, is_scored, features."""
+    cols = {"row_id": day.row_id[a:b], "date_id": np.full(b - a, day.date, dtype=np.int32), "time_id": day.time_id[a:b],
+            "symbol_id": day.symbol_id[a:b], "weight": day.weight[a:b], "is_scored": day.is_scored[a:b]}
+    return pd.concat([pd.DataFrame(cols), pd.DataFrame(day.x[a:b], columns=features)], axis=1)
+
+
+@dataclass
+class Replayed:
+    """What a replay did: rows, batches (time_ids), dates, per-batch latency (s) of all batches and of
+    each date's first one (lags handed over: the day's fine-tune with online learning), and the R² of
+    responder_6 over scored rows (None without labels)."""
+
+    rows: int
+    dates: int
+    latency: np.ndarray
+    cpu: np.ndarray  # the CPU time this thread spent in each call: the latency without waits for a core
+    first_latency: np.ndarray
+    r2: float | None
+    scored: int
+    online: bool = False
+
+    def summary(self) -> str:
+        p50, p99 = np.percentile(self.latency, [50, 99]) * 1e3
+        first = self.first_latency * 1e3
+        r2 = f"; r2 {self.r2:.4f} over {self.scored:,} scored rows" if self.r2 is not None else "; no responder_6 in the source: no r2"
+        return (f"{self.rows:,} rows in {len(self.latency):,} batches (time_ids) of {self.dates} dates: latency per batch "
+                f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {self.latency.max() * 1e3:.2f} ms (CPU time p99 "
+                f"{np.percentile(self.cpu, 99) * 1e3:.2f} ms); a date's first batch "
+                f"(lags{', fine-tune' if self.online else ''}) mean {first.mean():.2f} ms, max {first.max():.2f} ms{r2}")
+
+
+def replay(predictor, source: tuple[int, Iterator[Day]], out: Path, features: list[str], lags: LagsFile | None = None,
+           online: bool = False) -> Replayed:
+    """Replay `source` (read_days(data, features): `features` the model's raw features) through
+    `predictor.predict_batch` per time_id into submission `out` (written atomically: nothing there on
+    an error). Lags from `lags` (LagsFile), else derived from the source's responders when it has them.
+    With `online`, a date after the first without lags is an error (nothing to learn from)."""
+    total, days = source
+    latency, cpu, first, labels = [], [], [], []
+    prev, n_dates, rows, clock = None, 0, 0, time.perf_counter
+    with submission(out, HEADER) as f, tqdm(total=total, unit="row", unit_scale=True, desc="replaying",
+                                           disable=None, file=sys.stderr) as bar:
+        for day in days:
+            lags_df = lags.at(day.date) if lags is not None else derived_lags(prev, day.date)
+            if online and lags_df is None and n_dates:
+                raise UserError(f"--online-learning: no answers for date {day.date - 1} before date {day.date}: "
+                                f"give --lags, or a source with responder columns")
+            cuts = [0, *np.flatnonzero(day.time_id[1:] != day.time_id[:-1]) + 1, len(day)]
+            for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+                test_df = frame_of(day, a, b, features)
+                t0, c0 = clock(), time.thread_time()
+                pred = predictor.predict_batch(test_df, lags_df if k == 0 else None)
+                latency.append(clock() - t0)
+                cpu.append(time.thread_time() - c0)
+                if k == 0:
+                    first.append(latency[-1])
+                row_id, value = np.asarray(pred["row_id"]), np.asarray(pred[TARGET], dtype=np.float64)
+                if len(row_id) != b - a or not np.array_equal(row_id, day.row_id[a:b]):
+                    raise RuntimeError(f"predict_batch returned {len(row_id)} rows for the {b - a} rows of "
+                                       f"(date_id, time_id) = ({day.date}, {day.time_id[a]}), or other row_ids")
+                f.write("".join(f"{r},{v}\n" for r, v in zip(row_id.tolist(), value.tolist())))
+                if TARGET in day.responders:
+                    s = day.is_scored[a:b]
+                    labels.append((day.responders[TARGET][a:b][s], value[s], day.weight[a:b][s]))
+                bar.update(b - a)
+                rows += b - a
+            prev, n_dates = day, n_dates + 1
+    y, pred, w = (np.concatenate(c) for c in zip(*labels)) if labels else (None, None, None)
+    return Replayed(rows, n_dates, np.asarray(latency), np.asarray(cpu), np.asarray(first), None if y is None else r2_score(y, pred, w),
+                    0 if y is None else len(y), online)

@@ -1,0 +1,144 @@
+"""Serving a 2024-layout run per time step (jsmp.predict.grouped): the inputs equal training's, per instrument."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
+
+from conftest import run_cli
+from jsmp.batches.inputs import InputSpec
+from jsmp.batches.lags import responders
+from jsmp.errors import UserError
+from jsmp.predict.grouped import InstrumentState
+from jsmp.predict.predictor import Predictor
+from jsmp.store.store import Store
+
+TRAIN_ARGS = {
+    "mlp": ["model=mlp", "data.targets=[responder_6,responder_7,responder_8]"],
+    "gru": ["model=gru", "data.window.length=4"],
+    "gru-day": ["model=gru", "data.window.length=4", "data.window.cross_days=false"],
+}
+
+
+class RtmdfRuns(dict):
+    """Run dirs of 1-epoch runs on the tiny 2024 store (TRAIN_ARGS), trained by train.py on first use."""
+
+    def __init__(self, root: Path, store: Path):
+        super().__init__()
+        self.root, self.store = root, store
+
+    def __missing__(self, name: str) -> Path:
+        run = self.root / name
+        if not (run / "checkpoints").is_dir():
+            p = run_cli(["train.py", f"hydra.run.dir={run}", "data=rtmdf", f"data.store={self.store}", "trainer.max_epochs=1",
+                         "logger=none", "data.batch_size=256", *TRAIN_ARGS[name]], env={"JSMP_ROOT": str(self.root)})
+            assert p.returncode == 0, p.stderr[-3000:]
+        self[name] = run
+        return run
+
+
+@pytest.fixture(scope="session")
+def rtmdf_runs(tiny_rtmdf_store, tmp_path_factory):
+    return RtmdfRuns(tmp_path_factory.getbasetemp() / "rtmdf-runs", tiny_rtmdf_store)
+
+
+def time_steps(store_path: Path):
+    """(test_df, lags_df or None) per (date, time_id) of a store, as the 2024 API hands them over: lags_df at a
+    date's first time step, the previous date's responders (None when that date is not in the store)."""
+    s = Store(store_path)
+    side = {c: np.asarray(s.side(c)) for c in ["date", "time_id", "symbol_id", "weight", *responders(s)]}
+    x = np.concatenate([np.asarray(sh) for sh in s.shards])
+    test = pd.DataFrame({"row_id": np.arange(s.n_rows), "date_id": side["date"], "time_id": side["time_id"],
+                         "symbol_id": side["symbol_id"], "weight": side["weight"], "is_scored": True})
+    test = pd.concat([test, pd.DataFrame(x, columns=s.features)], axis=1)
+    lags = pd.DataFrame({"date_id": side["date"] + 1, "time_id": side["time_id"], "symbol_id": side["symbol_id"],
+                         **{f"{c}_lag_1": side[c] for c in responders(s)}})
+    dates = set(side["date"].tolist())
+    for date, day in test.groupby("date_id", sort=True):
+        first = True
+        for _, step in day.groupby("time_id", sort=True):
+            yield step, (lags[lags.date_id == date] if first and date - 1 in dates else None)
+            first = False
+
+
+def validation_outputs(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(store rows, model outputs) of the run's validation rows, from the training DataModule's batches."""
+    cfg = OmegaConf.load(run / "config.yaml")
+    dm = instantiate(cfg.data)
+    dm.connect(get_class(cfg.model._target_))
+    dm.setup()
+    p = Predictor(run)
+    batch = dm.val_set[np.arange(len(dm.val_set))]
+    with torch.inference_mode():
+        return dm.val_set.rows, p.model.predict_output(batch).numpy()
+
+
+@pytest.mark.parametrize("name", list(TRAIN_ARGS))
+def test_serving_per_time_step_equals_the_validation_batches(name, rtmdf_runs, tiny_rtmdf_store):
+    run = rtmdf_runs[name]
+    rows, expected = validation_outputs(run)
+    p = Predictor(run)
+    served = pd.concat([p.predict_batch(t, lags) for t, lags in time_steps(tiny_rtmdf_store)])
+    assert list(served.columns) == ["row_id", "responder_6"] and len(served) == Store(tiny_rtmdf_store).n_rows
+    got = served.set_index("row_id").responder_6.to_numpy()[rows]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert np.std(expected) > 0  # the comparison is not vacuous
+
+
+def test_an_instrument_joining_gets_a_padded_window():
+    spec = InputSpec(["a", "b"], "ffill", [10.0, 20.0], {"length": 3, "cross_days": False}, group="symbol_id")
+    state = InstrumentState(spec, n_ffill=2)
+    nan = np.nan
+    b = state.inputs(0, np.array([7]), np.array([[1.0, nan]], np.float32))
+    np.testing.assert_array_equal(b["x"][0], [[0, 0], [0, 0], [1, 20]])  # NaN with nothing earlier -> fill value
+    np.testing.assert_array_equal(b["mask"][0], [False, False, True])
+    b = state.inputs(0, np.array([7, 9]), np.array([[nan, 2.0], [3.0, nan]], np.float32))  # 9 joins
+    np.testing.assert_array_equal(b["x"][0], [[0, 0], [1, 20], [1, 2]])  # 7's a forward-filled from its own row
+    np.testing.assert_array_equal(b["x"][1], [[0, 0], [0, 0], [3, 20]])  # 9's b not from 7's rows
+    np.testing.assert_array_equal(b["mask"], [[False, True, True], [False, False, True]])
+    b = state.inputs(0, np.array([9]), np.array([[nan, 4.0]], np.float32))  # 7 vanishes
+    np.testing.assert_array_equal(b["x"][0], [[0, 0], [3, 20], [3, 4]])
+    b = state.inputs(1, np.array([7, 9]), np.array([[5.0, 6.0], [nan, nan]], np.float32))  # a new date: no ffill, no window
+    np.testing.assert_array_equal(b["x"], [[[0, 0], [0, 0], [5, 6]], [[0, 0], [0, 0], [10, 20]]])
+    np.testing.assert_array_equal(b["mask"], [[False, False, True]] * 2)
+    b = state.inputs(1, np.array([7]), np.array([[nan, 1.0]], np.float32))
+    np.testing.assert_array_equal(b["x"][0], [[0, 0], [5, 6], [5, 1]])
+
+
+def first_steps(store: Path, n: int = 2):
+    steps = time_steps(store)
+    return [next(steps) for _ in range(n)]
+
+
+def test_a_missing_feature_is_one_line(rtmdf_runs, tiny_rtmdf_store):
+    p = Predictor(rtmdf_runs["mlp"])
+    (test, _), = first_steps(tiny_rtmdf_store, 1)
+    with pytest.raises(UserError) as e:
+        p.predict_batch(test.drop(columns=["feature_05", "symbol_id"]))
+    assert str(e.value) == "test_df: missing column(s) the model needs: symbol_id, feature_05"
+    with pytest.raises(UserError, match=r"^lags_df: missing column\(s\) the model needs: responder_3_lag_1$"):
+        p.predict_batch(test, pd.DataFrame({"time_id": [0], "symbol_id": [0],
+                                            **{f"responder_{k}_lag_1": [0.0] for k in range(9) if k != 3}}))
+    with pytest.raises(UserError, match="expected the rows of one date_id and time_id"):
+        p.predict_batch(pd.concat([s for s, _ in first_steps(tiny_rtmdf_store)]))
+
+
+def test_pandas_in_pandas_out_and_polars_in_polars_out(rtmdf_runs, tiny_rtmdf_store):
+    (test, _), = first_steps(tiny_rtmdf_store, 1)
+    out = Predictor(rtmdf_runs["mlp"]).predict_batch(test)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == ["row_id", "responder_6"]
+    assert out.row_id.tolist() == test.row_id.tolist() and out.responder_6.dtype == np.float32
+    pl = pytest.importorskip("polars")
+    got = Predictor(rtmdf_runs["mlp"]).predict_batch(pl.from_pandas(test))
+    assert isinstance(got, pl.DataFrame) and got.columns == ["row_id", "responder_6"]
+    np.testing.assert_array_equal(got["responder_6"].to_numpy(), out.responder_6.to_numpy())
+
+
+def test_the_2021_calls_are_refused_for_a_2024_run(rtmdf_runs):
+    p = Predictor(rtmdf_runs["mlp"])
+    with pytest.raises(UserError, match=r"trained per instrument \(symbol_id\) on the 2024 layout; predict_row serves"):
+        p.predict_row({})
