@@ -77,3 +77,8 @@ class LoaderConfig:
     """Pin host memory for batches (always on when training on a CUDA GPU)."""
     seed: int = 0
     """Seed of the training shuffle (with the epoch)."""
+    resident: str = "auto"
+    """'true': the split's filled features, labels and per-row fields live on the training device as tensors
+    and batches are gathered there (jsmp.batches.resident), the same batches as the memory-mapped path's;
+    'false': gathered from the memory-mapped store by a DataLoader; 'auto': true on a CUDA device when they
+    fit half its free memory."""

@@ -18,6 +18,7 @@ from jsmp.batches.fill import FILLS, feature_means, fill_source, nan_rows
 from jsmp.batches.inputs import InputSpec
 from jsmp.batches.labels import Labels
 from jsmp.batches.lags import lag_names, lag_store
+from jsmp.batches.resident import ResidentBatches, ResidentLoader, estimate_bytes, setting, wanted
 from jsmp.batches.rowtable import RowTable
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.batches.splits import Split, choose
@@ -160,7 +161,8 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
     Args:
         store: the store directory (docs/store.md).
         rows: which rows train and validate, labels and NaN fill (jsmp.batches.config.RowsConfig).
-        loader: batch sizes and DataLoader settings (jsmp.batches.config.LoaderConfig).
+        loader: batch sizes, DataLoader settings and data.resident (jsmp.batches.config.LoaderConfig,
+            jsmp.batches.resident: batches gathered from tensors on the training device).
         window: the windows served to a sequence model (jsmp.batches.windows.WindowSpec).
         verify: check the store's shard checksums at set-up (one read of the store).
     """
@@ -175,6 +177,8 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         if self.loader.batch_size < 1 or self.loader.eval_batch_size < 1:
             raise UserError(f"data.batch_size and data.eval_batch_size must be >= 1, "
                             f"got {self.loader.batch_size}, {self.loader.eval_batch_size}")
+        self.resident = setting(self.loader.resident)
+        self.held: dict[int, ResidentBatches] = {}  # id(train_set / val_set) -> its resident tensors
         self.store_path, self.verify = Path(store), verify
         self.window: WindowSpec | None = None  # set by connect() for sequence models
         self.store: Store | None = None
@@ -267,7 +271,7 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
     def n_days(self) -> int:
         return Store(self.store_path).n_days if self.store is None else self.store.n_days
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: RowBatches, batch_size: int, shuffle: bool) -> DataLoader | ResidentLoader:
         trainer, cfg = self.trainer, self.loader
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         block = self.window.shuffle_block if self.window is not None else 1
@@ -275,17 +279,28 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         overfit = trainer is not None and trainer.overfit_batches > 0
         sampler = BatchIndexSampler(len(dataset), batch_size, shuffle and not overfit, seed=cfg.seed, rank=rank,
                                     world_size=world, block=block)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        if wanted(self.resident, device, estimate_bytes(dataset)):
+            return ResidentLoader(self.resident_batches(dataset, device), sampler)
         # Pinned host memory lets Lightning copy batches to a CUDA device without blocking.
-        on_cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        on_cuda = device.type == "cuda"
         # our sampler is the batch sampler (a batch's positions reach dataset.__getitems__ in one call), so
         # loader.sampler stays torch's SequentialSampler, which Lightning's overfit_batches leaves alone
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=whole_batch, num_workers=cfg.num_workers,
                           pin_memory=cfg.pin_memory or on_cuda, persistent_workers=cfg.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
+    def resident_batches(self, dataset: RowBatches, device: torch.device) -> ResidentBatches:
+        """`dataset`'s tensors on `device`, built once (data.resident)."""
+        held = self.held.get(id(dataset))
+        if held is None or held.device != device:
+            held = self.held[id(dataset)] = ResidentBatches(dataset, device)
+            log.info("data.resident: %d rows' batches held on %s (%.1f MB)", len(held), device, held.nbytes / 2**20)
+        return held
+
+    def train_dataloader(self) -> DataLoader | ResidentLoader:
         return self._loader(self.train_set, self.loader.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | ResidentLoader:
         return self._loader(self.val_set, self.eval_rows_per_batch(), shuffle=False)
 
     def eval_rows_per_batch(self) -> int:

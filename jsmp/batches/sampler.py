@@ -29,6 +29,12 @@ class BatchIndexSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def sampler(self) -> BatchIndexSampler:
+        """Itself: Lightning calls `set_epoch` on `loader.batch_sampler.sampler` at each epoch's start
+        (lightning.fabric.utilities.data._set_sampler_epoch); without it every epoch had epoch 0's order."""
+        return self
+
     def _order(self) -> np.ndarray:
         if not self.shuffle:
             return np.arange(self.n, dtype=np.int64)

@@ -214,41 +214,76 @@ class DivergedError(UserError):
 class NaNGuard(L.Callback):
     """Stops a diverging run before a broken model reaches a checkpoint.
 
-    Diverged: a non-finite training loss (checked every step), a training loss above
-    `max_factor` x the first step's loss (taken at the initial weights), or a non-finite
-    weight (checked before each validation). The error names the epoch, step and cause.
+    Diverged: a non-finite training loss, a training loss above `max_factor` x the first step's
+    loss (taken at the initial weights), or a non-finite weight (checked before each validation).
+    The error names the epoch, step and cause.
+
+    The step losses stay on the device (reading one forces a host sync, which on a GPU would set
+    the pace of a fast model's steps): they are kept and checked together, with one read, every
+    `every` steps (None: the trainer's log_every_n_steps), at each epoch's end, before each
+    validation and before any checkpoint is saved, so a diverged model is never checkpointed.
     """
 
-    def __init__(self, max_factor: float = 20.0):
-        self.max_factor = max_factor
+    def __init__(self, max_factor: float = 20.0, every: int | None = None):
+        if every is not None and (not isinstance(every, int) or every < 1):
+            raise UserError(f"diverge_check_every must be an integer >= 1 or null, got {every!r}")
+        self.max_factor, self.every = max_factor, every
         self.first_loss: float | None = None
+        self.pending: list[tuple[int, int, torch.Tensor]] = []  # (epoch, step, loss) not yet checked
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            self._fail(trainer, f"train loss is {value}")
-        if self.first_loss is None:
-            self.first_loss = value
-        elif self.max_factor and value > self.max_factor * abs(self.first_loss):
-            self._fail(trainer, f"train loss {value:.4g} is over {self.max_factor:g}x its first value {self.first_loss:.4g}")
+        self.pending.append((trainer.current_epoch, trainer.global_step, loss.detach()))
+        if len(self.pending) >= (self.every or trainer.log_every_n_steps or 1):
+            self.check(trainer)
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Reads the pending losses (one host sync) and fails at the first diverged one."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        values = torch.stack([loss.float() for _, _, loss in pending]).tolist()
+        for (epoch, step, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                self._fail(trainer, f"train loss is {value}", epoch, step)
+            if self.first_loss is None:
+                self.first_loss = value
+            elif self.max_factor and value > self.max_factor * abs(self.first_loss):
+                self._fail(trainer, f"train loss {value:.4g} is over {self.max_factor:g}x its first value "
+                           f"{self.first_loss:.4g}", epoch, step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.check(trainer)  # (Lightning calls this before the file is written: a failure here writes nothing)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.check(trainer)
         # the last optimizer step of an epoch can break the weights after its loss was computed
-        bad = [n for n, p in pl_module.named_parameters() if not torch.isfinite(p).all()]
-        if bad and not trainer.sanity_checking:
+        params = list(pl_module.named_parameters())
+        finite = torch.stack([torch.isfinite(p).all() for _, p in params]).tolist() if params else []
+        bad = [n for (n, _), ok in zip(params, finite) if not ok]
+        if bad:
             self._fail(trainer, f"non-finite weights in {bad[0]}" + (f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""))
 
     def state_dict(self) -> dict:
+        # (Lightning takes this before on_save_checkpoint checks the pending losses: the first may be among them)
+        if self.first_loss is None and self.pending:
+            self.first_loss = float(self.pending[0][2])
         return {"first_loss": self.first_loss}
 
     def load_state_dict(self, state: dict) -> None:
         self.first_loss = state["first_loss"]
 
     @staticmethod
-    def _fail(trainer: L.Trainer, what: str) -> None:
+    def _fail(trainer: L.Trainer, what: str, epoch: int | None = None, step: int | None = None) -> None:
         lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
         hint = f"; lower model.optimizer.lr (now {lrs[0]:g})" if lrs else ""
-        raise DivergedError(f"training diverged at epoch {trainer.current_epoch}, step {trainer.global_step}: {what}{hint}")
+        epoch = trainer.current_epoch if epoch is None else epoch
+        step = trainer.global_step if step is None else step
+        raise DivergedError(f"training diverged at epoch {epoch}, step {step}: {what}{hint}")

@@ -129,7 +129,7 @@ def train_once(cfg: DictConfig) -> float:
     loggers = build_loggers(cfg.get("logger"))
     # one train.log line per epoch; at most ~100 in all (the toy runs up to 10,000 epochs)
     epoch_log = EpochLog(cfg.monitor, mode, every=max(1, int(cfg.trainer.get("max_epochs") or 1) // 100))
-    always = [NaNGuard(cfg.diverge_factor), *trial_callbacks(cfg), metrics_cb, epoch_log]
+    always = [NaNGuard(cfg.diverge_factor, cfg.get("diverge_check_every")), *trial_callbacks(cfg), metrics_cb, epoch_log]
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=loggers or False)
 
     # checked: now write (rank 0): the resolved config, and the preprocess the model trains with
