@@ -31,7 +31,7 @@ class OnlineConfig:
     seed: of that sample and the minibatches."""
 
     steps: int = 10
-    lr: float = 5e-5  # on the synthetic data: 2x the frozen R² under drift, -1% without (1e-4: 2.5x, -3%; docs/inference.md)
+    lr: float = 5e-5  # on the synthetic data: 1.8x the frozen R² under drift, -1% without (docs/rtmdf.md)
     budget_s: float = 1.0
     max_rows: int = 20000
     batch_size: int = 1024
