@@ -12,11 +12,14 @@ these, so the guarantees in docs/safety.md hold everywhere:
   input, or one whose parent is not writable.
 - `replace_dir(src, dst, is_own)`: the final swap of a finished output directory, under
   `locked(dst)` so two writers of one destination take turns, and never over a non-own path.
+- `preallocate(f, size)` before memory-mapping a file for writing, and `disk_full_error(e, ...)`:
+  a full disk is then one line saying so, never a SIGBUS.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -128,6 +131,43 @@ def replace_dir(src: Path, dst: Path, is_own: Callable[[Path], bool], what: str)
             os.rename(trash, dst)
             raise
     _remove(trash)
+
+
+def preallocate(f, size: int) -> None:
+    """Reserve the first `size` bytes on disk for the binary file `f` open for writing (os.posix_fallocate;
+    where the file system lacks it, by writing zeros over them), so that a full disk is an OSError
+    (ENOSPC) now rather than a SIGBUS when a memory map of the file is written later."""
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+        return
+    except (AttributeError, OSError) as e:  # no posix_fallocate (macOS), or not on this file system
+        if isinstance(e, OSError) and e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    f.seek(0)
+    chunk = bytes(1 << 20)
+    for start in range(0, size, len(chunk)):
+        f.write(chunk[: min(len(chunk), size - start)])
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def disk_full_error(e: OSError, where: str, what: str, directory: str | os.PathLike, needed: int) -> UserError | None:
+    """For an OSError `e` that is a full disk (ENOSPC, EDQUOT) while writing `what` (about `needed`
+    bytes) into `directory`: the one-line UserError saying so, starting with `where` (e.g. `store
+    PATH`), with the free space; else None."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    try:
+        free = f"{_size(shutil.disk_usage(directory).free)} free"
+    except OSError:
+        free = "free space unknown"
+    return UserError(f"{where}: disk full while writing {what} (needs {_size(needed)}, {free} in {directory}); "
+                     f"free some space there and run again")
+
+
+def _size(n: int) -> str:
+    """`n` bytes in words: 3.2 GB, 12.5 MB."""
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def is_empty_dir(path: Path) -> bool:

@@ -17,4 +17,7 @@ torch threads to use. The job may report to `optuna.trial.Trial(study, id)` and 
 `optuna.TrialPruned`; it returns the objective (a float; a list for several directions).
 The sweeper records COMPLETE, PRUNED, or FAIL (an exception, NaN). The plugin imports
 Hydra, Optuna, OmegaConf, SQLAlchemy and the standard library only, never jsmp.
+
+The package also holds `hydra/sweeper: jsmp_basic` (basic.py), jsmp's sweeper for `-m`: Hydra's
+basic sweeper whose failed jobs end the multirun in one line (jobs.py: what both report of a job).
 """

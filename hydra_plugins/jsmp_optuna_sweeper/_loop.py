@@ -30,7 +30,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from . import config as _config  # noqa: F401  (registers the configs)
 from .errors import SweepError, exit_on_sweep_error
 from .files import write_text_atomic
+from .jobs import LOG, RUN_DIR, failure_line, job_files, log_traceback, where
 from .reports import OVERRIDES_ATTR, report
 from .space import override_text, parse_space
 from .storage import check_url, display, for_jobs, open_storage
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 WORKER_ATTR = "worker"  # user attr: "host:pid" of the process running the trial
 SURPLUS_ATTR = "surplus"  # user attr of a trial asked beyond n_trials by a racing worker
 ERROR_ATTR = "error"  # user attr of a failed trial: why, in one line
-RUN_DIR_ATTR, LOG_ATTR = "run_dir", "log"  # user attrs: the trial's run dir and log file
+RUN_DIR_ATTR, LOG_ATTR = RUN_DIR, LOG  # user attrs: the trial's run dir and log file
 CHILD_ENV = "JSMP_SWEEP_CHILD"  # set in the worker processes this sweeper starts
 TRIAL_KEYS = ("study", "storage", "engine_kwargs", "id", "number", "threads")  # optuna_trial.* (_trial_keys)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -208,7 +208,7 @@ class StudyLoop:
     def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
         """Record the job's outcome: its value(s), PRUNED for TrialPruned, else FAIL with the
         reason; its run dir and log file as user attrs."""
-        for attr, path in _job_files(ret).items():
+        for attr, path in job_files(ret).items():
             trial.set_user_attr(attr, path)
         if ret.status == JobStatus.COMPLETED:
             try:
@@ -224,9 +224,9 @@ class StudyLoop:
         if isinstance(err, optuna.TrialPruned):
             log.info("trial %d pruned: %s", trial.number, err)
             return _tell(study, trial, state=TrialState.PRUNED)
-        _fail(study, trial, f"{type(err).__name__}: {err}")
+        _fail(study, trial, failure_line(err))
         if trial.user_attrs.get(LOG_ATTR):
-            _log_traceback(Path(trial.user_attrs[LOG_ATTR]), trial.number, err)
+            log_traceback(Path(trial.user_attrs[LOG_ATTR]), f"trial {trial.number}", err)
 
     def _check_failures(self, finished: list[FrozenTrial]) -> None:
         failed = [t for t in finished if t.state == TrialState.FAIL]
@@ -350,37 +350,10 @@ def _fail(study: optuna.Study, trial: optuna.Trial, why: str) -> None:
     _tell(study, trial, state=TrialState.FAIL)
 
 
-def _log_traceback(path: Path, number: int, err: BaseException) -> None:
-    """Append the exception a trial's job raised, with its traceback, to the job's log file:
-    Hydra's launcher keeps it in the JobReturn and logs nothing."""
-    try:
-        with path.open("a") as f:
-            f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}][{__name__}][ERROR] - trial {number} failed:\n"
-                    + "".join(traceback.format_exception(err)))
-    except OSError as e:
-        log.warning("trial %d: cannot append its error to %s (%s)", number, path, e.strerror)
-
-
 def _why_failed(trial: FrozenTrial) -> str:
     """`Trial N failed: WHY (run dir D, log L)` from the trial's user attrs."""
     attrs = trial.user_attrs
-    where = ", ".join(f"{name} {attrs[attr]}" for name, attr in (("run dir", RUN_DIR_ATTR), ("log", LOG_ATTR))
-                      if attrs.get(attr))
-    return f"Trial {trial.number} failed: {attrs.get(ERROR_ATTR, 'no reason recorded')}" + (f" ({where})" if where else "")
-
-
-def _job_files(ret: JobReturn) -> dict[str, str]:
-    """{run_dir, log} of a job Hydra ran: its output dir and its log file (Hydra's job_logging
-    file handler), those it has."""
-    if ret.hydra_cfg is None:
-        return {}
-    out = {RUN_DIR_ATTR: OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir", default=None)}
-    try:  # the file name may use the job's keys (jsmp's: ${task_name}.log)
-        full = OmegaConf.create({**OmegaConf.to_container(ret.cfg or {}), **OmegaConf.to_container(ret.hydra_cfg)})
-        out[LOG_ATTR] = OmegaConf.select(full, "hydra.job_logging.handlers.file.filename", default=None)
-    except Exception:  # noqa: BLE001, S110  (an interpolation that does not resolve: no log named)
-        pass
-    return {k: str(v) for k, v in out.items() if v}
+    return f"Trial {trial.number} failed: {attrs.get(ERROR_ATTR, 'no reason recorded')}" + where(attrs)
 
 
 def default_study_name(config: DictConfig) -> str:

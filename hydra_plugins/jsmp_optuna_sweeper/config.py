@@ -13,6 +13,7 @@ imported by Hydra's plugin scan on every run: it imports no Optuna.
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
@@ -93,8 +94,14 @@ class OptunaSweeperConf:
 OFFICIAL_TARGET = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 
 
+# `hydra/sweeper: jsmp_basic` (basic.py), jsmp's default for `-m` (conf/hydra/default.yaml): Hydra's
+# basic sweeper, its keys and grid, with failed jobs reported in one line
+BASIC_TARGET = "hydra_plugins.jsmp_optuna_sweeper.basic.BasicSweeper"
+
+
 def register() -> None:
     cs = ConfigStore.instance()
+    cs.store(group="hydra/sweeper", name="jsmp_basic", node=BasicSweeperConf(_target_=BASIC_TARGET), provider="jsmp")
     cs.store(group="hydra/sweeper", name="jsmp_optuna", node=OptunaSweeperConf, provider="jsmp")
     cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf(_target_=OFFICIAL_TARGET), provider="jsmp")
     for name, node in SAMPLERS.items():

@@ -22,7 +22,8 @@ from jsmp.batches.resident import ResidentBatches, ResidentLoader, estimate_byte
 from jsmp.batches.rowtable import RowTable
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.batches.splits import Split, choose
-from jsmp.batches.windows import WindowSpec, gather_windows, take_windows, window_index, window_starts
+from jsmp.batches.windows import WindowSpec, check_window, gather_windows, take_windows, window_index, window_starts
+from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError
 from jsmp.metrics import r2_score, utility_score
 from jsmp.store.store import Store
@@ -209,10 +210,14 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
             lag_fill = np.zeros(lags.n_features, np.float32) if r.fill == "zero" else feature_means(lags, self.split.train)
             fill_value = np.concatenate([fill_value, lag_fill])
         window = None if self.window is None else {"length": self.window.length, "cross_days": self.window.cross_days}
-        self.spec = InputSpec(names, r.fill, fill_value.tolist(), window, group=store.group)
+        self.spec = InputSpec(names, r.fill, fill_value.tolist(), window, group=store.group,
+                              feature_limit=store.feature_limit or FEATURE_LIMIT)
         self.train_set = batches(source, train_rows, self.spec, labels, scoring=False, lags=lags)
         self.val_set = batches(source, store.day_rows(self.split.val), self.spec, labels, scoring=True, lags=lags)
         self.store = store
+        if self.window is not None:  # (before a batch is gathered: a window that cannot fit is one line)
+            batch_rows = max(min(self.loader.batch_size, len(self.train_set)), min(self.eval_rows_per_batch(), len(self.val_set)))
+            check_window(self.window, store, len(names), batch_rows, self.loader.num_workers)
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
                  len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
         self.warn_few_batches()

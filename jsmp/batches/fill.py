@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from jsmp.errors import UserError
-from jsmp.files import atomic_path, remove_stale_temps, replace_dir, write_text_atomic
-from jsmp.store.store import Store, file_digest, file_problem
+from jsmp.files import atomic_path, disk_full_error, remove_stale_temps, replace_dir, write_text_atomic
+from jsmp.store.store import Store, create_npy, file_digest, file_problem, npy_bytes
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +200,16 @@ def _day_blocks(bounds: np.ndarray, limit: int):
 
 
 def write_ffill(store: Store, cache: Path) -> None:
-    """Write the forward-filled copy of every feature shard, with the cache manifest, into `cache` (atomically)."""
+    """Write the forward-filled copy of every feature shard, with the cache manifest, into `cache`
+    (atomically; each shard's disk space is reserved before it is memory-mapped, so a full disk is
+    one UserError saying so and leaves nothing behind)."""
     try:
         with atomic_path(cache, replace=lambda tmp, dst: replace_dir(tmp, dst, Path.is_dir, "cache")) as tmp:
             tmp.mkdir()
             for meta, shard in zip(store.manifest["shards"], store.shards):
                 offsets = store.day_offsets
                 bounds = offsets[(offsets >= meta["start"]) & (offsets <= meta["stop"])] - meta["start"]
-                out = np.lib.format.open_memmap(tmp / meta["file"], mode="w+", dtype=np.float32, shape=shard.shape)
+                out = create_npy(tmp / meta["file"], np.float32, shard.shape)
                 for a, b, starts in _day_blocks(bounds, FFILL_BLOCK_ROWS):
                     group = store.group_index(meta["start"] + a, meta["start"] + b) if store.group else None
                     out[a:b] = ffill_days(np.asarray(shard[a:b]), starts, group)
@@ -216,7 +218,9 @@ def write_ffill(store: Store, cache: Path) -> None:
             files = {s["file"]: tmp / s["file"] for s in store.manifest["shards"]}
             (tmp / CACHE_MANIFEST).write_text(_cache_meta(store, files))
     except OSError as e:
-        raise UserError(f"store {store.path}: cannot write the forward-fill cache {cache} ({e})") from None
+        needed = sum(npy_bytes(np.float32, shard.shape) for shard in store.shards)
+        raise disk_full_error(e, f"store {store.path}", f"the forward-fill cache {FFILL_DIR}/", store.path, needed) or UserError(
+            f"store {store.path}: cannot write the forward-fill cache {cache} ({e})") from None
 
 
 def ffill_store(store: Store) -> FilledStore:

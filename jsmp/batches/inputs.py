@@ -19,6 +19,7 @@ import numpy as np
 
 from jsmp.batches.fill import FILLS, ffill_days, fill_nan
 from jsmp.batches.windows import WindowSpec
+from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError
 from jsmp.files import write_text_atomic
 
@@ -41,6 +42,9 @@ class InputSpec:
     """The instrument column of a grouped (2024-layout) store, whose windows and fills are per instrument;
     None for the 2021 layout's one global order. Features named `responder_N_lag_1` are lag features
     (jsmp.batches.lags)."""
+    feature_limit: float = FEATURE_LIMIT
+    """Serving refuses a feature value beyond ±feature_limit: the limit the store's values were checked
+    against at ingest (`--feature-limit`; runs and stores from before it: schema.FEATURE_LIMIT)."""
 
     @property
     def values(self) -> np.ndarray:
@@ -79,7 +83,7 @@ def _checked(state, path: Path) -> dict:
                          f"restore the run's original file)")
 
     keys = {f.name for f in fields(InputSpec)}
-    required = keys - {"window", "group"}
+    required = keys - {"window", "group", "feature_limit"}
     if not isinstance(state, dict):
         raise bad(f"expected a JSON object with keys {sorted(keys)}, got {type(state).__name__}")
     if unknown := sorted(set(state) - keys):
@@ -108,7 +112,11 @@ def _checked(state, path: Path) -> dict:
     group = state.get("group")
     if group is not None and not (isinstance(group, str) and group):
         raise bad(f"group must be null or a column name, got {group!r}")
-    return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window, "group": group}
+    limit = state.get("feature_limit", FEATURE_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit < math.inf:
+        raise bad(f"feature_limit must be a number > 0, got {limit!r}")
+    return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window, "group": group,
+            "feature_limit": float(limit)}
 
 
 def fill_rows(x: np.ndarray, day_starts: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -12,13 +12,16 @@ records the store's identity and is rebuilt, with a warning, when the store chan
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from jsmp.data.schema import SYMBOL_MAX
 from jsmp.errors import UserError
-from jsmp.store.store import Store, StoreWriter, damage_at, is_store
+from jsmp.files import disk_full_error
+from jsmp.store.store import Store, StoreWriter, damage_at, is_store, rebuild_hint
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +41,15 @@ def lag_names(store: Store) -> list[str]:
 
 
 def check_lags(store: Store) -> None:
-    """A UserError unless `store` can have lag features: a grouped store with time_id and responders."""
+    """A UserError unless `store` can have lag features: a grouped store with time_id and responders,
+    its instruments numbered 0..SYMBOL_MAX (as ingest checks them: stores ingested before may hold others)."""
     if store.group is None or "time_id" not in store.manifest["side"] or not responders(store):
         raise UserError(f"data.lags=true: store {store.path} has no instruments, time_id and responder_N columns; "
                         f"lag features need a store of the 2024 layout (python -m jsmp.data ingest train.parquet, or data=rtmdf)")
+    lo, hi = int(store.group_values.min()), int(store.group_values.max())
+    if lo < 0 or hi > SYMBOL_MAX:
+        raise UserError(f"store {store.path}: has {store.group} values from {lo} to {hi}; lag features (data.lags=true) need them "
+                        f"from 0 to {SYMBOL_MAX}, as ingest now checks: re-ingest it ({rebuild_hint(store.path, store.manifest)})")
 
 
 def previous_date_rows(date: int, keys: np.ndarray, prev: tuple[int, np.ndarray, np.ndarray] | None) -> np.ndarray:
@@ -59,33 +67,51 @@ def previous_date_rows(date: int, keys: np.ndarray, prev: tuple[int, np.ndarray,
     return out
 
 
+def lag_days(store: Store):
+    """Yield (start, stop, x) per day of `store` (checked by check_lags): x (stop - start, n_lags)
+    float32, the lag features of its rows start..stop-1 (NaN where absent). Memory: two days' columns."""
+    cols = [store.side(c) for c in responders(store)]
+    time, group = store.side("time_id"), store.side(store.group)
+    width = int(store.group_values.max()) + 1
+    # time_id * width + symbol is one key per (time_id, symbol) as 0 <= symbol < width (check_lags), and
+    # fits int64: |time_id| < 2**31 (int32), width <= 2**20
+    assert 0 <= store.group_values.min() and width <= SYMBOL_MAX + 1
+    prev = None
+    for d in range(store.n_days):
+        a, b = int(store.day_offsets[d]), int(store.day_offsets[d + 1])
+        keys = np.asarray(time[a:b], dtype=np.int64) * width + np.asarray(group[a:b], dtype=np.int64)
+        src = previous_date_rows(int(store.days[d]), keys, prev)
+        x = np.full((b - a, len(cols)), np.nan, dtype=np.float32)
+        hit = src >= 0
+        for j, col in enumerate(cols):
+            x[hit, j] = col[src[hit]]
+        yield a, b, x
+        prev = (int(store.days[d]), keys, np.arange(a, b, dtype=np.int64))
+
+
 def write_lags(store: Store) -> Store:
-    """Compute the lag features of every row of `store` into its cache `lags-1/` (atomically); returns it."""
+    """Compute the lag features of every row of `store` into its cache `lags-1/` (atomically); returns it.
+    A store directory that is not writable, or a full disk, is a one-line UserError saying so."""
     check_lags(store)
     path = store.path / LAGS_DIR
-    names, cols = lag_names(store), [store.side(c) for c in responders(store)]
-    date, time, group = store.side("date"), store.side("time_id"), store.side(store.group)
-    width = int(np.max(group)) + 1 if store.n_rows else 1
+    if not os.access(store.path, os.W_OK | os.X_OK):
+        raise UserError(f"data.lags=true: store {store.path} is not writable, so its lag features cannot be cached in it "
+                        f"({LAGS_DIR}/, built once); make the store directory writable for one run, or give a writable "
+                        f"copy of the store (data.store=COPY)")
+    names, date = lag_names(store), store.side("date")
     source = {"kind": "lags", "store": store.identity, "path": str(store.path)}
     log.info("computing the lag features of %s once, into %s", store.path, path)
-    prev = None
     try:
         with StoreWriter(path, names, {"date": "int32"}, source) as w, tqdm(
                 total=store.n_rows, unit="row", unit_scale=True, desc="lag features", disable=None) as bar:
-            for d in range(store.n_days):
-                a, b = int(store.day_offsets[d]), int(store.day_offsets[d + 1])
-                keys = np.asarray(time[a:b], dtype=np.int64) * width + np.asarray(group[a:b], dtype=np.int64)
-                src = previous_date_rows(int(store.days[d]), keys, prev)
-                x = np.full((b - a, len(names)), np.nan, dtype=np.float32)
-                hit = src >= 0
-                for j, col in enumerate(cols):
-                    x[hit, j] = col[src[hit]]
+            for a, b, x in lag_days(store):
                 w.append(x, {"date": np.asarray(date[a:b])})
-                prev = (int(store.days[d]), keys, np.arange(a, b, dtype=np.int64))
                 bar.update(b - a)
             w.close()
     except OSError as e:
-        raise UserError(f"store {store.path}: cannot write the lag features into {path} ({e.strerror or e})") from None
+        needed = store.n_rows * (len(names) + 1) * 4
+        raise disk_full_error(e, f"store {store.path}", f"the lag features cache {LAGS_DIR}/", store.path, needed) or UserError(
+            f"store {store.path}: cannot write the lag features into {path} ({e.strerror or e})") from None
     return Store(path)
 
 
@@ -96,8 +122,22 @@ def cache_problem(store: Store, full: bool) -> str | None:
         return "absent"
     if (why := damage_at(path, full=full)) is not None:
         return why
-    if Store(path).manifest["source"].get("store") != store.identity:
+    cache = Store(path)
+    if cache.manifest["source"].get("store") != store.identity:
         return "it was computed from an earlier store at this path"
+    if cache.n_rows != store.n_rows or cache.features != lag_names(store):
+        return f"it holds {cache.n_rows} rows of {cache.n_features} lags, the store {store.n_rows} rows of {len(lag_names(store))}"
+    return None
+
+
+def rows_problem(store: Store) -> str | None:
+    """None when the (whole) lag cache of `store` holds the lags of its rows, computed again day by day
+    (a cache of an older jsmp may not: its keys collided on negative symbol_ids), else the first row that does not."""
+    cache = Store(store.path / LAGS_DIR)
+    for a, b, x in lag_days(store):
+        have = cache.gather(np.arange(a, b))
+        if (bad := ~((have == x) | (np.isnan(have) & np.isnan(x)))).any():
+            return f"row {a + int(np.argwhere(bad)[0, 0])} does not hold the lags of the store's rows"
     return None
 
 
@@ -119,6 +159,8 @@ def verify_lags(store: Store, rebuild: bool = False) -> str | None:
     why = cache_problem(store, full=True)
     if why == "absent":
         return None
+    check_lags(store)
+    why = why or rows_problem(store)
     if why is None:
         return f"{LAGS_DIR}: OK"
     if rebuild:

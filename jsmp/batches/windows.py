@@ -15,6 +15,7 @@ target's position and first allowed position are computed once per split (`windo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,58 @@ class WindowSpec:
             raise UserError(f"data.window.length must be an integer >= 1, got {self.length!r}")
         if not isinstance(self.shuffle_block, int) or self.shuffle_block < 1:
             raise UserError(f"data.window.shuffle_block must be an integer >= 1, got {self.shuffle_block!r}")
+
+
+def window_bytes(rows: int, length: int, n_features: int) -> int:
+    """Host bytes a batch of `rows` windows of `length` steps over `n_features` takes while it is
+    gathered (take_windows): x (B, W, F) float32 and the distinct rows it is taken from (at most as
+    many), the window rows and their inverse index (int64 each) and the mask."""
+    return rows * length * (2 * 4 * n_features + 8 + 8 + 1)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation without swapping (Linux: /proc/meminfo
+    MemAvailable; elsewhere free pages), or None when the system does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def longest_series(store: Store, cross_days: bool) -> tuple[int, str]:
+    """The most rows one window can reach, and whose they are: with `cross_days`, the longest
+    instrument's (a grouped store) or the whole store's; without, the longest day's."""
+    if not cross_days:
+        return int(np.diff(store.day_offsets).max()), "one day's rows"
+    if store.group is not None:
+        return int(np.diff(store.group_offsets).max()), f"one {store.group}'s rows"
+    return int(store.n_rows), "the whole store"
+
+
+def check_window(spec: WindowSpec, store: Store, n_features: int, batch_rows: int, workers: int = 0) -> None:
+    """Refuse, before any batch is gathered, a window that is longer than every series it could
+    cover (beyond that it is only padding) or whose batches do not fit in the memory available:
+    `batch_rows` windows per batch (the larger of the training and evaluation batches), over
+    `n_features`, gathered by max(1, `workers`) processes at once (window_bytes)."""
+    longest, what = longest_series(store, spec.cross_days)
+    if spec.length > longest:
+        raise UserError(f"data.window.length={spec.length} is longer than any series in store {store.path}: the longest "
+                        f"({what}, with data.window.cross_days={str(spec.cross_days).lower()}) has {longest} rows, and "
+                        f"the rest of every window would be padding; choose at most {longest}")
+    need, free = max(1, workers) * window_bytes(batch_rows, spec.length, n_features), available_memory()
+    if free is not None and need > free:
+        fit = free * spec.length // need  # (need grows with the length linearly)
+        raise UserError(f"data.window.length={spec.length}: a batch of {batch_rows} windows x {n_features} features needs "
+                        f"{need / 2**30:.1f} GiB while it is gathered{f' ({workers} loader workers)' if workers > 1 else ''}, "
+                        f"and {free / 2**30:.1f} GiB of memory is available; lower data.window.length (at most {fit} "
+                        "here) or data.batch_size / data.eval_batch_size")
 
 
 def window_index(ends: np.ndarray, length: int, first: np.ndarray | int = 0,

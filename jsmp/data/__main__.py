@@ -2,7 +2,8 @@
 
     synth (--out FILE.csv [--test-layout] | --store DIR [--force]) [--days D] [--rows-per-day R] [--seed S]
     synth --layout rtmdf (--out DIR [--partitions K] | --store DIR [--force]) [--days D] [--times T] [--symbols N] [--seed S] [--drift X]
-    ingest SRC --store DIR [--force]     SRC: Kaggle CSV (.csv, .csv.gz), .parquet, or a directory of .parquet
+    ingest SRC --store DIR [--force] [--feature-limit X]
+                                         SRC: Kaggle CSV (.csv, .csv.gz), .parquet, or a directory of .parquet
                                          (hive partitions in numeric order): 2021 train, 2024 train or lags layout
     info DIR
     verify DIR [--rebuild-caches]        check every checksum of a store and its caches
@@ -15,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError, exit_on_user_error
 
 
@@ -23,6 +25,16 @@ def _positive(v: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
     return n
+
+
+def _limit(v: str) -> float:
+    try:
+        x = float(v)
+    except ValueError:
+        x = float("nan")
+    if not (0 < x < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {v}")
+    return x
 
 
 LAYOUT_FLAGS = {"jsmp": ("rows_per_day", "test_layout"), "rtmdf": ("times", "symbols", "partitions", "drift")}
@@ -80,7 +92,7 @@ def synth_store(gen, spec, path: Path, force: bool) -> None:
 def cmd_ingest(args: argparse.Namespace) -> None:
     from jsmp.data.ingest import ingest
 
-    path, wrote = ingest(args.src, args.store, force=args.force)
+    path, wrote = ingest(args.src, args.store, force=args.force, feature_limit=args.feature_limit)
     print(f"wrote {path}" if wrote else f"{path} is up to date with {args.src} (unchanged source; --force re-ingests)")
 
 
@@ -133,6 +145,9 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("src", help="source file or directory (hive partitions such as partition_id=K/ are read in K order)")
     i.add_argument("--store", required=True, help="store directory to write (replaced atomically)")
     i.add_argument("--force", action="store_true", help="re-ingest even when the source is unchanged")
+    i.add_argument("--feature-limit", type=_limit, default=FEATURE_LIMIT, metavar="X",
+                   help=f"refuse a feature value beyond ±X (default {FEATURE_LIMIT:g}; the real features are O(1..100)); "
+                        f"recorded in the store, and served models refuse rows beyond it too")
     i.set_defaults(func=cmd_ingest)
     n = sub.add_parser("info", help="summarise a store: rows, days, features, zero weights, NaNs, source")
     n.add_argument("store", help="store directory")

@@ -34,6 +34,22 @@ def _nulls(col: pa.Array) -> np.ndarray:
     return ~np.unpackbits(bits, bitorder="little")[col.offset : col.offset + len(col)].astype(bool)
 
 
+def feature_limit_error(where: str, value, limit: float) -> UserError:
+    """The one line for a feature value beyond ±`limit` at `where` (a file's row and column, a served row's)."""
+    return UserError(f"{where}: got {value!s}, beyond the feature limit ±{limit:g} (real features are O(1..100), and one such "
+                     f"value can turn a model into a constant); if such values are real, ingest with a larger --feature-limit "
+                     f"(a model serves rows within the limit of the store it was trained on)")
+
+
+def check_feature_limit(x: np.ndarray, names: list[str], limit: float, where) -> None:
+    """Raise feature_limit_error at the first (row, then column) finite value of x (n, F) beyond ±`limit`
+    (NaN and ±Inf pass: those are checked elsewhere); `where(i, column)` names row i."""
+    bad = np.abs(x) > limit
+    if bad.any() and (bad := bad & np.isfinite(x)).any():
+        i, j = np.argwhere(bad)[0]
+        raise feature_limit_error(where(int(i), names[j]), x[i, j], limit)
+
+
 @dataclass
 class Checker:
     """Per-batch value checks across batch boundaries (it keeps the last date, ts_id, time_id and
@@ -42,12 +58,14 @@ class Checker:
 
     `nan_values`: a float NaN (not a null) is NaN in features (Parquet); else it is an error (CSV,
     where every NaN spelling pandas reads is a null, and pyarrow reads only others such as `nan(1)`
-    as NaN). In the other columns a null or NaN is always an error.
+    as NaN). In the other columns a null or NaN is always an error. `feature_limit`: a feature value
+    beyond +-feature_limit is an error (schema.FEATURE_LIMIT).
     """
 
     last_date: int | None = None
     last_ts: int | None = None
     nan_values: bool = False
+    feature_limit: float = schema.FEATURE_LIMIT
     last_time: int | None = None  # grouped layouts: the last (date, time_id) step ...
     step_symbols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # ... and its symbols so far
 
@@ -63,7 +81,7 @@ class Checker:
         with np.errstate(over="ignore"):  # beyond float32 range: Inf, an error below
             for j, col in enumerate(cols):
                 x[:, j] = _numpy(col)
-        if not np.isfinite(x).all():  # null slots hold 0 as pyarrow writes them; any others are checked one by one
+        if not (np.abs(x) <= self.feature_limit).all():  # null slots hold 0 as pyarrow writes them; NaN, Inf and beyond the limit are checked one by one
             self._features(x, cols, layout.features, where)
         for j, col in enumerate(cols):
             if col.null_count:
@@ -72,10 +90,11 @@ class Checker:
         return x, side
 
     def _features(self, x: np.ndarray, cols: list[pa.Array], names: list[str], where) -> None:
-        """Raise at the first (row, then column) ±Inf, or NaN unless `nan_values`, that is no null."""
+        """Raise at the first (row, then column) ±Inf, value beyond ±feature_limit, or NaN unless
+        `nan_values`, that is no null."""
         first = (len(x), 0)
         for j, col in enumerate(cols):
-            bad = ~np.isfinite(x[:, j])
+            bad = ~(np.abs(x[:, j]) <= self.feature_limit)
             if col.null_count:
                 bad &= ~_nulls(col)
             if self.nan_values:
@@ -87,7 +106,9 @@ class Checker:
             return
         if np.isnan(x[i, j]):
             raise UserError(f"{where(i, names[j])}: got a NaN that pandas does not read (such as nan(1)); expected a number, or NaN or an empty field for NaN")
-        raise UserError(f"{where(i, names[j])}: got {x[i, j]!s} (±Inf, or beyond float32 range); expected a finite number or an empty field for NaN")
+        if np.isinf(x[i, j]):
+            raise UserError(f"{where(i, names[j])}: got {x[i, j]!s} (±Inf, or beyond float32 range); expected a finite number or an empty field for NaN")
+        raise feature_limit_error(where(i, names[j]), x[i, j], self.feature_limit)
 
     @staticmethod
     def _side(col: pa.Array, c: str, where) -> np.ndarray:

@@ -8,8 +8,9 @@ Parquet parts -> checked blocks of float32 features and side columns, streamed i
 
 Rules (docs/ingest.md): the format is told by a file's first bytes; column order does not matter
 (`layout.features` sets x's); in features an empty field and every NaN spelling pandas reads are NaN;
-every side value must be present, finite and in range (`date`, `date_id`, `time_id`, `symbol_id`
-int32 integers, `ts_id` an int64 one, `weight` >= 0); ±Inf anywhere is an error; `date` never
+every side value must be present, finite and in range (`date`, `date_id`, `time_id` int32
+integers, `symbol_id` one from 0 to 2**20 - 1, `ts_id` an int64 one, `weight` >= 0); ±Inf anywhere
+is an error, as is a feature beyond ±feature_limit (schema.FEATURE_LIMIT); `date` never
 decreases, `ts_id` strictly increases (numbered from row order when absent); 2024 rows come in
 (date_id, time_id) order with each symbol_id at most once per time step, and `date_id` is read as
 `date`; a CSV is UTF-8 with LF or CRLF line ends and no blank lines.
@@ -27,7 +28,7 @@ import numpy as np
 from jsmp.data.checks import Checker
 from jsmp.data.csvfile import csv_header, iter_csv
 from jsmp.data.parquetfile import iter_parquet, parquet_layout
-from jsmp.data.schema import INT_COLUMNS, Layout, plan, plan_columns
+from jsmp.data.schema import FEATURE_LIMIT, INT_COLUMNS, Layout, plan, plan_columns
 from jsmp.data.sources import Source
 from jsmp.errors import UserError
 
@@ -57,12 +58,13 @@ class Reader:
             return select(csv_header(path, self.source.kind), str(path))
         return parquet_layout(self.source, select)
 
-    def blocks(self, layout: Layout, hasher=None) -> Iterator[Block]:
+    def blocks(self, layout: Layout, hasher=None, feature_limit: float = FEATURE_LIMIT) -> Iterator[Block]:
         """Every row of the source, checked (Checker), in blocks of about 2k rows (CSV) or 32k (Parquet).
 
         `hasher` (hashlib) sees a CSV's bytes as they are read (a Parquet file is read out of order:
-        hash it with Source.checksum). Raises UserError when there is no data row."""
-        check = Checker(nan_values=not self.csv)  # CSV: NaN only through a null spelling
+        hash it with Source.checksum); a feature value beyond ±`feature_limit` is an error. Raises
+        UserError when there is no data row."""
+        check = Checker(nan_values=not self.csv, feature_limit=feature_limit)  # CSV: NaN only through a null spelling
         if self.csv:
             path = self.source.files[0]
             batches = ((b, lambda i, c, line=line: f"{path} line {line + i}, column {c!r}", n)

@@ -63,9 +63,16 @@ NA_VALUES = sorted(
     {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null"}
     | {sign + "".join(c) for sign in ("", "+", "-") for c in itertools.product("nN", "aA", "nN")}
 )
-# Integer columns and the range their store dtype holds.
-INT_RANGES = {**dict.fromkeys(["date", *RTMDF_KEYS], (-(2**31), 2**31 - 1)), "ts_id": (-(2**63), 2**63 - 1)}
+# Integer columns and the range their store dtype holds; symbol_id (the real ids are 0..38) from 0 to
+# SYMBOL_MAX, so that (time_id, symbol_id) packs into one int64 key without collisions (jsmp.batches.lags).
+SYMBOL_MAX = 2**20 - 1
+INT_RANGES = {**dict.fromkeys(["date", *RTMDF_KEYS], (-(2**31), 2**31 - 1)), "symbol_id": (0, SYMBOL_MAX),
+              "ts_id": (-(2**63), 2**63 - 1)}
 INT_COLUMNS = tuple(INT_RANGES)
+# Feature values beyond +-FEATURE_LIMIT are refused (the real features are O(1..100); one 3e38 makes a
+# BatchNorm's variance inf and the model a constant): at ingest (`--feature-limit`, recorded in the
+# manifest as `feature_limit`) and, with the run's limit, when serving (docs/ingest.md).
+FEATURE_LIMIT = 1e6
 
 
 @dataclass

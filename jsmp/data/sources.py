@@ -61,18 +61,31 @@ def hive_order(path: Path, root: Path) -> tuple:
     return tuple(key)
 
 
+def hidden(name: str) -> bool:
+    """Whether a file or directory below a source directory is left out: a name starting with `_` or `.`
+    (Spark's `_temporary/` and `_SUCCESS`, `.part-0.parquet.crc`, a writer's hidden temp), as Spark,
+    Hive and pyarrow.dataset leave them out."""
+    return name.startswith(("_", "."))
+
+
 def _parquet_files(root: Path) -> list[Path]:
-    """The *.parquet files under directory `root` in hive order (hive_order), each checked readable."""
+    """The *.parquet files under directory `root` in hive order (hive_order), each checked readable;
+    hidden (`_*`, `.*`) files and directories left out."""
 
     def unlistable(e: OSError):
         why = "permission denied" if isinstance(e, PermissionError) else e.strerror
         raise UserError(f"cannot list directory {e.filename} ({why}); expected a readable directory of Parquet parts")
 
-    files = sorted((Path(d, n) for d, _, names in os.walk(root, onerror=unlistable) for n in names if n.endswith(".parquet")),
-                   key=lambda f: hive_order(f, root))
+    def walk():
+        for d, dirs, names in os.walk(root, onerror=unlistable):
+            dirs[:] = [n for n in dirs if not hidden(n)]  # pruned: os.walk does not enter them
+            yield from (Path(d, n) for n in names if n.endswith(".parquet") and not hidden(n))
+
+    files = sorted(walk(), key=lambda f: hive_order(f, root))
     files = [f for f in files if f.is_file()]
     if not files:
-        raise UserError(f"{root}: directory holds no *.parquet files; expected a directory of Parquet parts")
+        raise UserError(f"{root}: directory holds no *.parquet files (names starting with _ or . are left out); "
+                        f"expected a directory of Parquet parts")
     for f in files:
         sniff(f)
     return files

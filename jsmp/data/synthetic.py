@@ -199,7 +199,8 @@ def write_store(spec: SynthSpec, path: str | os.PathLike, shard_rows: int | None
     """Generate `spec` into a store at `path` (atomically; `path` is checked first, see StoreWriter)."""
     side = {**schema.SIDE_DTYPES, "ideal": "int8"}
     kw = {"shard_rows": shard_rows} if shard_rows else {}
-    with StoreWriter(path, schema.FEATURE_COLUMNS, side, synth_source(spec), columns=schema.TRAIN_COLUMNS, **kw) as w, _progress(
+    with StoreWriter(path, schema.FEATURE_COLUMNS, side, synth_source(spec), columns=schema.TRAIN_COLUMNS,
+                     feature_limit=schema.FEATURE_LIMIT, **kw) as w, _progress(
         spec, f"synthesising {Path(path).name}"
     ) as bar:
         for day in iter_days(spec):

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError
 from jsmp.files import atomic_path, claim_destination, replace_dir
 from jsmp.metrics import r2_score
@@ -352,7 +353,7 @@ def write_store(spec: RtmdfSpec, path: str | os.PathLike, shard_rows: int | None
     atomically; `path` is checked first, see StoreWriter)."""
     kw = {"shard_rows": shard_rows} if shard_rows else {}
     with StoreWriter(path, FEATURES, STORE_SIDE, synth_source(spec), columns=TRAIN_COLUMNS, group="symbol_id",
-                     time=["date", "time_id"], **kw) as w, _progress(spec, f"synthesising {Path(path).name}") as bar:
+                     time=["date", "time_id"], feature_limit=FEATURE_LIMIT, **kw) as w, _progress(spec, f"synthesising {Path(path).name}") as bar:
         for day in iter_dates(spec):
             w.append(day["x"], day)
             bar.update(len(day["date"]))

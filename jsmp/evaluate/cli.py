@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from jsmp import checkpoint
 from jsmp.errors import UserError, exit_on_user_error
 from jsmp.evaluate.report import claim_out, daily_table, plot, write_report
 from jsmp.evaluate.rows import choose_rows
@@ -30,9 +31,7 @@ from jsmp.run.callbacks import read_metrics
 
 def logged_utility(member: Member) -> tuple[float, int, str] | None:
     """(val/utility, epoch, key) that `member`'s run logged in metrics.json for its checkpoint's epoch, if any."""
-    import torch
-
-    epoch = torch.load(member.checkpoint, map_location="cpu", weights_only=True).get("epoch")
+    epoch = checkpoint.load(member.checkpoint).get("epoch")
     m = read_metrics(member.run_dir / "metrics.json") or {}
     if epoch is not None and m.get("best_epoch") == epoch and "best/val/utility" in m:
         return m["best/val/utility"], epoch, "best/val/utility"

@@ -19,6 +19,7 @@ A run trained on the 2024 layout (preprocess.json `group`) is replayed per time_
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -27,11 +28,38 @@ import numpy as np
 from jsmp.batches.inputs import PREPROCESS, InputSpec
 from jsmp.errors import UserError, exit_on_user_error
 from jsmp.predict.model import find_checkpoint, member_runs
+from jsmp.predict.online import OnlineConfig, summary
 from jsmp.predict.predictor import Predictor
 from jsmp.predict.replay import LagsFile, raw_features, read_days, replay
 from jsmp.predict.submission import claim_out, require_file, run_batch, run_online
 
 ONLINE = {"online_steps": "steps", "online_lr": "lr", "online_budget": "budget_s"}  # option -> OnlineConfig field
+
+
+def number_options(argv: list[str]) -> list[str]:
+    """argv with `--online-X VALUE` joined into `--online-X=VALUE`, so that a negative value such as -1e-3
+    (which argparse takes for an option) reaches online_settings' check."""
+    options, out, i = {f"--{o.replace('_', '-')}" for o in ONLINE}, [], 0
+    while i < len(argv):
+        joined = argv[i] in options and i + 1 < len(argv) and not argv[i + 1].startswith("--")
+        out.append(f"{argv[i]}={argv[i + 1]}" if joined else argv[i])
+        i += 2 if joined else 1
+    return out
+
+
+def online_settings(args: argparse.Namespace) -> dict:
+    """The OnlineConfig fields given as options, each checked (a bad value: one line naming the option)."""
+    given = {}
+    for option, field in ONLINE.items():
+        if (raw := getattr(args, option)) is None:
+            continue
+        try:
+            value = (int if field == "steps" else float)(raw)
+        except ValueError:
+            value = raw
+        OnlineConfig.check(field, value, f"--{option.replace('_', '-')} {raw}")
+        given[field] = value
+    return given
 
 
 def run_spec(run: str) -> InputSpec:
@@ -59,17 +87,14 @@ def replay_2024(args: argparse.Namespace, data: Path, spec: InputSpec) -> int:
         raise UserError(f"--lags {lags}: no such file or directory; expected a lags.parquet (date_id, time_id, symbol_id, responder_N_lag_1)")
     if not data.exists():
         raise UserError(f"--data {data}: no such file or directory; expected a 2024-layout Parquet file or directory, or a grouped store")
-    out = claim_out(args.out, data)
+    out = claim_out(args.out, data, lags)
     features = raw_features(spec.features)
-    source, lag_file = read_days(data, features), LagsFile(lags) if lags is not None else None  # headers checked here
-    online = None
-    if args.online_learning:
-        from jsmp.predict.online import OnlineConfig
-
-        online = OnlineConfig(**{f: getattr(args, o) for o, f in ONLINE.items() if getattr(args, o) is not None})
+    source, lag_file = read_days(data, features, spec.feature_limit), LagsFile(lags) if lags is not None else None  # headers checked here
+    online = OnlineConfig(**online_settings(args)) if args.online_learning else None
     predictor = Predictor(args.run, online=online, threads=args.threads)
     done = replay(predictor, source, out, features, lag_file, online is not None)
-    print(f"{done.summary()} -> {out} ({predictor.describe()}{', online learning' if online else ''})")
+    learned = f"; {summary([m.learner for m in predictor.members])}" if online else ""
+    print(f"{done.summary()} -> {out} ({predictor.describe()}{learned})")
     return 0
 
 
@@ -88,14 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     g = p.add_argument_group("2024-layout runs (replayed per time_id)")
     g.add_argument("--lags", help="lags.parquet (date_id, time_id, symbol_id, responder_N_lag_1); default: from --data's responders")
     g.add_argument("--online-learning", action="store_true", help="fine-tune on each date's answers when its lags arrive")
-    g.add_argument("--online-steps", type=int, help="optimizer steps per date (default: OnlineConfig's)")
-    g.add_argument("--online-lr", type=float, help="learning rate of the fine-tune (default: OnlineConfig's)")
-    g.add_argument("--online-budget", type=float, help="seconds per date the fine-tune may take (default: OnlineConfig's)")
-    args = p.parse_args(argv)
+    g.add_argument("--online-steps", help="optimizer steps per date, 0..1000 (default: OnlineConfig's)")
+    g.add_argument("--online-lr", help="learning rate of the fine-tune, in (0, 1] (default: OnlineConfig's)")
+    g.add_argument("--online-budget", help="a guard: seconds a date's fine-tune may take before it stops; the summary "
+                                            "counts the dates that hit it (default: OnlineConfig's)")
+    args = p.parse_args(number_options(sys.argv[1:] if argv is None else argv))
     data = Path(args.data)
     if any(getattr(args, o) is not None for o in ONLINE) and not args.online_learning:
         given = next(o for o in ONLINE if getattr(args, o) is not None).replace("_", "-")
         raise UserError(f"--{given}: needs --online-learning")
+    online_settings(args)  # checked before anything is read or written
     if (spec := grouped_spec(args.run[0])) is not None:
         return replay_2024(args, data, spec)
     if args.lags is not None or args.online_learning:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from jsmp.batches.inputs import InputSpec
+from jsmp.data.schema import SYMBOL_MAX
 from jsmp.errors import UserError
 from jsmp.models.base import TradeModule
 from jsmp.predict.online import Learner, OnlineConfig
@@ -30,6 +31,8 @@ KEYS = ["date_id", "time_id", "symbol_id"]  # a test row's keys (besides row_id,
 
 def frame_matrix(df, names: list[str]) -> np.ndarray:
     """(n, len(names)) float32 of a pandas or polars frame's columns (nulls -> NaN)."""
+    if not names:  # polars selects no rows with no columns (a run trained with data.lags=false)
+        return np.empty((len(df), 0), np.float32)
     if type(df).__module__.startswith("polars"):
         return df.select(names).to_numpy().astype(np.float32)
     return df[names].to_numpy(dtype=np.float32, na_value=np.nan)
@@ -47,13 +50,39 @@ def require_columns(df, names: list[str], what: str) -> None:
         raise UserError(f"{what}: missing column(s) the model needs: {shown}")
 
 
+def row_ids(df) -> np.ndarray:
+    """(n,) the row_id column of a pandas or polars test_df, refused (one line) unless integers in int64 range, no nulls."""
+    col = df["row_id"]
+    ids = np.asarray(col.to_numpy())
+    if ids.dtype.kind == "i" or (ids.dtype.kind == "u" and (ids.size == 0 or ids.max() <= np.iinfo(np.int64).max)):
+        return ids
+    nulls = int(col.null_count() if hasattr(col, "null_count") else col.isna().sum())
+    got = f"{nulls} null(s)" if nulls else f"dtype {col.dtype}" + (" beyond int64 range" if ids.dtype.kind == "u" else "")
+    raise UserError(f"test_df, column 'row_id': {got}; expected integers (int8 ... int64) in every row")
+
+
+def check_symbols(symbol: np.ndarray, where) -> None:
+    """One-line UserError at the first symbol_id (n,) int64 outside 0..SYMBOL_MAX, the range ingest
+    accepts, so that serving looks lags up as training computed them; `where(i)` names row i."""
+    bad = (symbol < 0) | (symbol > SYMBOL_MAX)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UserError(f"{where(i)}, column 'symbol_id': got {symbol[i]}; expected an integer from 0 to {SYMBOL_MAX}")
+
+
 class LagTable:
-    """The last `lags_df`: rows keyed by (time_id, symbol_id), valid on the date it came with."""
+    """The last `lags_df`: rows keyed by (time_id, symbol_id), valid on the date it came with. Its
+    date_id column, when it has one, must be that date (the date served, as the API labels lags)."""
 
     def __init__(self, date: int, lags_df, names: list[str]):
         require_columns(lags_df, ["time_id", "symbol_id", *names], "lags_df")
+        if "date_id" in lags_df.columns and (other := frame_column(lags_df, "date_id") != date).any():
+            raise UserError(f"lags_df: date_id {frame_column(lags_df, 'date_id')[other][0]} handed with test_df's date_id {date}; "
+                            f"expected the lags of date_id {date} (the previous date's responders, labelled with the date served)")
         self.date, self.names = date, names
-        keys = self.key(frame_column(lags_df, "time_id"), frame_column(lags_df, "symbol_id"))
+        symbol = np.asarray(frame_column(lags_df, "symbol_id"), np.int64)
+        check_symbols(symbol, lambda i: f"lags_df row {i}")
+        keys = self.key(frame_column(lags_df, "time_id"), symbol)
         order = np.argsort(keys, kind="stable")
         self.keys, self.values = keys[order], frame_matrix(lags_df, names)[order]
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import pickle
 import re
 from pathlib import Path
 
-import torch
 from hydra.utils import get_class
 
+from jsmp import checkpoint
 from jsmp.errors import UserError
 from jsmp.models.base import TradeModule
 
@@ -70,15 +69,10 @@ def model_kwargs(cls: type, hparams: dict) -> dict:
 def load_model(ckpt: Path, target: str) -> TradeModule:
     """The model class `target` with the checkpoint's hyper-parameters and weights, in eval mode.
 
-    torch.load(weights_only=True) only rebuilds tensors and plain containers: a checkpoint
-    that holds any other object is refused instead of running its unpickling code."""
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise UserError(f"{ckpt}: refused: it holds objects other than weights and plain values, which could run "
-                        f"arbitrary code when loaded ({str(e).splitlines()[0][:200]})") from None
-    except (RuntimeError, OSError, EOFError) as e:
-        raise UserError(f"{ckpt}: not a readable checkpoint ({str(e).splitlines()[0][:200]})") from None
+    The checkpoint is checked against its recorded checksum and loaded weights-only (jsmp.checkpoint.load):
+    one that holds any other object than tensors and plain containers is refused instead of running its
+    unpickling code."""
+    state = checkpoint.load(ckpt)
     if not isinstance(state, dict) or not {"state_dict", "hyper_parameters"} <= set(state):
         raise UserError(f"{ckpt}: expected a Lightning checkpoint with state_dict and hyper_parameters")
     try:

@@ -33,9 +33,19 @@ from omegaconf import OmegaConf
 
 from jsmp.batches.inputs import PREPROCESS, InputSpec, OnlineFill, fill_rows
 from jsmp.batches.windows import gather_windows
+from jsmp.data.checks import check_feature_limit
 from jsmp.data.reader import INT_COLUMNS, Checker, Layout
 from jsmp.errors import UserError
-from jsmp.predict.grouped import KEYS, GroupedMember, LagTable, frame_column, frame_matrix, require_columns
+from jsmp.predict.grouped import (
+    KEYS,
+    GroupedMember,
+    LagTable,
+    check_symbols,
+    frame_column,
+    frame_matrix,
+    require_columns,
+    row_ids,
+)
 from jsmp.predict.model import find_checkpoint, load_model, member_runs
 from jsmp.predict.online import OnlineConfig
 
@@ -209,6 +219,8 @@ class Predictor:
         if any(isinstance(m, GroupedMember) != self.grouped for m in self.members):
             raise UserError("Predictor: an ensemble mixes 2024-layout (per instrument) and 2021-layout runs; "
                             "serve each layout with its own Predictor")
+        self.feature_limit = min(m.prep.feature_limit for m in self.members)
+        """Rows with a feature beyond ±feature_limit are refused (the members' preprocess.json; the smallest)."""
         if self.grouped:
             self.features = list(dict.fromkeys(f for m in self.members for f in m.features))
             self.lag_features = list(dict.fromkeys(f for m in self.members for f in m.lags))
@@ -257,13 +269,14 @@ class Predictor:
 
         The row is checked as the reader checks a file's rows (its `Checker`, same
         messages): date, weight and ts_id present and finite, date and ts_id integers, no
-        ±Inf feature, date not below and ts_id above the previous row's (since `reset()`).
+        ±Inf feature nor one beyond ±feature_limit, date not below and ts_id above the previous row's (since `reset()`).
         A bad row raises UserError naming it (`row N`, counted from `reset()`) and changes no state.
         """
         self._layout_2021("predict_row")
         values = self._values(row)
         with np.errstate(over="ignore"):  # beyond float32 range -> inf, which the check reports
             x = values[2:-1].astype(np.float32)
+        check_feature_limit(x[None], self.features, self.feature_limit, lambda i, c: f"row {self.rows + 1}, column {c!r}")
         date = self._check(values, x)
         self.rows += 1
         return self.step(date, x)
@@ -324,8 +337,10 @@ class Predictor:
     # -- all rows at once
     def member_probas(self, date: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
         """Each member's (n,) float32 trade probabilities for consecutive rows: date (n,), raw
-        features x (n, F) in `features` order (filled in place when one member reads them all)."""
+        features x (n, F) in `features` order (filled in place when one member reads them all); a
+        feature beyond ±feature_limit is a UserError naming its row (from 1) and column."""
         self._layout_2021("predict_batch(date, x)")
+        check_feature_limit(x, self.features, self.feature_limit, lambda i, c: f"row {i + 1}, column {c!r}")
         date = np.asarray(date)
         starts = np.flatnonzero(np.r_[True, date[1:] != date[:-1]])
         alone = len(self.members) == 1
@@ -371,9 +386,12 @@ class Predictor:
         values, counts = np.unique(symbol, return_counts=True)
         if (counts > 1).any():
             raise UserError(f"test_df: symbol_id {int(values[counts > 1][0])} appears more than once at one time step")
-        row_id = frame_column(test_df, "row_id")
+        row_id = row_ids(test_df)
         if n == 0:
             return self._frame(test_df, row_id, np.empty(0, np.float32))
+        check_symbols(symbol, lambda i: f"test_df row_id {row_id[i]}")
+        x = frame_matrix(test_df, self.features)
+        check_feature_limit(x, self.features, self.feature_limit, lambda i, c: f"test_df row_id {row_id[i]}, column {c!r}")
         date = int(date[0])
         if lags_df is not None:
             self.lags = LagTable(date, lags_df, self.lag_features + [
@@ -385,7 +403,6 @@ class Predictor:
             self.day = date
         lags = self.lags if self.lags is not None and self.lags.date == date else None
         weight = frame_column(test_df, "weight").astype(np.float32)
-        x = frame_matrix(test_df, self.features)
         preds = [m.predict(date, time_id, symbol, x[:, [self.features.index(f) for f in m.features]], lags, weight)
                  for m in self.members]
         return self._frame(test_df, row_id, mean_proba(preds))

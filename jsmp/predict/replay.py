@@ -4,9 +4,12 @@
 
 The source is a Parquet file or hive directory of the train (or test) layout (`date_id, time_id,
 symbol_id, weight, feature_NN`, optionally `row_id`, `is_scored`, `responder_N`), or a grouped
-store; it is read date by date (memory: one date). Lags come from a lags file (the lags.parquet
+store; it is read date by date (memory: one date, plus row_id and is_scored of all rows, checked
+before any row is served). Lags come from a lags file (the lags.parquet
 layout) or, when the source holds responders, from the source itself: date D's are date D - 1's
-responders (as jsmp.batches.lags defines them), none when D - 1 is not in the source.
+responders (as jsmp.batches.lags defines them), none when D - 1 is not in the source. A lags
+file is cross-checked against a labelled source (LagsFile.check): a file carrying each date's own
+responders, a leak, is refused.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm.auto import tqdm
 
+from jsmp.data.parquetfile import parquet_file
 from jsmp.data.reader import Layout, Reader
-from jsmp.data.schema import RTMDF_GROUP, RTMDF_KEYS, RTMDF_RENAME, RTMDF_TIME, plan_lags
+from jsmp.data.schema import FEATURE_LIMIT, RTMDF_GROUP, RTMDF_KEYS, RTMDF_RENAME, RTMDF_TIME, plan_lags
 from jsmp.errors import UserError
 from jsmp.metrics import r2_score
+from jsmp.predict.grouped import LagTable
 from jsmp.predict.submission import submission
 from jsmp.store.store import Store, is_store
 
@@ -34,7 +40,8 @@ TARGET = "responder_6"
 KEYS = list(RTMDF_KEYS)  # date_id, time_id, symbol_id
 _RESPONDER = re.compile(r"^responder_\d+$")
 _LAG = re.compile(r"^responder_\d+_lag_1$")
-_EXTRA = ("row_id", "is_scored")  # read beside the reader's checked columns (row_id int64, is_scored bool)
+_EXTRA = (("row_id", "integers (int8 ... int64)", pa.types.is_integer),  # read beside the reader's columns
+          ("is_scored", "booleans (true/false)", pa.types.is_boolean))
 
 
 def raw_features(features: list[str]) -> list[str]:
@@ -72,33 +79,52 @@ def _take(parts: list[dict[str, np.ndarray]], a: int, b: int | None) -> dict[str
     return {k: np.concatenate([p[k] for p in parts])[a:b] for k in parts[0]}
 
 
-class _Extra:
-    """row_id / is_scored of a Parquet source read in row order beside the reader (pyarrow), `take(n)` at a time."""
+def _locate(i: int, files: list[Path], starts: np.ndarray) -> str:
+    """`FILE row R` (1-based) of row `i` of the source, `starts` (len(files) + 1,) the files' first rows."""
+    k = int(np.searchsorted(starts, i, side="right")) - 1
+    return f"{files[k]} row {i - starts[k] + 1}"
 
-    def __init__(self, files: list[Path], names: list[str]):
-        import pyarrow.parquet as pq
 
-        self.names = names
-        self.batches = (b for f in files for b in pq.ParquetFile(f).iter_batches(columns=names)) if names else None
-        self.buf: list[dict[str, np.ndarray]] = []
-        self.have = 0
-
-    def take(self, n: int) -> dict[str, np.ndarray]:
-        if not self.names:
-            return {}
-        while self.have < n:
-            b = next(self.batches)
-            self.buf.append({c: b.column(c).to_numpy(zero_copy_only=False) for c in self.names})
-            self.have += b.num_rows
-        got = _take(self.buf, 0, n)
-        rest = _take(self.buf, n, self.have)
-        self.buf, self.have = [rest], self.have - n
-        return got
+def _row_columns(files: list[Path], starts: np.ndarray) -> dict[str, np.ndarray]:
+    """row_id (n,) int64 and is_scored (n,) bool of a Parquet source's rows in read order, each left out
+    when no file has it; checked before any row is served (one-line UserError naming the file, row and
+    column): each in every file or in none, no nulls, row_id an integer type (values in int64 range)
+    and unique across all files, is_scored a boolean type. Memory: 9 bytes per row."""
+    pfs = [parquet_file(f) for f in files]
+    out: dict[str, np.ndarray] = {}
+    for name, want, ok in _EXTRA:
+        have = [f for f, pf in zip(files, pfs) if name in pf.schema_arrow.names]
+        if not have:
+            continue
+        if len(have) < len(files):
+            lacking = next(f for f, pf in zip(files, pfs) if name not in pf.schema_arrow.names)
+            raise UserError(f"{lacking}: no {name!r} column, but {have[0]} has one; expected {name} in every part file or in none")
+        parts = []
+        for f, pf in zip(files, pfs):
+            if not ok(t := pf.schema_arrow.field(name).type):
+                raise UserError(f"{f}, column {name!r}: has type {t}; expected {want}")
+            col = pf.read(columns=[name]).column(name).combine_chunks()
+            if col.null_count:
+                at = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+                raise UserError(f"{f} row {at + 1}, column {name!r}: empty (null); expected {want} in every row")
+            values = col.to_numpy(zero_copy_only=False)
+            if values.dtype == np.uint64 and (big := np.flatnonzero(values > np.iinfo(np.int64).max)).size:
+                raise UserError(f"{f} row {big[0] + 1}, column {name!r}: {values[big[0]]} is beyond int64 range; expected {want}")
+            parts.append(values.astype(np.int64 if name == "row_id" else bool))
+        out[name] = np.concatenate(parts)
+    if "row_id" in out and not (np.diff(ids := out["row_id"]) > 0).all():  # increasing: unique without a sort
+        order = np.argsort(ids, kind="stable")
+        if (twice := np.flatnonzero(ids[order][1:] == ids[order][:-1])).size:
+            again = int(order[twice + 1].min())  # the first row read that repeats an earlier one
+            first = int(order[np.searchsorted(ids[order], ids[again])])
+            raise UserError(f"{_locate(again, files, starts)}, column 'row_id': {ids[again]} appears again (first at "
+                            f"{_locate(first, files, starts)}); expected a unique row_id in every row of the source")
+    return out
 
 
 def _day(date: int, side: dict[str, np.ndarray], x: np.ndarray, extra: dict[str, np.ndarray]) -> Day:
-    row_id = np.asarray(extra.get("row_id", side["ts_id"]), dtype=np.int64)
-    scored = np.asarray(extra["is_scored"], dtype=bool) if "is_scored" in extra else np.ones(len(x), dtype=bool)
+    row_id = extra.get("row_id", side["ts_id"])
+    scored = extra.get("is_scored", np.ones(len(x), dtype=bool))
     return Day(date, side["time_id"].astype(np.int32), side[RTMDF_GROUP].astype(np.int32), side["weight"].astype(np.float32),
                x, row_id, scored, {c: v for c, v in side.items() if _RESPONDER.match(c)})
 
@@ -123,7 +149,7 @@ def _by_date(blocks: Iterator[tuple[np.ndarray, dict, dict]]) -> Iterator[tuple[
         yield whole()
 
 
-def _parquet_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
+def _parquet_days(path: Path, features: list[str], feature_limit: float) -> tuple[int, Iterator[Day]]:
     reader = Reader(path)
     if reader.csv:
         raise UserError(f"{path}: a {reader.source.kind} file; expected a 2024-layout Parquet file or directory (test.parquet), "
@@ -137,13 +163,17 @@ def _parquet_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
                       dict(RTMDF_RENAME), dtypes, RTMDF_GROUP, list(RTMDF_TIME))
 
     layout = reader.layout(select)
-    import pyarrow.parquet as pq
+    files = reader.source.files
+    starts = np.cumsum([0, *(parquet_file(f).metadata.num_rows for f in files)])
+    extra = _row_columns(files, starts)
 
-    schemas = [pq.ParquetFile(f).schema_arrow.names for f in reader.source.files]
-    extra = _Extra(reader.source.files, [c for c in _EXTRA if all(c in names for names in schemas)])
-    total = sum(pq.ParquetFile(f).metadata.num_rows for f in reader.source.files)
-    blocks = ((x, side, extra.take(len(x))) for x, side, _ in reader.blocks(layout))
-    return total, (_day(d, side, x, ex) for d, side, x, ex in _by_date(blocks))
+    def blocks() -> Iterator[tuple[np.ndarray, dict, dict]]:
+        at = 0
+        for x, side, _ in reader.blocks(layout, feature_limit=feature_limit):
+            yield x, side, {k: v[at : at + len(x)] for k, v in extra.items()}
+            at += len(x)
+
+    return int(starts[-1]), (_day(d, side, x, ex) for d, side, x, ex in _by_date(blocks()))
 
 
 def _store_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
@@ -165,13 +195,14 @@ def _store_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
     return store.n_rows, days()
 
 
-def read_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
+def read_days(path: Path, features: list[str], feature_limit: float = FEATURE_LIMIT) -> tuple[int, Iterator[Day]]:
     """(number of rows, the source's dates one by one) of a test Parquet file/dir or grouped store;
-    x holds `features` in that order. Rows are checked by jsmp.data.reader (a bad value: one-line
-    UserError naming the file, row and column)."""
+    x holds `features` in that order. Rows are checked by jsmp.data.reader (a bad value, or a feature
+    beyond ±`feature_limit`, the run's: one-line UserError naming the file, row and column), a Parquet
+    source's row_id and is_scored now (_row_columns)."""
     if path.is_dir() and is_store(path):
         return _store_days(path, features)
-    return _parquet_days(path, features)
+    return _parquet_days(path, features, feature_limit)
 
 
 def read_lags(path: Path) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -202,12 +233,36 @@ class LagsFile:
     """The lags of each date from a lags file read once in date order (`at(date)`: None when it has none)."""
 
     def __init__(self, path: Path):
-        self.it, self.next = read_lags(path), None
+        self.path, self.it, self.next = path, read_lags(path), None
 
     def at(self, date: int) -> pd.DataFrame | None:
         while self.next is None or self.next[0] < date:
             self.next = next(self.it, (float("inf"), None))
         return self.next[1] if self.next[0] == date else None
+
+    def check(self, got: pd.DataFrame, want: pd.DataFrame) -> None:
+        """Refuse date D's lags `got` (from this file) unless they are `want`, derived_lags of the source's
+        labelled date D - 1: the same (time_id, symbol_id) rows, equal float32 values in the responder_N_lag_1
+        columns both have (the source's responders are finite: a NaN lag differs). Lags carrying a date's own
+        responders (a leak) fail here."""
+        date = int(want.date_id.iloc[0])
+        where = f"--lags {self.path}: date_id {date}"
+        rule = (f"expected the responders of the date before (date_id {date - 1} of --data), labelled date_id {date}; "
+                f"lags holding a date's own responders would leak its answers")
+        g, w = (LagTable.key(df.time_id.to_numpy(), df.symbol_id.to_numpy()) for df in (got, want))
+        both, gi, wi = np.intersect1d(g, w, assume_unique=True, return_indices=True)  # the rows both have, in key order
+        for c in [c for c in want.columns[len(KEYS):] if c in got.columns]:
+            a, b = got[c].to_numpy(np.float32)[gi], want[c].to_numpy(np.float32)[wi]
+            if (bad := np.flatnonzero(a != b)).size:
+                i = gi[bad[0]]
+                raise UserError(f"{where}, column {c!r}: {a[bad[0]]!s} at (time_id, symbol_id) = ({got.time_id.iloc[i]}, "
+                                f"{got.symbol_id.iloc[i]}), but --data's {c.removesuffix('_lag_1')} there on date_id "
+                                f"{date - 1} is {b[bad[0]]!s}; {rule}")
+        for df, keys, other, what in ((got, g, w, f"is not in --data's date_id {date - 1}"), (want, w, g, "is missing")):
+            if len(both) < len(keys) and (odd := np.flatnonzero(~np.isin(keys, other))).size:
+                i = odd[0]
+                raise UserError(f"{where}: the row (time_id, symbol_id) = ({df.time_id.iloc[i]}, {df.symbol_id.iloc[i]}) "
+                                f"{what}; {rule}")
 
 
 def frame_of(day: Day, a: int, b: int, features: list[str]) -> pd.DataFrame:
@@ -246,7 +301,8 @@ def replay(predictor, source: tuple[int, Iterator[Day]], out: Path, features: li
            online: bool = False) -> Replayed:
     """Replay `source` (read_days(data, features): `features` the model's raw features) through
     `predictor.predict_batch` per time_id into submission `out` (written atomically: nothing there on
-    an error). Lags from `lags` (LagsFile), else derived from the source's responders when it has them.
+    an error). Lags from `lags` (LagsFile, checked against the source's responders when it has them), else
+    derived from the source's responders when it has them.
     With `online`, a date after the first without lags is an error (nothing to learn from)."""
     total, days = source
     latency, cpu, first, labels = [], [], [], []
@@ -254,7 +310,10 @@ def replay(predictor, source: tuple[int, Iterator[Day]], out: Path, features: li
     with submission(out, HEADER) as f, tqdm(total=total, unit="row", unit_scale=True, desc="replaying",
                                            disable=None, file=sys.stderr) as bar:
         for day in days:
-            lags_df = lags.at(day.date) if lags is not None else derived_lags(prev, day.date)
+            derived = derived_lags(prev, day.date)
+            lags_df = lags.at(day.date) if lags is not None else derived
+            if lags is not None and lags_df is not None and derived is not None:
+                lags.check(lags_df, derived)
             if online and lags_df is None and n_dates:
                 raise UserError(f"--online-learning: no answers for date {day.date - 1} before date {day.date}: "
                                 f"give --lags, or a source with responder columns")

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jsmp.data.reader import Layout, Reader
+from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError
 from jsmp.files import atomic_path, claim_destination
 from jsmp.predict.predictor import SIDE, Predictor, missing_columns
@@ -31,7 +32,7 @@ def require_file(path: Path) -> None:
                         f"(date, weight, feature_*, ts_id)")
 
 
-def read_test(path: Path, features: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def read_test(path: Path, features: list[str], feature_limit: float = FEATURE_LIMIT) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(ts_id (n,), date (n,), x (n, F) float32) per block of a test file (CSV(.gz): about 2k rows;
     Parquet), features in model order, read and checked by jsmp.data.reader as ingest reads a
     file: a bad field or row anywhere raises UserError naming its line (row) and column."""
@@ -42,11 +43,11 @@ def read_test(path: Path, features: list[str]) -> Iterator[tuple[np.ndarray, np.
         missing_columns(columns, features, where)
         return Layout(columns, list(features), SIDE, [])
 
-    for x, side, _ in reader.blocks(reader.layout(select)):
+    for x, side, _ in reader.blocks(reader.layout(select), feature_limit=feature_limit):
         yield side["ts_id"], side["date"], x
 
 
-def read_all(path: Path, features: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_all(path: Path, features: list[str], feature_limit: float = FEATURE_LIMIT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ts_id (n,), date (n,), x (n, F) float32) of a whole test file or store, features in model order."""
     if path.is_dir():
         if not is_store(path):
@@ -56,7 +57,7 @@ def read_all(path: Path, features: list[str]) -> tuple[np.ndarray, np.ndarray, n
         cols = [store.features.index(c) for c in features]
         x = np.concatenate([b[:, cols] for b in store.iter_blocks([(0, store.n_rows)])])
         return np.asarray(store.side("ts_id")), np.asarray(store.side("date")), x
-    ts_id, date, x = zip(*read_test(path, features))
+    ts_id, date, x = zip(*read_test(path, features, feature_limit))
     return np.concatenate(ts_id), np.concatenate(date), np.concatenate(x)
 
 
@@ -86,7 +87,7 @@ def run_online(predictor: Predictor, data: Path, out: Path) -> tuple[np.ndarray,
     actions, latency, cpu = [], [], []
     clock, cpu_clock = time.perf_counter, time.thread_time
     with submission(out) as f, tqdm(unit="row", desc=f"predicting {data.name}", disable=None, file=sys.stderr) as bar:
-        for ts_id, date, x in read_test(data, predictor.features):
+        for ts_id, date, x in read_test(data, predictor.features, predictor.feature_limit):
             for t, d, row in zip(ts_id.tolist(), date.tolist(), x):
                 t0, c0 = clock(), cpu_clock()
                 action = predictor.step(d, row)
@@ -100,16 +101,19 @@ def run_online(predictor: Predictor, data: Path, out: Path) -> tuple[np.ndarray,
 
 def run_batch(predictor: Predictor, data: Path, out: Path) -> np.ndarray:
     """Score `data` (a test file or a store) at once into `out`; returns the actions (n,) int8."""
-    ts_id, date, x = read_all(data, predictor.features)
+    ts_id, date, x = read_all(data, predictor.features, predictor.feature_limit)
     actions = predictor.predict_batch(date, x)
     with submission(out) as f:
         f.write("".join(f"{t},{a}\n" for t, a in zip(ts_id.tolist(), actions.tolist())))
     return actions
 
 
-def claim_out(out: str, data: Path) -> Path:
-    """`--out` checked before any work: absent or a submission, not the input, not inside an
-    input store dir, in a writable directory."""
-    if data.is_dir() and data.resolve() in Path(out).resolve().parents:
-        raise UserError(f"--out {out}: is inside the input store {data}; writing there would change it. Choose another --out")
-    return claim_destination(out, "--out", "submission (first line ts_id,action or row_id,responder_6)", is_submission, inputs=[data])
+def claim_out(out: str, data: Path, lags: Path | None = None) -> Path:
+    """`--out` checked before any work: absent or a submission, not an input (`data`, `lags`: files
+    or directories), not inside an input directory, in a writable directory."""
+    inputs = [data, *([lags] if lags is not None else [])]
+    for src in inputs:
+        if src.is_dir() and src.resolve() in Path(out).resolve().parents:
+            what = "store" if is_store(src) else "directory"
+            raise UserError(f"--out {out}: is inside the input {what} {src}; writing there would change it. Choose another --out")
+    return claim_destination(out, "--out", "submission (first line ts_id,action or row_id,responder_6)", is_submission, inputs=inputs)

@@ -8,8 +8,10 @@ line answer in about a second.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -33,15 +35,42 @@ MOVED = {f"model.{k}": f"model.optimizer.{k} (the optimizer class: model/optimiz
 
 
 def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
-    """Run `task(cfg)`. In a single run a UserError exits 2 with one line; in a multirun it
-    is raised so the sweeper can record the trial as failed and go on."""
+    """Run `task(cfg)`. A full disk (ENOSPC, EDQUOT: a checkpoint, the logger, metrics.json) is a
+    UserError naming the file. In a single run a UserError exits 2 with one line; in a multirun it
+    is raised so the sweeper can record the job or trial as failed (and report it in one line)."""
+    from hydra_plugins.jsmp_optuna_sweeper.jobs import disk_full
+
     try:
-        return task(cfg)
+        try:
+            with _quiet_disk_full_in_threads():
+                return task(cfg)
+        except Exception as e:
+            if isinstance(e, UserError) or (line := disk_full(e, OmegaConf.select(cfg, "paths.output_dir"))) is None:
+                raise
+            raise UserError(line) from e
     except UserError as err:
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
             raise
         report(err)
         sys.exit(EXIT_USAGE)
+
+
+class LogFile(logging.FileHandler):
+    """The handler of a job's log file (conf/hydra/default.yaml): logging's FileHandler, except
+    on a full disk, which it reports once, in one line on stderr, instead of a traceback for every
+    record it cannot write (the run stops, in one line, at its next write of its own files)."""
+
+    full = False  # (reported already)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (logging's name)
+        from hydra_plugins.jsmp_optuna_sweeper.jobs import DISK_FULL
+
+        err = sys.exc_info()[1]
+        if not (isinstance(err, OSError) and err.errno in DISK_FULL):
+            super().handleError(record)
+        elif not self.full:
+            self.full = True
+            print(f"warning: disk full writing {self.baseFilename}: its later lines are lost", file=sys.stderr, flush=True)
 
 
 def check_compose(argv: list[str], config_dir: Path, config_name: str = "config") -> None:
@@ -142,7 +171,7 @@ def hydra_command(name: str, argv: list[str], root: str | Path, sweeping: bool) 
         task(_get_rerun_conf(args.experimental_rerun, args.overrides))
         _flush_loggers()
         return
-    with _one_repository_for_help() if args.help else nullcontext():
+    with _one_repository_for_help() if args.help else nullcontext(), _disk_full_is_one_line():
         _run_hydra(args=args, args_parser=parser, task_function=task, config_path=str(CONF_DIR), config_name="config")
 
 
@@ -156,6 +185,55 @@ def _recipe_task(name: str) -> Callable[[DictConfig], float]:
     # Hydra names the job (hydra.job.name: `NAME is powered by Hydra`, a Slurm job's name) after the task's module
     task.__module__ = f"jsmp.{name}"
     return task
+
+
+@contextmanager
+def _quiet_disk_full_in_threads() -> Iterator[None]:
+    """Within this context a thread that dies of a full disk prints no traceback (TensorBoard's
+    event writer: its error is raised again in the training thread, which reports it in one line)."""
+    from hydra_plugins.jsmp_optuna_sweeper.jobs import disk_full
+
+    original = threading.excepthook
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or disk_full(args.exc_value) is None:
+            original(args)
+
+    threading.excepthook = excepthook
+    try:
+        yield
+    finally:
+        threading.excepthook = original
+
+
+@contextmanager
+def _disk_full_is_one_line() -> Iterator[None]:
+    """A full disk while Hydra itself writes (a run dir's .hydra/, a sweep dir's multirun.yaml,
+    before any job runs) is one line and exit 2 within this context, not Hydra's traceback and
+    exit 1 (hydra._internal.utils.run_and_report reports any exception but SystemExit)."""
+    from hydra._internal import utils as hydra_utils
+
+    from hydra_plugins.jsmp_optuna_sweeper.jobs import disk_full
+
+    original = hydra_utils.run_and_report
+
+    def run_and_report(func):
+        def guarded():
+            try:
+                return func()
+            except OSError as e:
+                if (line := disk_full(e)) is None:
+                    raise
+                report(UserError(line))
+                sys.exit(EXIT_USAGE)
+
+        return original(guarded)
+
+    hydra_utils.run_and_report = run_and_report
+    try:
+        yield
+    finally:
+        hydra_utils.run_and_report = original
 
 
 @contextmanager

@@ -116,21 +116,20 @@ _CKPT_CACHE: dict[tuple, dict] = {}
 
 
 def read_checkpoint(path: Path, flag: str) -> dict:
-    """The checkpoint's `hyper_parameters` (and epoch), after checking it is a readable
-    Lightning checkpoint; one-line UserError if not. Cached per (path, size, mtime)."""
+    """The checkpoint's `hyper_parameters` (and epoch), after checking it is a readable Lightning
+    checkpoint that matches its recorded checksum (jsmp.checkpoint.load); one-line UserError if
+    not. Cached per (path, size, mtime)."""
     path = Path(path)
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key in _CKPT_CACHE:
         return _CKPT_CACHE[key]
-    import torch
+    from jsmp import checkpoint
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 (torch.load: truncated/garbled zip, not a torch file, unpickling refused)
-        first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{flag}: {path} is not a readable checkpoint ({first[:200]}); "
-                        f"it may be truncated: resume from another checkpoint, e.g. checkpoints/best-*.ckpt") from None
+        ckpt = checkpoint.load(path)
+    except UserError as e:
+        raise UserError(f"{flag}: {e}; or resume from another checkpoint, e.g. checkpoints/best-*.ckpt") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
         raise UserError(f"{flag}: {path} is not a Lightning checkpoint (no state_dict / pytorch-lightning_version)")
     out = {"hyper_parameters": dict(ckpt.get("hyper_parameters") or {}), "epoch": ckpt.get("epoch")}
@@ -294,6 +293,8 @@ def check_data(resume: Resume, prep, model_kwargs: dict, flag: str) -> None:
                 + ("" if missing or extra else ", in another order"))
     elif rec.fill != prep.fill or rec.window != prep.window:
         what = f"fill {rec.fill!r}/window {rec.window} then, {prep.fill!r}/{prep.window} now"
+    elif rec.fill_value == prep.fill_value:  # the store's feature limit (ingest --feature-limit), or its group
+        what = f"feature_limit {rec.feature_limit:g}, group {rec.group} then; {prep.feature_limit:g}, {prep.group} now"
     else:
         i = next(i for i, (a, b) in enumerate(zip(rec.fill_value, prep.fill_value)) if a != b)
         what = (f"the fill value of {rec.features[i]} was {rec.fill_value[i]!r}, now {prep.fill_value[i]!r} "

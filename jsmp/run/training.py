@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from jsmp.allocator import ENV, huge_pages_in_effect
 from jsmp.batches.contract import RecipeData
 from jsmp.batches.inputs import PREPROCESS
+from jsmp.checkpoint import CheckpointFiles
 from jsmp.errors import UserError
 from jsmp.files import write_text_atomic
 from jsmp.run import rundir
@@ -130,7 +131,9 @@ def train_once(cfg: DictConfig) -> float:
     # one train.log line per epoch; at most ~100 in all (the toy runs up to 10,000 epochs)
     epoch_log = EpochLog(cfg.monitor, mode, every=max(1, int(cfg.trainer.get("max_epochs") or 1) // 100))
     always = [NaNGuard(cfg.diverge_factor, cfg.get("diverge_check_every")), *trial_callbacks(cfg), metrics_cb, epoch_log]
-    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=loggers or False)
+    # checkpoints written whole or not at all, with a checksum every loader verifies (jsmp/checkpoint.py)
+    trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=loggers or False,
+                               plugins=[CheckpointFiles()])
 
     # checked: now write (rank 0): the resolved config, and the preprocess the model trains with
     if rank_zero_only.rank == 0:

@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError
-from jsmp.files import claim_destination, remove_stale_temps, replace_dir, temp_sibling
+from jsmp.files import claim_destination, preallocate, remove_stale_temps, replace_dir, temp_sibling
 
 FORMAT = "jsmp-store"
 VERSION = 1
@@ -73,6 +74,9 @@ class StoreWriter:
     argsort of the group column (numpy's radix sort: the values are cast to 16 bits when they
     fit), about 25 bytes per row at its peak (the order and its inverse, int64, and the sort's
     buffers; 1.2 GB for 47M rows), nothing per feature.
+
+    `feature_limit`: every feature value appended must be NaN or within ±feature_limit (ValueError
+    otherwise: ingest's reader refuses such values first, in one line); recorded in the manifest.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class StoreWriter:
         inputs: Sequence[str | os.PathLike] = (),
         group: str | None = None,
         time: Sequence[str] = ("date",),
+        feature_limit: float | None = None,
     ):
         if "date" not in side_dtypes:
             raise ValueError("side_dtypes must include 'date'")
@@ -102,6 +107,7 @@ class StoreWriter:
         self.source = source
         self.columns = list(columns) if columns is not None else None
         self.shard_rows = int(shard_rows)
+        self.feature_limit = feature_limit
         remove_stale_temps(self.target)
         self.tmp = temp_sibling(self.target)
         self.tmp.mkdir()
@@ -126,6 +132,9 @@ class StoreWriter:
             raise ValueError(f"side arrays missing: {sorted(missing)}")
         if n == 0:
             return
+        if self.feature_limit is not None and (np.abs(x) > self.feature_limit).any():
+            i, j = np.argwhere(np.abs(x) > self.feature_limit)[0]
+            raise ValueError(f"{self.features[j]} = {x[i, j]} is beyond the feature limit ±{self.feature_limit:g}")
         date = np.asarray(side["date"])
         self._check_time_order([np.asarray(side[k], dtype=np.int64) for k in self.time])
         for k, dt in self.side_dtypes.items():
@@ -210,6 +219,7 @@ class StoreWriter:
             "shards": self._shards,
             "side_digests": side_digests,
             "source": self.source,
+            **({"feature_limit": self.feature_limit} if self.feature_limit is not None else {}),
             **(self._write_group_index(n) if self.group is not None else {}),
             **(extra or {}),
         }
@@ -271,15 +281,37 @@ def _split_rows(parts: list[np.ndarray], cut: int) -> tuple[list[np.ndarray], li
     return [*parts[:i], parts[i][:k]], rest + parts[i + 1 :]
 
 
+def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """The header np.save writes for a C-order array of `dtype` and `shape`."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    return header.getvalue()
+
+
+def npy_bytes(dtype, shape: tuple[int, ...]) -> int:
+    """The size of the .npy file np.save writes for a C-order array of `dtype` and `shape`."""
+    dtype = np.dtype(dtype)
+    return len(_npy_header(dtype, shape)) + dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+
+
+def create_npy(path: Path, dtype, shape: tuple[int, ...]) -> np.memmap:
+    """A new .npy file at `path` for an array of `dtype` and `shape`, its disk space reserved first
+    (jsmp.files.preallocate: a full disk is an OSError here, not a SIGBUS later), memory-mapped for writing."""
+    dtype = np.dtype(dtype)
+    with open(path, "wb") as f:
+        preallocate(f, npy_bytes(dtype, shape))
+        f.seek(0)
+        f.write(_npy_header(dtype, shape))
+    return np.load(path, mmap_mode="r+")
+
+
 def _save_rows(path: Path, parts: list[np.ndarray], shape: tuple[int, ...]) -> dict:
     """Write row blocks of one dtype as one .npy file of `shape` (the bytes np.save writes for
     their concatenation, without making it); returns file_digest's dict."""
-    header = io.BytesIO()
     dtype = parts[0].dtype.newbyteorder("<") if parts[0].dtype.byteorder == ">" else parts[0].dtype
-    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
     crc, size = 0, 0
     with open(path, "wb") as f:
-        for block in [header.getbuffer(), *(memoryview(np.ascontiguousarray(p, dtype=dtype)).cast("B") for p in parts)]:
+        for block in [_npy_header(dtype, shape), *(memoryview(np.ascontiguousarray(p, dtype=dtype)).cast("B") for p in parts)]:
             crc, size = zlib.crc32(block, crc), size + f.write(block)
     return {"bytes": size, "crc32": f"{crc:08x}"}
 
@@ -335,9 +367,9 @@ def claim_store(path: Path, inputs: Sequence[str | os.PathLike] = ()) -> Path:
 class _Problem(Exception):
     """Why a store cannot be used: `damaged` when its files do not match its manifest."""
 
-    def __init__(self, what: str, damaged: bool = True):
+    def __init__(self, what: str, damaged: bool = True, manifest: dict | None = None):
         super().__init__(what)
-        self.damaged = damaged
+        self.damaged, self.manifest = damaged, manifest
 
 
 def _load_manifest(path: Path) -> tuple[dict, bytes]:
@@ -359,7 +391,95 @@ def _load_manifest(path: Path) -> tuple[dict, bytes]:
         raise _Problem("manifest.json does not match its own checksum")
     if missing := [k for k in REQUIRED if k not in m]:
         raise _Problem(f"manifest.json lacks {', '.join(missing)}")
+    if problem := manifest_problem(m):
+        raise _Problem(f"manifest.json: {problem}", manifest=m)
     return m, raw
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _ints(v, n: int | None = None) -> bool:
+    """Whether `v` is a list of ints (of length `n`)."""
+    return isinstance(v, list) and all(_is_int(x) for x in v) and (n is None or len(v) == n)
+
+
+def _dtype_name(v) -> bool:
+    try:
+        return isinstance(v, str) and np.dtype(v).kind in "iuf"
+    except TypeError:
+        return False
+
+
+def _record(v) -> bool:
+    """Whether `v` is a file's {'bytes': int, 'crc32': str} record (either optional)."""
+    return (isinstance(v, dict) and set(v) <= {"bytes", "crc32"} and _is_int(v.get("bytes", 0))
+            and isinstance(v.get("crc32", ""), str))
+
+
+def _plain_name(v) -> bool:
+    return isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v
+
+
+def _increasing(v: list[int], first: int, last: int) -> bool:
+    """Whether `v` runs strictly increasing from `first` to `last`."""
+    return len(v) >= 2 and v[0] == first and v[-1] == last and all(a < b for a, b in zip(v, v[1:]))
+
+
+def manifest_problem(m: dict) -> str | None:
+    """What is inconsistent in a store manifest `m` (a key of the wrong type, counts and offsets that
+    disagree), in words naming the key, or None. Cheap: the file sizes are checked by _files_problem."""
+    types = {  # key: (check, what is expected); keys of REQUIRED always, others when present
+        "features": (lambda v: isinstance(v, list) and v and all(isinstance(f, str) and f for f in v), "a non-empty list of column names"),
+        "n_rows": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        "n_days": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        "n_features": (_is_int, "an integer"),
+        "days": (_ints, "a list of integers"),
+        "day_offsets": (_ints, "a list of integers"),
+        "shards": (lambda v: isinstance(v, list) and v and all(
+            isinstance(sh, dict) and _plain_name(sh.get("file")) and _is_int(sh.get("start")) and _is_int(sh.get("stop"))
+            and _record({k: sh[k] for k in ("bytes", "crc32") if k in sh}) for sh in v),
+                   "a non-empty list of {file, start, stop, bytes, crc32}"),
+        "side": (lambda v: isinstance(v, dict) and "date" in v and all(_plain_name(k) and _dtype_name(t) for k, t in v.items()),
+                 "an object of column name: numeric dtype, date among them"),
+        "side_digests": (lambda v: isinstance(v, dict) and all(_record(r) for r in v.values()), "an object of column: {bytes, crc32}"),
+        "columns": (lambda v: v is None or isinstance(v, list) and all(isinstance(c, str) for c in v), "null or a list of column names"),
+        "source": (lambda v: isinstance(v, dict), "an object"),
+        "nan_counts": (_ints, "a list of integers"),
+        "feature_limit": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf"), "a number > 0"),
+        "group": (lambda v: isinstance(v, str), "a column name"),
+        "time": (lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v), "a list of column names"),
+        "groups": (lambda v: isinstance(v, dict) and _ints(v.get("values")) and _ints(v.get("offsets")), "{values, offsets}: lists of integers"),
+        "group_files": (lambda v: isinstance(v, dict) and set(v) == {GROUP_ORDER, GROUP_POS} and all(_record(r) for r in v.values()),
+                        f"{{{GROUP_ORDER}, {GROUP_POS}}}: their {{bytes, crc32}}"),
+    }
+    for key, (ok, what) in types.items():
+        if key in m and not ok(m[key]):
+            return f"{key} must be {what}, got {json.dumps(m[key])[:60]}"
+    n, n_days, shards = m["n_rows"], m["n_days"], m["shards"]
+    if len(m["days"]) != n_days or any(a >= b for a, b in zip(m["days"], m["days"][1:])):
+        return f"days must list n_days ({n_days}) dates, increasing; it lists {len(m['days'])}"
+    if len(m["day_offsets"]) != n_days + 1 or not _increasing(m["day_offsets"], 0, n):
+        offsets = m["day_offsets"]
+        return (f"day_offsets must run strictly increasing from 0 to n_rows ({n}) in n_days + 1 ({n_days + 1}) entries; "
+                f"it has {len(offsets)}" + (f", from {offsets[0]} to {offsets[-1]}" if offsets else ""))
+    if "n_features" in m and m["n_features"] != len(m["features"]):
+        return f"n_features is {m['n_features']}, but features lists {len(m['features'])}"
+    if "nan_counts" in m and len(m["nan_counts"]) != len(m["features"]):
+        return f"nan_counts lists {len(m['nan_counts'])} counts for {len(m['features'])} features"
+    if not _increasing([shards[0]["start"], *(sh["stop"] for sh in shards)], 0, n) or any(
+            a["stop"] != b["start"] for a, b in zip(shards, shards[1:])):
+        return f"shards must cover rows 0 to n_rows ({n}) in order, each from where the previous one stops"
+    if "group" in m:
+        if m["group"] not in m["side"] or not all(c in m["side"] for c in m.get("time", [])):
+            return f"group and time must name side columns ({', '.join(m['side'])})"
+        groups = m.get("groups")
+        if groups is None or "group_files" not in m:
+            return "a store with a group needs groups and group_files"
+        if len(groups["offsets"]) != len(groups["values"]) + 1 or not _increasing(groups["offsets"], 0, n):
+            return f"groups.offsets must run strictly increasing from 0 to n_rows ({n}), one more than groups.values"
+    return None
 
 
 def file_problem(path: Path, record: dict, full: bool) -> str | None:
@@ -385,10 +505,43 @@ def manifest_files(manifest: dict) -> list[tuple[str, str, dict]]:
 
 
 def _files_problem(path: Path, manifest: dict, full: bool) -> str | None:
-    """The first shard, side column or group index file that differs from the manifest, described, or None."""
+    """The first shard, side column or group index file that differs from the manifest (its record,
+    or the size its rows take), described, or None. `full`: checksums too, and the `date` column
+    against the days (see _days_problem)."""
     for what, name, record in manifest_files(manifest):
         if problem := file_problem(path / name, record, full):
             return f"{what} {problem}"
+    for what, name, dtype, shape in _file_shapes(manifest):
+        if (size := (path / name).stat().st_size) != (want := npy_bytes(dtype, shape)):
+            return f"{what} has {size} bytes, but the {shape[0]} rows manifest.json gives it take {want} (manifest.json or the file was altered)"
+    return _days_problem(path, manifest) if full else None
+
+
+def _file_shapes(manifest: dict) -> list[tuple[str, str, str, tuple[int, ...]]]:
+    """(what, file name, dtype, shape) of every file of a store, as its manifest's counts say."""
+    n, f = manifest["n_rows"], len(manifest["features"])
+    files = [(f"shard {sh['file']}", sh["file"], "float32", (sh["stop"] - sh["start"], f)) for sh in manifest["shards"]]
+    files += [(f"column {k}.npy", f"{k}.npy", dtype, (n,)) for k, dtype in manifest["side"].items()]
+    return files + [(f"group index {name}", name, "int64", (n,)) for name in manifest.get("group_files", {})]
+
+
+def _days_problem(path: Path, manifest: dict, block: int = INDEX_BLOCK) -> str | None:
+    """Whether the `date` column agrees with the manifest's days: row day_offsets[d] starts date
+    days[d], and the date changes at those rows only; else what differs. Reads the column once."""
+    date = np.load(path / "date.npy", mmap_mode="r")
+    offsets, days = np.asarray(manifest["day_offsets"]), np.asarray(manifest["days"])
+    if (at := np.flatnonzero(date[offsets[:-1]] != days)).size:
+        d = int(at[0])
+        return (f"manifest.json: day_offsets[{d}] = {offsets[d]} starts date {days[d]}, but row {offsets[d]} of date.npy "
+                f"holds date {date[offsets[d]]} (the manifest was altered)")
+    for a in range(0, len(date) - 1, block):
+        chunk = np.asarray(date[a : a + block + 1])
+        changes = np.flatnonzero(chunk[1:] != chunk[:-1]) + a + 1
+        starts = offsets[(offsets > a) & (offsets < a + len(chunk))]
+        if len(changes) != len(starts) or (changes != starts).any():
+            row = int(np.setxor1d(changes, starts)[0])
+            return (f"manifest.json: day_offsets do not match date.npy: the date {'changes' if row in changes else 'does not change'} "
+                    f"at row {row} (the manifest was altered)")
     return None
 
 
@@ -409,7 +562,8 @@ def damage_at(path: str | os.PathLike, full: bool = True) -> str | None:
 
 def rebuild_hint(path: Path, manifest: dict | None) -> str:
     """The command that rebuilds the store at `path` from what its manifest says it was made from."""
-    src = (manifest or {}).get("source") or {}
+    src = (manifest or {}).get("source")
+    src = src if isinstance(src, dict) else {}
     if src.get("kind") == "synthetic" and src.get("layout") == "rtmdf":
         return (f"python -m jsmp.data synth --layout rtmdf --store {path} --days {src.get('days')} --times {src.get('times')} "
                 f"--symbols {src.get('symbols')} --seed {src.get('seed')} --force")
@@ -423,8 +577,9 @@ class Store:
     """Read-only view of a store. Feature shards are memory-mapped lazily; nothing is read
     into RAM until rows are gathered. Pickles by path (safe to send to DataLoader workers).
 
-    Opening checks the manifest and every file's size (UserError naming the damaged file and
-    how to rebuild); `verify()` checks the checksums too.
+    Opening checks the manifest (its own checksum, every key's type, counts and offsets that agree:
+    manifest_problem) and every file's size against its record and its rows (UserError naming the
+    damaged file or key and how to rebuild); `verify()` checks the checksums and the dates too.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -432,12 +587,15 @@ class Store:
         try:
             self.manifest, raw = _load_manifest(self.path)
         except _Problem as p:
-            raise self._error(str(p), p.damaged, None) from None
+            raise self._error(str(p), p.damaged, p.manifest) from None
         except OSError as e:
             raise UserError(f"store {self.path}: cannot read {MANIFEST} ({e.strerror})") from None
         if problem := self.damage(full=False):
             raise self._error(problem, True, self.manifest)
         self.identity = f"{zlib.crc32(raw):08x}"  # of manifest.json: tells caches computed from another store
+        self.feature_limit: float | None = self.manifest.get("feature_limit")
+        """±limit every feature value was checked against when the store was written; None for stores
+        written before the check (verify() then checks their values against schema.FEATURE_LIMIT)."""
         self.verified = False  # set by verify(): caches then check their checksums too
         m = self.manifest
         self.features: list[str] = m["features"]
@@ -469,10 +627,25 @@ class Store:
         return damage_at(self.path, full)
 
     def verify(self) -> None:
-        """Check every file's CRC-32 against the manifest (reads the whole store once); UserError if one differs."""
+        """Check every file's CRC-32 against the manifest (reads the whole store once), and the date
+        column against the days; UserError if one differs. A store written before feature values
+        were checked against a limit has them checked against schema.FEATURE_LIMIT (one more pass)."""
         if problem := self.damage(full=True):
             raise self._error(problem, True, self.manifest)
+        if self.feature_limit is None:
+            self._check_feature_limit(FEATURE_LIMIT)
         self.verified = True
+
+    def _check_feature_limit(self, limit: float) -> None:
+        """UserError naming the first row and feature beyond ±`limit`."""
+        row = 0
+        for block in self.iter_blocks([(0, self.n_rows)]):
+            if (np.abs(block) > limit).any():
+                i, j = np.argwhere(np.abs(block) > limit)[0]
+                raise UserError(f"store {self.path}: row {row + i}, feature {self.features[j]}: {block[i, j]!s} is beyond the "
+                                f"feature limit ±{limit:g} (this store was written before ingest checked it); re-ingest it: "
+                                f"{rebuild_hint(self.path, self.manifest)}, with --feature-limit X if such values are real")
+            row += len(block)
 
     @property
     def n_features(self) -> int:

@@ -123,3 +123,49 @@ def test_one_ffill_rule_for_blocks_and_rows():
     rows = np.stack([online(x[i].copy(), i in starts) for i in range(len(x))])
     np.testing.assert_array_equal(rows, fill_rows(x.copy(), starts, spec))
     np.testing.assert_array_equal(rows, np.where(np.isnan(block), spec.values, block))
+
+
+def test_a_full_disk_while_caching_the_ffill_is_one_line_and_leaves_no_temp(hand_store, monkeypatch, capsys):
+    """The cache's space is reserved before it is memory-mapped: a full disk is an OSError to report,
+    not a SIGBUS (Bus error, exit 135) with a temp left behind."""
+    import errno
+    import os
+    import re
+
+    from jsmp.batches.fill import ffill_store
+    from jsmp.data.__main__ import main
+    from jsmp.errors import UserError
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    message = (rf"store {re.escape(str(hand_store.path))}: disk full while writing the forward-fill cache fill-ffill/ \(needs 0\.0 MB, "
+               rf"[\d.]+ [MG]B free in {re.escape(str(hand_store.path))}\); free some space there and run again")
+    with pytest.raises(UserError, match=f"^{message}$"):
+        ffill_store(hand_store)
+    assert not [p for p in hand_store.path.iterdir() if p.name.startswith(".")]
+    monkeypatch.undo()
+    ffill_store(hand_store)
+    (hand_store.path / FFILL_DIR / "manifest.json").write_text("{}")  # stale: verify --rebuild-caches rebuilds it
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(SystemExit) as e:
+        main(["verify", str(hand_store.path), "--rebuild-caches"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and re.fullmatch(f"error: {message}\n", err), err
+    assert sorted(p.name for p in hand_store.path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_preallocate_writes_zeros_where_the_file_system_cannot_reserve(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from jsmp.files import preallocate
+
+    def unsupported(fd, offset, size):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    with open(tmp_path / "f", "wb") as f:
+        preallocate(f, 3 << 20 | 5)
+    assert (tmp_path / "f").read_bytes() == bytes(3 << 20 | 5)

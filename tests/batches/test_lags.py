@@ -3,7 +3,12 @@ checked against a pandas merge, causal, cached."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,3 +109,75 @@ def test_the_cache_is_reused_and_rebuilt_for_another_store(tmp_path, caplog):
 def test_a_store_without_instruments_has_no_lags(tiny_store):
     with pytest.raises(UserError, match=r"data.lags=true: store .* has no instruments, time_id and responder_N columns"):
         lag_store(Store(tiny_store))
+
+
+def _cli_error(argv, capsys) -> str:
+    from jsmp.data.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_a_store_with_symbols_outside_the_ingest_range_has_no_lags(tmp_path):
+    """Stores ingested before symbol_id was checked may hold negative ids, on which the cache's keys collided."""
+    df = frame()
+    df["symbol_id"] -= 2
+    with pytest.raises(UserError) as e:
+        lag_store(write(df, tmp_path / "s"))
+    assert str(e.value).startswith(f"store {tmp_path / 's'}: has symbol_id values from -2 to 3; lag features (data.lags=true) need "
+                                   f"them from 0 to 1048575, as ingest now checks: re-ingest it (python -m jsmp.data ingest")
+    assert not (tmp_path / "s" / LAGS_DIR).exists()
+
+
+def test_verify_checks_the_cache_rows_against_the_store(tmp_path, capsys):
+    from jsmp.data.__main__ import main
+
+    store = write(frame(), tmp_path / "s")
+    lags = lag_store(store)
+    x = lags.gather(np.arange(lags.n_rows))
+    wrong = x[::-1].copy()  # whole and checksummed, from this very store, but another row's lags in every row
+    with StoreWriter(tmp_path / "w", lags.features, {"date": "int32"}, lags.manifest["source"]) as w:
+        w.append(wrong, {"date": np.asarray(lags.side("date"))})
+        w.close()
+    shutil.rmtree(store.path / LAGS_DIR)
+    (tmp_path / "w").rename(store.path / LAGS_DIR)
+    main(["verify", str(store.path)])
+    row = int(np.argwhere(~((x == wrong) | np.isnan(x) & np.isnan(wrong)))[0, 0])
+    assert f"cache lags-1: row {row} does not hold the lags of the store's rows; rebuilt on its next use" in capsys.readouterr().out
+    main(["verify", str(store.path), "--rebuild-caches"])
+    assert "cache lags-1: rebuilt (row" in capsys.readouterr().out
+    main(["verify", str(store.path)])
+    assert "cache lags-1: OK" in capsys.readouterr().out
+    np.testing.assert_array_equal(lags_of(Store(store.path)), expected(frame()))
+
+
+def test_a_read_only_store_names_the_store_not_the_cache(tmp_path, monkeypatch):
+    store = write(frame(), tmp_path / "s")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == store.path and mode & os.W_OK else real(p, mode))
+    with pytest.raises(UserError) as e:
+        lag_store(store)
+    assert str(e.value) == (f"data.lags=true: store {store.path} is not writable, so its lag features cannot be cached in it "
+                            f"(lags-1/, built once); make the store directory writable for one run, or give a writable copy of "
+                            f"the store (data.store=COPY)")
+    assert "--store" not in str(e.value) and not (store.path / LAGS_DIR).exists()
+
+
+def test_a_full_disk_while_caching_the_lags_is_one_line_and_leaves_no_temp(tmp_path, monkeypatch, capsys):
+    import jsmp.store.store as store_module
+
+    store = write(frame(), tmp_path / "s")
+    lag_store(store)
+    (store.path / LAGS_DIR / "date.npy").write_bytes(b"")  # damaged: verify --rebuild-caches rebuilds it
+
+    def full(path, parts, shape):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store_module, "_save_rows", full)
+    err = _cli_error(["verify", str(store.path), "--rebuild-caches"], capsys)
+    assert re.fullmatch(rf"error: store {re.escape(str(store.path))}: disk full while writing the lag features cache lags-1/ "
+                        rf"\(needs 0\.0 MB, [\d.]+ [MG]B free in {re.escape(str(store.path))}\); free some space there and run again", err), err
+    assert sorted(p.name for p in store.path.iterdir() if p.name.startswith(".")) == []

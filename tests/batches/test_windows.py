@@ -147,3 +147,29 @@ def test_windowed_validation_batches_are_capped(tiny_store, monkeypatch):
     assert max(len(b["x"]) for b in dm.val_dataloader()) == 80
     monkeypatch.setattr(datamodule, "EVAL_BATCH_BYTES", 10 * W * dm.n_features * 4)
     assert dm.eval_rows_per_batch() == 64  # never below the training batch
+
+
+@pytest.mark.parametrize("cross_days,what", [(True, "the whole store"), (False, "one day's rows")])
+def test_a_window_longer_than_any_series_is_refused(tiny_store, cross_days, what):
+    store = Store(tiny_store)
+    longest = store.n_rows if cross_days else int(np.diff(store.day_offsets).max())
+    assert _dm(tiny_store, length=longest, cross_days=cross_days).window.length == longest  # the longest series fits
+    with pytest.raises(UserError) as e:
+        _dm(tiny_store, length=longest + 1, cross_days=cross_days)
+    assert str(e.value) == (f"data.window.length={longest + 1} is longer than any series in store {tiny_store}: the longest "
+                            f"({what}, with data.window.cross_days={str(cross_days).lower()}) has {longest} rows, and the "
+                            f"rest of every window would be padding; choose at most {longest}")
+
+
+def test_a_window_whose_batches_do_not_fit_in_memory_is_refused(tiny_store, monkeypatch):
+    from jsmp.batches import windows
+
+    monkeypatch.setattr(windows, "available_memory", lambda: 100 * 2**20)
+    # eval batches of 100 windows (the larger batch) x 2000 steps x 130 features: 100 x 2000 x (8 x 130 + 17) bytes
+    with pytest.raises(UserError) as e:
+        _dm(tiny_store, length=2000)
+    assert str(e.value) == ("data.window.length=2000: a batch of 100 windows x 130 features needs 0.2 GiB while it is "
+                            "gathered, and 0.1 GiB of memory is available; lower data.window.length (at most 992 here) "
+                            "or data.batch_size / data.eval_batch_size")
+    assert 100 * 992 * (8 * 130 + 17) <= 100 * 2**20 < 100 * 993 * (8 * 130 + 17)  # (992: the longest that fits)
+    assert _dm(tiny_store, length=992).window.length == 992

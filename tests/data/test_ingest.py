@@ -523,3 +523,48 @@ def test_store_never_holds_the_source_even_when_up_to_date(kaggle_csv, tmp_path)
     src.rename(tmp_path / "s" / "train.csv")
     p = _ingest_cli(tmp_path / "s" / "train.csv", tmp_path / "s")
     assert p.returncode == 2 and "up to date" not in p.stdout and (tmp_path / "s" / "train.csv").read_bytes() == kaggle_csv.read_bytes()
+
+
+# -- the feature limit ------------------------------------------------------------------------------
+@pytest.mark.parametrize("value, got", [("3e38", "3e+38"), ("-1000001", "-1.000001e+06"), ("1e7", "1e+07")])
+def test_a_feature_beyond_the_limit_is_an_error(kaggle_csv, tmp_path, value, got):
+    src = _with_value(kaggle_csv, tmp_path / "v.csv", "feature_9", value)
+    with pytest.raises(UserError) as e:
+        ingest(src, tmp_path / "s")
+    assert str(e.value) == (f"{src} line 4, column 'feature_9': got {got}, beyond the feature limit ±1e+06 (real features are "
+                            f"O(1..100), and one such value can turn a model into a constant); if such values are real, ingest "
+                            f"with a larger --feature-limit (a model serves rows within the limit of the store it was trained on)")
+    assert not (tmp_path / "s").exists()
+
+
+def test_feature_limit_option_is_recorded_and_a_new_limit_re_ingests(kaggle_csv, tmp_path, capsys):
+    from jsmp.data.__main__ import main
+
+    src = _with_value(kaggle_csv, tmp_path / "v.csv", "feature_9", "1e7")
+    main(["ingest", str(src), "--store", str(tmp_path / "s"), "--feature-limit", "1e8"])
+    store = Store(tmp_path / "s")
+    assert store.feature_limit == 1e8 and _features(tmp_path / "s")[2, 9] == 1e7
+    assert ingest(src, tmp_path / "s", feature_limit=1e8)[1] is False  # unchanged source and limit: a no-op
+    with pytest.raises(UserError, match="beyond the feature limit ±1e\\+06"):
+        ingest(src, tmp_path / "s")  # another limit: ingested again, and refused
+    assert Store(tmp_path / "s").feature_limit == 1e8  # the store already there is left as it was
+    for bad in ("0", "-1", "inf", "nan", "x"):
+        with pytest.raises(SystemExit) as e:
+            main(["ingest", str(src), "--store", str(tmp_path / "t"), "--feature-limit", bad])
+        assert e.value.code == 2
+        assert f"argument --feature-limit: expected a finite number > 0, got {bad}" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_ingesting_says_so_and_leaves_nothing(kaggle_csv, tmp_path, monkeypatch):
+    import errno
+
+    import jsmp.store.store as store_module
+
+    def full(path, parts, shape):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store_module, "_save_rows", full)
+    with pytest.raises(UserError, match=rf"^--store {tmp_path / 's'}: disk full while writing the store \(needs [\d.]+ MB, "
+                                        rf"[\d.]+ [MG]B free in {tmp_path}\); free some space there and run again$"):
+        ingest(kaggle_csv, tmp_path / "s")
+    assert list(tmp_path.iterdir()) == []

@@ -123,6 +123,26 @@ def test_hive_order_sorts_integer_values_numerically():
         "partition_id=10/part-0.parquet", "partition_id=x/part-0.parquet"]
 
 
+def test_spark_leftovers_and_hidden_files_are_left_out(frame, tmp_path):
+    src = _hive(frame, tmp_path / "train.parquet")
+    ingest(src, tmp_path / "clean")
+    (src / "_temporary" / "0").mkdir(parents=True)  # a Spark job's unfinished attempt: other columns, a partial part
+    pq.write_table(_table(frame.iloc[:5].drop(columns="weight")), src / "_temporary" / "0" / "part-9.parquet")
+    (src / "partition_id=9" / ".part-1.parquet").write_bytes(b"PAR1 half-written")  # a hidden (temp) part
+    (src / "partition_id=9" / ".part-0.parquet.crc").write_bytes(b"crc")
+    (src / "_SUCCESS").write_bytes(b"")
+    store, _ = ingest(src, tmp_path / "s")
+    s = Store(store)
+    assert [f[0] for f in s.manifest["source"]["files"]] == [f"partition_id={k}/part-0.parquet" for k in PARTITIONS]
+    for f in sorted((tmp_path / "clean").glob("*.npy")):
+        assert f.read_bytes() == (store / f.name).read_bytes(), f.name
+    (tmp_path / "hidden" / "_temporary").mkdir(parents=True)
+    (tmp_path / "hidden" / "_temporary" / "part-0.parquet").write_bytes((src / "partition_id=0" / "part-0.parquet").read_bytes())
+    (tmp_path / "hidden" / ".part-1.parquet").write_bytes(b"PAR1")
+    with pytest.raises(UserError, match=r"holds no \*\.parquet files \(names starting with _ or \. are left out\)"):
+        ingest(tmp_path / "hidden", tmp_path / "t")
+
+
 def test_schema_error_in_one_partition_names_that_file(frame, tmp_path):
     src = _hive(frame, tmp_path / "train.parquet")
     bad = src / "partition_id=9" / "part-0.parquet"
@@ -186,7 +206,10 @@ def test_duplicate_symbol_across_a_batch_boundary(frame, tmp_path, monkeypatch):
     ("weight", -0.5, r"column 'weight': got -0\.5; expected weight >= 0"),
     ("responder_6", np.nan, r"column 'responder_6': got NaN; expected a number in every row"),
     ("responder_0", np.inf, r"column 'responder_0': got inf"),
-    ("symbol_id", 2**31, r"column 'symbol_id': got 2147483648; expected an integer from -2147483648 to 2147483647"),
+    ("symbol_id", 2**31, r"column 'symbol_id': got 2147483648; expected an integer from 0 to 1048575"),
+    ("symbol_id", -1, r"column 'symbol_id': got -1; expected an integer from 0 to 1048575"),
+    ("symbol_id", 2**20, r"column 'symbol_id': got 1048576; expected an integer from 0 to 1048575"),
+    ("feature_02", 3e38, r"column 'feature_02': got 3e\+38, beyond the feature limit ±1e\+06 \(real features are O\(1\.\.100\)"),
     ("time_id", 1.5, r"column 'time_id': got 1\.5; expected an integer"),
 ])
 def test_bad_values_in_the_2024_columns(frame, tmp_path, column, value, want):

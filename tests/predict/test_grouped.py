@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 import torch
 from hydra.utils import get_class, instantiate
@@ -19,6 +20,7 @@ from jsmp.store.store import Store
 
 TRAIN_ARGS = {
     "mlp": ["model=mlp", "data.targets=[responder_6,responder_7,responder_8]"],
+    "mlp-nolags": ["model=mlp", "data.lags=false"],
     "gru": ["model=gru", "data.window.length=4"],
     "gru-day": ["model=gru", "data.window.length=4", "data.window.cross_days=false"],
 }
@@ -132,7 +134,6 @@ def test_pandas_in_pandas_out_and_polars_in_polars_out(rtmdf_runs, tiny_rtmdf_st
     out = Predictor(rtmdf_runs["mlp"]).predict_batch(test)
     assert isinstance(out, pd.DataFrame) and list(out.columns) == ["row_id", "responder_6"]
     assert out.row_id.tolist() == test.row_id.tolist() and out.responder_6.dtype == np.float32
-    pl = pytest.importorskip("polars")
     got = Predictor(rtmdf_runs["mlp"]).predict_batch(pl.from_pandas(test))
     assert isinstance(got, pl.DataFrame) and got.columns == ["row_id", "responder_6"]
     np.testing.assert_array_equal(got["responder_6"].to_numpy(), out.responder_6.to_numpy())
@@ -142,3 +143,70 @@ def test_the_2021_calls_are_refused_for_a_2024_run(rtmdf_runs):
     p = Predictor(rtmdf_runs["mlp"])
     with pytest.raises(UserError, match=r"trained per instrument \(symbol_id\) on the 2024 layout; predict_row serves"):
         p.predict_row({})
+
+
+@pytest.mark.parametrize("name", ["mlp", "mlp-nolags"])
+def test_polars_frames_are_served_as_pandas_frames(name, rtmdf_runs, tiny_rtmdf_store):
+    """As Kaggle's 2024 gateway hands them over; a run trained with data.lags=false too (lags_df then unused)."""
+    by_pandas, by_polars = Predictor(rtmdf_runs[name]), Predictor(rtmdf_runs[name])
+    assert len(by_pandas.lag_features) == (9 if name == "mlp" else 0)
+    for test, lags in time_steps(tiny_rtmdf_store):
+        want = by_pandas.predict_batch(test, lags)
+        got = by_polars.predict_batch(pl.from_pandas(test), None if lags is None else pl.from_pandas(lags))
+        assert isinstance(got, pl.DataFrame)
+        np.testing.assert_array_equal(got["row_id"].to_numpy(), want.row_id.to_numpy())
+        np.testing.assert_array_equal(got["responder_6"].to_numpy(), want.responder_6.to_numpy())
+
+
+def test_bad_row_ids_and_lags_of_another_date_are_refused_and_change_nothing(rtmdf_runs, tiny_rtmdf_store):
+    steps = first_steps(tiny_rtmdf_store, 20)
+    k = next(i for i, (_, lags) in enumerate(steps) if lags is not None)  # date 1's first step, with its lags
+    p, fresh = Predictor(rtmdf_runs["mlp"]), Predictor(rtmdf_runs["mlp"])
+    for t, lags in steps[:k]:
+        p.predict_batch(t, lags)
+        fresh.predict_batch(t, lags)
+    test, lags = steps[k]
+    date = int(test.date_id.iloc[0])
+    n = len(test)
+    cases = [
+        (test.assign(row_id=test.row_id + 0.5), lags, "test_df, column 'row_id': dtype float64; expected integers (int8 ... int64) in every row"),
+        (test.assign(row_id=pd.array([None, *range(n - 1)], dtype="Int64")), lags, "test_df, column 'row_id': 1 null(s); expected"),
+        (pl.from_pandas(test).with_columns(pl.Series("row_id", [None, *range(n - 1)], pl.Int64)), pl.from_pandas(lags),
+         "test_df, column 'row_id': 1 null(s); expected"),
+        (test.assign(row_id=[f"r{i}" for i in range(n)]), lags, "test_df, column 'row_id': dtype "),
+        (test, lags.assign(date_id=date - 1),
+         f"lags_df: date_id {date - 1} handed with test_df's date_id {date}; expected the lags of date_id {date} (the previous "
+         f"date's responders, labelled with the date served)"),
+    ]
+    for bad_test, bad_lags, message in cases:
+        with pytest.raises(UserError) as e:
+            p.predict_batch(bad_test, bad_lags)
+        assert str(e.value).startswith(message), str(e.value)
+    pd.testing.assert_frame_equal(p.predict_batch(test, lags), fresh.predict_batch(test, lags))  # no state changed
+
+
+def test_symbols_out_of_range_and_features_beyond_the_limit_are_refused_and_change_nothing(rtmdf_runs, tiny_rtmdf_store):
+    steps = first_steps(tiny_rtmdf_store, 20)
+    k = next(i for i, (_, lags) in enumerate(steps) if lags is not None)
+    p, fresh = Predictor(rtmdf_runs["mlp"]), Predictor(rtmdf_runs["mlp"])
+    assert p.feature_limit == 1e6  # the store's, through preprocess.json
+    for t, lags in steps[:k]:
+        p.predict_batch(t, lags)
+        fresh.predict_batch(t, lags)
+    test, lags = steps[k]
+    far = test.copy()
+    far.loc[far.index[1], "feature_03"] = 3e38
+    row_id = int(test.row_id.iloc[1])
+    cases = [
+        (test.assign(symbol_id=test.symbol_id.where(test.row_id != row_id, -1)), lags,
+         f"test_df row_id {row_id}, column 'symbol_id': got -1; expected an integer from 0 to 1048575"),
+        (test, lags.assign(symbol_id=lags.symbol_id - 1),
+         f"lags_df row {int(np.argmax(lags.symbol_id.to_numpy() == 0))}, column 'symbol_id': got -1; expected an integer from 0 to 1048575"),
+        (far, lags, f"test_df row_id {row_id}, column 'feature_03': got 3e+38, beyond the feature limit ±1e+06 ("),
+        (pl.from_pandas(far), pl.from_pandas(lags), f"test_df row_id {row_id}, column 'feature_03': got 3e+38, beyond"),
+    ]
+    for bad_test, bad_lags, message in cases:
+        with pytest.raises(UserError) as e:
+            p.predict_batch(bad_test, bad_lags)
+        assert str(e.value).startswith(message), str(e.value)
+    pd.testing.assert_frame_equal(p.predict_batch(test, lags), fresh.predict_batch(test, lags))  # no state changed

@@ -1,6 +1,8 @@
 """jsmp.predict: row-by-row = batch actions, training's fill and windows online, the CLI, weights-only
 loading, both modes and predict_row checking rows alike, safe --out."""
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -15,6 +17,7 @@ from conftest import compose_cfg, run_cli
 from jsmp.batches.fill import fill_nan, fill_source
 from jsmp.batches.inputs import InputSpec, OnlineFill, fill_rows
 from jsmp.batches.windows import gather_windows
+from jsmp.checkpoint import sidecar
 from jsmp.data.synthetic import SynthSpec, write_csv
 from jsmp.errors import UserError
 from jsmp.predict import Predictor, main, read_all
@@ -186,6 +189,7 @@ def test_checkpoints_load_weights_only(runs, tmp_path):
     state = torch.load(ckpt, weights_only=True)  # what training writes loads weights-only
     marker = tmp_path / "code-ran"
     torch.save({**state, "extra": Payload(str(marker))}, ckpt)
+    sidecar(ckpt).write_text(f"{hashlib.sha256(ckpt.read_bytes()).hexdigest()}  {ckpt.name}\n")  # a matching checksum is no licence
     with pytest.raises(UserError, match="refused"):
         Predictor(run)
     assert not marker.exists()
@@ -203,6 +207,7 @@ def test_checkpoints_from_before_and_after_a_constructor_change_serve(runs, test
     state = torch.load(ckpt, weights_only=True)
     old = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0}  # before the optimizer became a config node
     torch.save({**state, "hyper_parameters": {**state["hyper_parameters"], **old, "future_knob": 3}}, ckpt)
+    sidecar(ckpt).unlink()  # such checkpoints predate the recorded checksums
     np.testing.assert_array_equal(Predictor(run).predict_batch(*_rows(test_csv)[1:]), expected)
     torch.save({**state, "hyper_parameters": {k: v for k, v in state["hyper_parameters"].items() if k != "n_features"}}, ckpt)
     with pytest.raises(UserError, match=r"^.*best-.*\.ckpt: its hyper_parameters do not build jsmp\.models\.mlp\.MLP \(missing a required argument: 'n_features'\)"):
@@ -292,6 +297,8 @@ BAD_ROWS = {
     "extra field": (lambda L, h: {7: L[7].rstrip("\n") + ",1\n"}, None, "too many fields: expected 133 (as in the header), got 134"),
     "Inf in a feature": (lambda L, h: {8: _set(L[8], h, feature_5="inf")}, "feature_5", "got inf (±Inf, or beyond float32 range)"),
     "Inf in weight": (lambda L, h: {8: _set(L[8], h, weight="-inf")}, "weight", "got -inf (±Inf, or beyond float32 range); expected a finite number"),
+    "feature beyond the limit": (lambda L, h: {8: _set(L[8], h, feature_5="3e38")}, "feature_5",
+                                 "got 3e+38, beyond the feature limit ±1e+06 (real features are O(1..100)"),
     "Inf in date": (lambda L, h: {8: _set(L[8], h, date="inf")}, "date", "got 'inf', expected an integer"),
     "text in date": (lambda L, h: {5: _set(L[5], h, date="abc")}, "date", "got 'abc', expected an integer"),
 }
@@ -345,7 +352,8 @@ def _row_error(p: Predictor, rows) -> str:
     return str(e.value)
 
 
-@pytest.mark.parametrize("case", ["duplicate ts_id", "decreasing ts_id", "date backwards", "Inf in a feature", "Inf in weight", "text in date"])
+@pytest.mark.parametrize("case", ["duplicate ts_id", "decreasing ts_id", "date backwards", "Inf in a feature", "Inf in weight", "text in date",
+                                  "feature beyond the limit"])
 def test_predict_row_rejects_what_batch_rejects_in_the_same_words(runs, test_csv, tmp_path, case):
     p = Predictor(runs["mlp"])
     bad, where = _bad_csv(test_csv, tmp_path, case)
@@ -415,3 +423,23 @@ def test_out_is_replaced_only_when_a_submission(runs, test_csv, tiny_store, tmp_
     assert main(["--run", str(runs["mlp"]), "--data", str(test_csv), "--out", str(out)]) == 0
     assert pd.read_csv(out)["ts_id"].tolist() == pd.read_csv(test_csv)["ts_id"].tolist()
     assert sorted(os.listdir(tmp_path)) == ["folder", "notes.csv", "sub.csv"]  # the stale temp removed
+
+
+def test_the_feature_limit_comes_from_the_run_and_predict_batch_applies_it(runs, test_csv, tmp_path):
+    df, date, x = _rows(test_csv)
+    p = Predictor(runs["mlp"])
+    assert p.feature_limit == 1e6  # the store's, through preprocess.json
+    x[4, 7] = -2e6
+    with pytest.raises(UserError, match=r"^row 5, column 'feature_7': got -2e\+06, beyond the feature limit ±1e\+06 \("):
+        p.predict_batch(date, x)
+    run = tmp_path / "run"
+    shutil.copytree(runs["mlp"], run)
+    prep = json.loads((run / "preprocess.json").read_text())
+    del prep["feature_limit"]  # a run trained before the limit: the default
+    (run / "preprocess.json").write_text(json.dumps(prep))
+    assert Predictor(run).feature_limit == 1e6
+    (run / "preprocess.json").write_text(json.dumps({**prep, "feature_limit": 1e7}))  # a store ingested with --feature-limit 1e7
+    assert Predictor(run).predict_batch(date, x).shape == (len(x),)
+    (run / "preprocess.json").write_text(json.dumps({**prep, "feature_limit": "1e7"}))
+    with pytest.raises(UserError, match=r"preprocess.json: not a valid preprocess.json: feature_limit must be a number > 0, got '1e7'"):
+        Predictor(run)

@@ -111,6 +111,119 @@ def test_row_id_and_is_scored_columns_are_used(synth, tmp_path):
     assert done.scored == s.sum() and done.r2 == pytest.approx(r2_score(test.responder_6[s], sub.responder_6[s], test.weight[s]), abs=1e-12)
 
 
+def write(df: pd.DataFrame, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
+    return path
+
+
+def labelled(train: pd.DataFrame, **columns) -> pd.DataFrame:
+    """The train rows with row_id (100, 101, ...) and is_scored (True) columns, `columns` replacing them."""
+    return train.assign(**{"row_id": np.arange(len(train), dtype=np.int64) + 100, "is_scored": True, **columns})
+
+
+def two_parts(root, a: pd.DataFrame, b: pd.DataFrame):
+    write(a, root / "part-0.parquet")
+    write(b, root / "part-1.parquet")
+    return root
+
+
+def test_row_ids_in_any_order_and_integer_type_are_used(synth, tmp_path):
+    _, train = synth
+    ids = (np.arange(len(train))[::-1] * 7).astype(np.uint32)  # decreasing, unique
+    test = labelled(train, row_id=ids, is_scored=train.symbol_id != 1)
+    half = len(test) // 2
+    echo, out = Echo(), tmp_path / "submission.csv"
+    replay(echo, read_days(two_parts(tmp_path / "test", test[:half], test[half:]), FEATURES), out, FEATURES)
+    assert list(read_submission(out).row_id) == ids.tolist()
+    assert list(pd.concat([df.is_scored for df, _ in echo.calls])) == list(test.is_scored)
+
+
+def bad_row_columns(train: pd.DataFrame, root):
+    """(source, the one-line error) per kind of bad row_id / is_scored column."""
+    t, n, half = labelled(train), len(train), len(train) // 2
+    a, b = root / "a" / "part-0.parquet", root / "a" / "part-1.parquet"
+    yield two_parts(root / "a", t[:half], t[half:].drop(columns="row_id")), (
+        f"{b}: no 'row_id' column, but {a} has one; expected row_id in every part file or in none")
+    a, b = root / "b" / "part-0.parquet", root / "b" / "part-1.parquet"
+    yield two_parts(root / "b", t[:half].drop(columns="is_scored"), t[half:]), (
+        f"{a}: no 'is_scored' column, but {b} has one; expected is_scored in every part file or in none")
+    f = write(t.assign(row_id=pd.array([*range(n - 1), None], dtype="Int64")), root / "null.parquet")
+    yield f, f"{f} row {n}, column 'row_id': empty (null); expected integers (int8 ... int64) in every row"
+    ids = t.row_id.to_numpy().copy()
+    ids[half + 2] = ids[1]  # part-1's row 3 repeats part-0's row 2
+    a, b = root / "c" / "part-0.parquet", root / "c" / "part-1.parquet"
+    yield two_parts(root / "c", t[:half], t[half:].assign(row_id=ids[half:])), (
+        f"{b} row 3, column 'row_id': {ids[1]} appears again (first at {a} row 2); expected a unique row_id in every row of the source")
+    f = write(t.assign(row_id=t.row_id + 0.5), root / "float.parquet")
+    yield f, f"{f}, column 'row_id': has type double; expected integers (int8 ... int64)"
+    f = write(t.assign(row_id=[f"r{i}" for i in range(n)]), root / "string.parquet")
+    yield f, f"{f}, column 'row_id': has type {pq.read_schema(f).field('row_id').type}; expected integers (int8 ... int64)"
+    f = write(t.assign(row_id=np.arange(n, dtype=np.uint64) + np.uint64(2**63 - 10)), root / "big.parquet")
+    yield f, f"{f} row 11, column 'row_id': {2**63} is beyond int64 range; expected integers (int8 ... int64)"
+    f = write(t.assign(is_scored=np.where(train.symbol_id == 2, "False", "True")), root / "scored.parquet")
+    yield f, f"{f}, column 'is_scored': has type {pq.read_schema(f).field('is_scored').type}; expected booleans (true/false)"
+    f = write(t.assign(is_scored=pd.array([True, None, *[False] * (n - 2)], dtype="boolean")), root / "scored-null.parquet")
+    yield f, f"{f} row 2, column 'is_scored': empty (null); expected booleans (true/false) in every row"
+
+
+def test_bad_row_id_or_is_scored_columns_are_refused_before_any_row_is_served(synth, tmp_path):
+    messages = []
+    for source, message in bad_row_columns(synth[1], tmp_path):
+        messages.append(message)
+        with pytest.raises(UserError) as e:
+            read_days(source, FEATURES)  # (the CLI builds the Predictor after this)
+        assert str(e.value) == message
+    assert "has type string" in messages[5] or "has type large_string" in messages[5]  # (pandas >= 3 writes large_string)
+
+
+def test_hidden_files_and_spark_leftovers_in_the_source_are_left_out(synth, tmp_path):
+    import shutil
+
+    d, _ = synth
+    src = shutil.copytree(d / "train.parquet", tmp_path / "test")
+    (src / "_temporary" / "0").mkdir(parents=True)
+    shutil.copy(next(src.glob("*/*.parquet")), src / "_temporary" / "0" / "part-0.parquet")  # would repeat rows
+    (src / "partition_id=0" / ".part-1.parquet").write_bytes(b"PAR1 half-written")
+    (src / "_SUCCESS").write_bytes(b"")
+    replay(Echo(), read_days(d / "train.parquet", FEATURES), tmp_path / "a.csv", FEATURES)
+    replay(Echo(), read_days(src, FEATURES), tmp_path / "b.csv", FEATURES)
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def lags_of(train: pd.DataFrame, shift: int) -> pd.DataFrame:
+    """A lags file's rows: each date's responders, labelled date_id + `shift` (1: right; 0: the leak)."""
+    r = [f"responder_{k}" for k in range(9)]
+    lags = train[["date_id", "time_id", "symbol_id", *r]].rename(columns={c: f"{c}_lag_1" for c in r})
+    return lags.assign(date_id=lags.date_id + shift)
+
+
+def test_lags_that_are_not_the_previous_dates_responders_are_refused(synth, tmp_path):
+    _, train = synth
+    source = synth[0] / "train.parquet"
+    rule = "lags holding a date's own responders would leak its answers"
+    leak = write(lags_of(train, 0), tmp_path / "leak.parquet")
+    with pytest.raises(UserError) as e:
+        replay(Echo(), read_days(source, FEATURES), tmp_path / "submission.csv", FEATURES, LagsFile(leak))
+    both = train[train.date_id == 1].merge(train[train.date_id == 0], on=["time_id", "symbol_id"], suffixes=("", "_0"))
+    first = both.sort_values(["time_id", "symbol_id"]).iloc[0]  # the first row in key order: its date-1 value differs
+    assert first.responder_0 != first.responder_0_0
+    assert str(e.value) == (
+        f"--lags {leak}: date_id 1, column 'responder_0_lag_1': {np.float32(first.responder_0)!s} at (time_id, symbol_id) = "
+        f"({first.time_id:.0f}, {first.symbol_id:.0f}), but --data's responder_0 there on date_id 0 is {np.float32(first.responder_0_0)!s}; "
+        f"expected the responders of the date before (date_id 0 of --data), labelled date_id 1; {rule}")
+    right = lags_of(train, 1)
+    for name, lags, what in [
+        ("value", right.assign(responder_6_lag_1=np.where(np.arange(len(right)) == 50, 1.5, right.responder_6_lag_1)), None),
+        ("row", right.drop(index=right.index[right.date_id == 2][3]), "is missing"),
+    ]:
+        f = write(lags, tmp_path / f"{name}.parquet")
+        with pytest.raises(UserError) as e:
+            replay(Echo(), read_days(source, FEATURES), tmp_path / "submission.csv", FEATURES, LagsFile(f))
+        assert str(e.value).startswith(f"--lags {f}: date_id {lags.date_id.iloc[50] if what is None else 2}") and rule in str(e.value)
+    assert list(tmp_path.glob("submission*")) == [] and list(tmp_path.glob(".submission*")) == []
+
+
 def test_no_partial_submission_on_an_error(synth, tmp_path):
     d, _ = synth
     out = tmp_path / "submission.csv"
@@ -226,6 +339,27 @@ def test_bad_options_are_one_line_and_exit_2(rtmdf_run, synth, tmp_path, capsys)
     assert not out.exists()
 
 
+def test_cli_refuses_a_string_row_id_and_an_out_inside_the_lags(rtmdf_run, synth, tmp_path, capsys):
+    d, train = synth
+    out = tmp_path / "submission.csv"
+    bad = write(labelled(train, row_id=[f"r{i}" for i in range(len(train))]), tmp_path / "test.parquet")
+    assert refused(capsys, "--run", rtmdf_run, "--data", bad, "--out", out) == (
+        f"error: {bad}, column 'row_id': has type {pq.read_schema(bad).field('row_id').type}; expected integers (int8 ... int64)")
+    lags = tmp_path / "lags"  # a hive directory, date_id=K/part-0.parquet
+    for date, g in pd.read_parquet(d / "lags.parquet").groupby("date_id"):
+        write(g.drop(columns="date_id"), lags / f"date_id={date}" / "part-0.parquet")
+    files = sorted(lags.rglob("*"))
+    inside = lags / "date_id=1" / "submission.parquet"
+    assert refused(capsys, "--run", rtmdf_run, "--data", d / "train.parquet", "--lags", lags, "--out", inside) == (
+        f"error: --out {inside}: is inside the input directory {lags}; writing there would change it. Choose another --out")
+    assert refused(capsys, "--run", rtmdf_run, "--data", d / "train.parquet", "--lags", d / "lags.parquet", "--out",
+                   d / "lags.parquet") == (
+        f"error: --out {d / 'lags.parquet'}: is the input {d / 'lags.parquet'}; writing there would destroy it. Choose another --out")
+    assert sorted(lags.rglob("*")) == files and not out.exists()
+    assert main(["--run", str(rtmdf_run), "--data", str(d / "train.parquet"), "--lags", str(lags), "--out", str(out)]) == 0
+    assert len(read_submission(out)) == len(train)
+
+
 def test_online_learning_on_a_2021_run_is_refused(tmp_path, capsys):
     from jsmp.batches.inputs import InputSpec
 
@@ -235,3 +369,21 @@ def test_online_learning_on_a_2021_run_is_refused(tmp_path, capsys):
     InputSpec(["feature_0"], "mean", [0.0]).save(run / "preprocess.json")
     assert refused(capsys, "--run", run, "--data", tmp_path / "test.csv", "--online-learning") == (
         f"error: --online-learning: {run} was trained on the 2021 layout (one global row order); --online-learning is for 2024-layout runs")
+
+
+def test_the_replay_reads_the_source_within_the_runs_feature_limit(rtmdf_run, synth, tmp_path, capsys):
+    import json
+    import shutil
+
+    train = synth[1].copy()
+    train.loc[7, "feature_03"] = 2e6  # beyond the default limit, within a run's 1e7
+    src, out = write(labelled(train), tmp_path / "test.parquet"), tmp_path / "submission.csv"
+    assert refused(capsys, "--run", rtmdf_run, "--data", src, "--out", out).startswith(
+        f"error: {src} row 8, column 'feature_03': got 2e+06, beyond the feature limit ±1e+06 (")
+    assert not out.exists()
+    run = tmp_path / "run"  # a run trained on a store ingested with --feature-limit 1e7
+    shutil.copytree(rtmdf_run, run)
+    prep = json.loads((run / "preprocess.json").read_text())
+    (run / "preprocess.json").write_text(json.dumps({**prep, "feature_limit": 1e7}))
+    assert main(["--run", str(run), "--data", str(src), "--out", str(out)]) == 0
+    assert len(read_submission(out)) == len(train)

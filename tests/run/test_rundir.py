@@ -134,7 +134,7 @@ def test_truncated_checkpoint_is_one_line(run, tiny_store, tmp_path):
     last.write_bytes(last.read_bytes()[:3000])
     before = _tree(run)
     err = _one_error(_train(run, f"data.store={tiny_store}", *ARGS, "ckpt_path=last", root=tmp_path))
-    assert f"ckpt_path=last: {last} is not a readable checkpoint" in err and "truncated" in err
+    assert f"ckpt_path=last: {last}: checksum mismatch (recorded in last.ckpt.sha256)" in err  # (jsmp/checkpoint.py)
     assert _tree(run) == before
 
 
@@ -244,3 +244,11 @@ def test_preprocess_load_rejects_missing_keys_and_non_json(tmp_path):
             InputSpec.load(path)
     path.write_text(json.dumps(GOOD))
     assert InputSpec.load(path).fill_value == [0.5, 1.0]
+
+
+def test_resume_on_a_store_with_another_feature_limit_is_one_line(run, tiny_store, tmp_path):
+    prep = json.loads((run / "preprocess.json").read_text())
+    (run / "preprocess.json").write_text(recorded := json.dumps({**prep, "feature_limit": 1e7}))  # a store ingested with 1e7
+    err = _one_error(_train(run, f"data.store={tiny_store}", *ARGS, "ckpt_path=last", root=tmp_path))
+    assert "data does not match" in err and "feature_limit 1e+07, group None then; 1e+06, None now" in err, err
+    assert (run / "preprocess.json").read_text() == recorded

@@ -56,3 +56,11 @@ def test_the_toy_model_alone_on_the_jsmp_data_is_refused(tiny_store, tmp_path, t
     assert p.returncode == 2 and len(err) == 1, p.stderr[-3000:]
     assert err[0].startswith("error: model=sincos got n_days, n_features, n_targets, task: ") and "use experiment=sincos" in err[0]
     assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_a_window_longer_than_the_data_is_one_line_before_any_batch(tiny_store, tmp_path, train_cli):
+    p = train_cli("model=lstm", f"data.store={tiny_store}", "data.window.length=100000", "trainer.max_epochs=1")
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"error: data.window.length=100000 is longer than any series in store {tiny_store}: the longest (the whole store, "
+        "with data.window.cross_days=true) has 2456 rows, and the rest of every window would be padding; choose at most 2456"]
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -73,3 +73,77 @@ def test_unknown_group_option_is_hydras_message(tmp_path, train_cli):
     p = train_cli("model=nope")
     assert p.returncode != 0
     assert "Could not find 'model/nope'" in p.stderr and "Traceback" not in p.stderr
+
+
+DISK_FULL_HINT = "free space there, or choose another hydra.run.dir (hydra.sweep.dir for -m) or paths.log_dir"
+
+
+def _train_in_process(tmp_path, monkeypatch, capsys, *overrides) -> str:
+    """`train.py OVERRIDES` in this process, run dir tmp_path/run: the one stderr line of its exit 2."""
+    from jsmp.run.cli import train_main
+
+    monkeypatch.setenv("JSMP_ROOT", str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        train_main([f"hydra.run.dir={tmp_path}/run", "logger=none", "callbacks=none", "+trainer.enable_progress_bar=false",
+                    *overrides],
+                   root=tmp_path)
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_full_disk_during_training_is_one_line(tiny_store, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from jsmp.run import callbacks
+
+    def full(path, text):  # metrics.json's writes, as on a full disk: the write fails (naming no file)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(callbacks, "write_text_atomic", full)
+    line = _train_in_process(tmp_path, monkeypatch, capsys, f"data.store={tiny_store}", "trainer.max_epochs=1")
+    assert line == f"error: disk full writing the run dir {tmp_path}/run (No space left on device): {DISK_FULL_HINT}"
+
+
+def test_a_full_disk_while_hydra_writes_the_run_dir_is_one_line(tiny_store, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from hydra.core import utils
+
+    def full(cfg, filename, output_dir):
+        raise OSError(errno.ENOSPC, "No space left on device", str(output_dir / filename))
+
+    monkeypatch.setattr(utils, "_save_config", full)  # Hydra's writes of .hydra/*.yaml, before the job runs
+    line = _train_in_process(tmp_path, monkeypatch, capsys, f"data.store={tiny_store}")
+    assert line == f"error: disk full writing {tmp_path}/run/.hydra/config.yaml (No space left on device): {DISK_FULL_HINT}"
+
+
+def test_a_full_disk_is_reported_once_by_the_log_file_and_threads(capsys, monkeypatch):
+    import errno
+    import logging
+    import threading
+    import weakref
+
+    from jsmp.run.cli import LogFile, _quiet_disk_full_in_threads
+
+    handler = LogFile("/dev/full")  # every write: ENOSPC
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "a line", None, None)
+    handler.emit(record)
+    handler.emit(record)
+    logging.shutdown([weakref.ref(handler)])  # (as at exit: its last flush fails too, silently)
+    assert capsys.readouterr().err == "warning: disk full writing /dev/full: its later lines are lost\n"
+
+    def fail(err):
+        def run():
+            raise err
+        return run
+
+    reported = []  # what the hook in place before (Python's prints a traceback) is left to report
+    monkeypatch.setattr(threading, "excepthook", lambda args: reported.append(args.exc_value))
+    with _quiet_disk_full_in_threads():  # (TensorBoard's writer thread: its error is raised again in training)
+        for err in (OSError(errno.ENOSPC, "No space left on device"), ValueError("a bug")):
+            thread = threading.Thread(target=fail(err))
+            thread.start()
+            thread.join()
+    assert [str(e) for e in reported] == ["a bug"]

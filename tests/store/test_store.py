@@ -139,3 +139,17 @@ def test_compiled_gather_fill_is_the_nan_to_value_rule(tmp_path):
     expected = fill_nan(x[rows], value)
     assert not np.isnan(expected).any()
     np.testing.assert_array_equal(s.gather(rows, value).view(np.uint32), expected.view(np.uint32))
+
+
+def test_a_feature_limit_is_enforced_and_recorded(tmp_path):
+    """The synthetic generators write through it: their values are checked like ingested ones."""
+    x = np.array([[1.0, np.nan], [-5.0, 2.0], [3.0, -2e6]], np.float32)
+    side = {"date": np.array([0, 0, 1]), "weight": np.ones(3)}
+    with pytest.raises(ValueError, match=r"^feature_1 = -2000000.0 is beyond the feature limit ±1e\+06$"):
+        with StoreWriter(tmp_path / "s", ["feature_0", "feature_1"], {"date": "int32", "weight": "float32"}, {}, feature_limit=1e6) as w:
+            w.append(x, side)
+    assert not tmp_path.joinpath("s").exists() and not list(tmp_path.iterdir())
+    with StoreWriter(tmp_path / "s", ["feature_0", "feature_1"], {"date": "int32", "weight": "float32"}, {}, feature_limit=1e7) as w:
+        w.append(x, side)
+        w.close()
+    assert Store(tmp_path / "s").feature_limit == 1e7 and Store(_write(tmp_path / "t", side["date"], x)).feature_limit is None

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from conftest import ROOT, run_cli
 from jsmp.batches.fill import FFILL_DIR, NAN_ROWS, NAN_ROWS_META, ffill_store, nan_rows
 from jsmp.data.synthetic import SynthSpec, write_csv, write_store
 from jsmp.errors import UserError
-from jsmp.store.store import MANIFEST, Store, StoreWriter, damage_at
+from jsmp.store.store import MANIFEST, Store, StoreWriter, _days_problem, damage_at
 
 SPEC = SynthSpec(days=6, rows_per_day=40, seed=5)
 SYNTH = ["-m", "jsmp.data", "synth", "--days", "6", "--rows-per-day", "40", "--seed", "5"]
@@ -307,3 +308,78 @@ def test_temps_of_killed_cache_builds_are_removed(tmp_path):
     assert left == [f".{FFILL_DIR}.tmp-{live}-0badf00d"]  # a live writer's temp stays
     shutil.rmtree(path / left[0])
     assert sorted(p.name for p in path.iterdir() if p.name.startswith(".")) == []
+
+
+# -- a manifest that agrees with its own checksum but not with itself or the files ------------------
+def _rewrite(path, **changes):
+    """Change keys of the store's manifest and recompute its checksum (as a tamperer would)."""
+    from jsmp.store.store import write_manifest
+
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest.update({k: v(manifest) if callable(v) else v for k, v in changes.items()})
+    write_manifest(path, manifest)
+
+
+def _cli_error(argv, capsys) -> str:
+    from jsmp.data.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"n_rows": lambda m: str(m["n_rows"])}, 'manifest.json: n_rows must be an integer >= 1, got "'),
+    ({"days": "0..5"}, 'manifest.json: days must be a list of integers, got "0..5"'),
+    ({"shards": lambda m: [{**m["shards"][0], "start": None}]}, "manifest.json: shards must be a non-empty list of {file, start, stop"),
+    ({"source": "x"}, 'manifest.json: source must be an object, got "x"'),
+    ({"n_rows": lambda m: 2 * m["n_rows"]}, "manifest.json: day_offsets must run strictly increasing from 0 to n_rows"),
+    ({"day_offsets": lambda m: m["day_offsets"][:1] + m["day_offsets"][2:]}, "manifest.json: day_offsets must run strictly"),
+    ({"n_rows": lambda m: 2 * m["n_rows"], "day_offsets": lambda m: [*m["day_offsets"][:-1], 2 * m["n_rows"]],
+      "shards": lambda m: [{**m["shards"][0], "stop": 2 * m["n_rows"]}]},
+     "shard features-00000.npy has 99968 bytes, but the 384 rows manifest.json gives it take 199808 (manifest.json or the file was altered)"),
+])
+def test_a_manifest_inconsistent_with_itself_or_its_files_is_one_line(tmp_path, capsys, changes, message):
+    path = write_store(SPEC, tmp_path / "s", shard_rows=1000)
+    _rewrite(path, **changes)
+    hint = "(the store is damaged; rebuild it: python -m jsmp.data "
+    with pytest.raises(UserError) as e:
+        Store(path)
+    assert message in str(e.value) and hint in str(e.value), str(e.value)
+    for command in ("info", "verify"):
+        assert message in _cli_error([command, str(path)], capsys)
+    assert damage_at(path) is not None
+
+
+def test_day_offsets_that_do_not_match_the_dates_are_refused_where_checksums_are(tmp_path, capsys):
+    path = write_store(SPEC, tmp_path / "s")
+    offsets = Store(path).day_offsets.tolist()
+    _rewrite(path, day_offsets=[0, offsets[1] - 5, *offsets[2:]])
+    Store(path)  # opening checks sizes and counts only
+    message = (f"manifest.json: day_offsets[1] = {offsets[1] - 5} starts date 1, but row {offsets[1] - 5} of date.npy holds date 0 "
+               f"(the manifest was altered)")
+    with pytest.raises(UserError, match=re.escape(message)):
+        Store(path).verify()
+    assert message in _cli_error(["verify", str(path)], capsys)
+    # the first day's rows moved to the second: every date still starts at its offset, but the date changes elsewhere
+    assert _days_problem(path, {**Store(path).manifest, "day_offsets": offsets}) is None
+    swap = {**Store(path).manifest, "days": [0, 2, 1, 3, 4, 5]}
+    assert _days_problem(path, swap).startswith("manifest.json: day_offsets[1] =")
+
+
+def test_stores_without_a_feature_limit_have_their_values_checked_by_verify(tmp_path, capsys):
+    path = write_store(SPEC, tmp_path / "s")
+    assert Store(path).feature_limit == 1e6  # the generator checks its values against the default limit
+    x = np.load(path / "features-00000.npy")
+    x[7, 3] = 3e38
+    np.save(path / "features-00000.npy", x)
+    manifest = json.loads((path / MANIFEST).read_text())
+    del manifest["feature_limit"], manifest["manifest_crc32"], manifest["shards"][0]["crc32"]
+    (path / MANIFEST).write_text(json.dumps(manifest))  # a store from before the limit (and the checksums)
+    store = Store(path)
+    assert store.feature_limit is None
+    with pytest.raises(UserError, match=r"row 7, feature feature_3: 3e\+38 is beyond the feature limit ±1e\+06 \(this store was "
+                                        r"written before ingest checked it\); re-ingest it: python -m jsmp.data synth"):
+        store.verify()

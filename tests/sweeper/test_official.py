@@ -21,6 +21,7 @@ from hydra_plugins.jsmp_optuna_sweeper.space import override_text, parse_space
 SPHERE = Path(__file__).parent / "sphere_app" / "sphere.py"
 
 # lightning-hydra-template's search file shape, with jsmp's keys; its sweeper keys are the official plugin's
+# (its lr interval narrowed from (0.0001, 0.1) to rates that never diverge: the sweep allows no failed trial)
 LHT_SEARCH = """\
 # @package _global_
 defaults:
@@ -42,7 +43,7 @@ hydra:
       seed: 1234
       n_startup_trials: 10
     params:
-      model.optimizer.lr: interval(0.0001, 0.1)
+      model.optimizer.lr: interval(0.0001, 0.002)
       data.batch_size: choice(256, 512)
       model.hidden: choice([64,32],[128,64])
 """
@@ -91,6 +92,7 @@ def test_importing_the_plugins_as_hydra_does_loads_no_optuna():
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     assert p.stdout.strip() == str([
         "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
+        "hydra_plugins.jsmp_optuna_sweeper.basic.BasicSweeper",  # (`-m`'s: jsmp_basic)
         "hydra_plugins.jsmp_optuna_sweeper.sweeper.OptunaSweeper",
     ]) + " []"
 

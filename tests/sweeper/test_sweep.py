@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -30,11 +31,18 @@ from hydra_plugins.jsmp_optuna_sweeper.space import parse_space
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
+# the MLP search's four params, narrowed to optimizers and learning rates that never diverge on the
+# tiny store: whatever the sampler draws, a trial completes (a diverged one would fail the sweep)
+STABLE_SPACE = ("model/optimizer=choice(adam, sgd)", "model.optimizer.lr=tag(log, interval(1e-4, 2e-3))")
+# a point of that space: trial params a test plants in a study itself
+STABLE_PARAMS = {"model.hidden.0": 110, "model.hidden.1": 20, "model/optimizer": "adam", "model.optimizer.lr": 1e-3}
+
+
 def tune_args(store, tmp_path, n_trials=3, *extra):
     """A tiny MLP search: 2 epochs on the tiny store, no logger, sweep dir under tmp_path."""
     return ["tune.py", "model=mlp", f"data.store={store}", "data.batch_size=256", "data.split.gap_days=1",
             "trainer.max_epochs=2", "logger=none", "callbacks=none", "+trainer.enable_progress_bar=false",
-            f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={tmp_path}/sweep", *extra]
+            *STABLE_SPACE, f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={tmp_path}/sweep", *extra]
 
 
 def tune(store, tmp_path, n_trials=3, *extra):
@@ -325,20 +333,22 @@ def test_a_trial_whose_worker_died_is_retried_and_its_run_dir_marked_killed(tiny
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     study = optuna.create_study(study_name="mlp", storage=f"sqlite:///{sweep / 'optuna.db'}", direction="maximize")
-    searched, *_ = parse_space([f"{k}={v}" for k, v in compose_cfg(["hparams_search=mlp"]).hydra.sweeper.params.items()])
+    params = [f"{k}={v}" for k, v in compose_cfg(["hparams_search=mlp"]).hydra.sweeper.params.items()]
+    searched, *_ = parse_space([*params, *tune_args("S", tmp_path)[1:]], n_from_params=len(params))  # the sweep's space
+    study.enqueue_trial(STABLE_PARAMS)  # its params fixed: the retry must not depend on a sampler's draw
     trial = study.ask(searched)
-    gone = subprocess.Popen(["true"])
-    gone.wait()
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}")
+    # a pid no process can have (pids stay below pid_max): a pid that was alive would be reused under load
+    gone = int(Path("/proc/sys/kernel/pid_max").read_text())
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{gone}")
     (sweep / "trial-0").mkdir()
-    (sweep / "trial-0" / "metrics.json").write_text(json.dumps({"status": "running", "epoch": 1, "pid": gone.pid}))
+    (sweep / "trial-0" / "metrics.json").write_text(json.dumps({"status": "running", "epoch": 1, "pid": gone}))
 
     p = tune(tiny_store, tmp_path, 1)
     assert p.returncode == 0, p.stderr[-3000:]
     after = trials(tmp_path)
     assert after[0].state == TrialState.FAIL
     (retry,) = _counted(after)
-    assert retry.state == TrialState.COMPLETE and retry.params == after[0].params
-    assert json.loads((sweep / "trial-0" / "metrics.json").read_text()) == {"status": "killed", "epoch": 1, "pid": gone.pid}
+    assert retry.state == TrialState.COMPLETE and retry.params == after[0].params == STABLE_PARAMS
+    assert json.loads((sweep / "trial-0" / "metrics.json").read_text()) == {"status": "killed", "epoch": 1, "pid": gone}
     assert json.loads((sweep / f"trial-{retry.number}" / "metrics.json").read_text())["status"] == "completed"
     assert [p.name for p in (sweep / "trial-0").iterdir()] == ["metrics.json"]  # no temp left behind

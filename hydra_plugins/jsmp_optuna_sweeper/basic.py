@@ -1,0 +1,77 @@
+"""`hydra/sweeper: jsmp_basic`, jsmp's default sweeper for `-m` (conf/hydra/default.yaml): Hydra's
+basic sweeper (every combination of the sweep overrides, run in batches of `max_batch_size`, all
+at once by default), except how failed jobs end the multirun.
+
+Hydra's re-raises the first failed job's exception after its batch: a traceback and exit 1,
+whatever the job's launcher (basic, submitit). This one writes each failed job's traceback to the
+job's log and ends the multirun after that batch with one line and exit 2:
+
+    error: 1 of 4 jobs failed. Job 2 failed: UserError: model.optimizer.lr must be > 0, got -1 (run dir D, log L)
+
+A launcher that raises instead of returning its jobs' results (a submitit job that died: killed,
+out of memory) ends it the same way, naming the jobs and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper as HydraBasicSweeper
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from . import errors
+from .jobs import LOG, failure_line, job_files, log_traceback, where
+
+# (errors.SweepError is looked up when raised: Hydra's plugin scan executes errors.py again after
+# this module is imported, and exit_on_sweep_error catches the class errors.py holds then)
+
+
+class BasicSweeper(HydraBasicSweeper):
+    """Hydra's BasicSweeper, its failed jobs reported in one line (SweepError, exit 2) after their batch."""
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        self.launcher = _StopAfterFailedBatch(self.launcher, self)
+
+    def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
+        return errors.exit_on_sweep_error(super().sweep)(arguments)
+
+    def n_jobs(self) -> int:
+        """The multirun's jobs, every batch's."""
+        return sum(len(batch) for batch in self.overrides or ())
+
+
+class _StopAfterFailedBatch:
+    """The sweeper's launcher; after a batch with failed jobs, a SweepError saying how many and
+    why the first failed (Hydra's sweeper would re-raise that job's exception)."""
+
+    def __init__(self, launcher: Launcher, sweeper: BasicSweeper):
+        self.launcher, self.sweeper = launcher, sweeper
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        total, last = self.sweeper.n_jobs(), initial_job_idx + len(job_overrides) - 1
+        try:
+            rets = self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
+        except Exception as e:  # noqa: BLE001  (the jobs' results are lost with it: one line says why)
+            jobs = f"job {last}" if last == initial_job_idx else f"jobs {initial_job_idx}-{last}"
+            raise errors.SweepError(f"the launcher ({type(self.launcher).__name__}) failed running {jobs} of {total}: "
+                             f"{failure_line(e, str(self.sweeper.config.hydra.sweep.dir))}{_not_run(total, last)}") from None
+        failed = [(initial_job_idx + i, ret) for i, ret in enumerate(rets) if ret.status != JobStatus.COMPLETED]
+        for number, ret in failed:
+            if LOG in (files := job_files(ret)):
+                log_traceback(Path(files[LOG]), f"job {number}", ret._return_value)  # (.return_value re-raises)
+        if failed:
+            number, ret = failed[0]
+            raise errors.SweepError(f"{len(failed)} of {total} jobs failed. Job {number} failed: "
+                             f"{failure_line(ret._return_value)}{where(job_files(ret))}{_not_run(total, last)}")
+        return rets
+
+
+def _not_run(total: int, last: int) -> str:
+    """`; the multirun stops before its other N jobs` when jobs after number `last` are left."""
+    left = total - last - 1
+    return f"; the multirun stops before its other {left} job{'s' * (left != 1)}" if left > 0 else ""
