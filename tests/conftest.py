@@ -43,6 +43,17 @@ def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
 
 
+def data_cli_error(argv: list[str], capsys) -> str:
+    """The one `error: ...` line `python -m jsmp.data ARGV` (in-process) prints, after checking it exits 2."""
+    from jsmp.data.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
 @pytest.fixture
 def train_cli(tmp_path):
     """`train_cli(*overrides, env=None, run="run")`: `python train.py OVERRIDES` as a user runs it,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import data_cli_error
 from jsmp.batches.lags import LAGS_DIR, lag_names, lag_store
 from jsmp.errors import UserError
 from jsmp.store.store import Store, StoreWriter
@@ -111,16 +112,6 @@ def test_a_store_without_instruments_has_no_lags(tiny_store):
         lag_store(Store(tiny_store))
 
 
-def _cli_error(argv, capsys) -> str:
-    from jsmp.data.__main__ import main
-
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
-    return err
-
-
 def test_a_store_with_symbols_outside_the_ingest_range_has_no_lags(tmp_path):
     """Stores ingested before symbol_id was checked may hold negative ids, on which the cache's keys collided."""
     df = frame()
@@ -177,7 +168,7 @@ def test_a_full_disk_while_caching_the_lags_is_one_line_and_leaves_no_temp(tmp_p
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(store_module, "_save_rows", full)
-    err = _cli_error(["verify", str(store.path), "--rebuild-caches"], capsys)
+    err = data_cli_error(["verify", str(store.path), "--rebuild-caches"], capsys)
     assert re.fullmatch(rf"error: store {re.escape(str(store.path))}: disk full while writing the lag features cache lags-1/ "
                         rf"\(needs 0\.0 MB, [\d.]+ [MG]B free in {re.escape(str(store.path))}\); free some space there and run again", err), err
     assert sorted(p.name for p in store.path.iterdir() if p.name.startswith(".")) == []

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, data_cli_error, run_cli
 from jsmp.batches.fill import FFILL_DIR, NAN_ROWS, NAN_ROWS_META, ffill_store, nan_rows
 from jsmp.data.synthetic import SynthSpec, write_csv, write_store
 from jsmp.errors import UserError
@@ -320,16 +320,6 @@ def _rewrite(path, **changes):
     write_manifest(path, manifest)
 
 
-def _cli_error(argv, capsys) -> str:
-    from jsmp.data.__main__ import main
-
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
-    return err
-
-
 @pytest.mark.parametrize("changes, message", [
     ({"n_rows": lambda m: str(m["n_rows"])}, 'manifest.json: n_rows must be an integer >= 1, got "'),
     ({"days": "0..5"}, 'manifest.json: days must be a list of integers, got "0..5"'),
@@ -349,7 +339,7 @@ def test_a_manifest_inconsistent_with_itself_or_its_files_is_one_line(tmp_path, 
         Store(path)
     assert message in str(e.value) and hint in str(e.value), str(e.value)
     for command in ("info", "verify"):
-        assert message in _cli_error([command, str(path)], capsys)
+        assert message in data_cli_error([command, str(path)], capsys)
     assert damage_at(path) is not None
 
 
@@ -362,7 +352,7 @@ def test_day_offsets_that_do_not_match_the_dates_are_refused_where_checksums_are
                f"(the manifest was altered)")
     with pytest.raises(UserError, match=re.escape(message)):
         Store(path).verify()
-    assert message in _cli_error(["verify", str(path)], capsys)
+    assert message in data_cli_error(["verify", str(path)], capsys)
     # the first day's rows moved to the second: every date still starts at its offset, but the date changes elsewhere
     assert _days_problem(path, {**Store(path).manifest, "day_offsets": offsets}) is None
     swap = {**Store(path).manifest, "days": [0, 2, 1, 3, 4, 5]}
