@@ -14,6 +14,7 @@ these, so the guarantees in docs/safety.md hold everywhere:
   `locked(dst)` so two writers of one destination take turns, and never over a non-own path.
 - `preallocate(f, size)` before memory-mapping a file for writing, and `disk_full_error(e, ...)`:
   a full disk is then one line saying so, never a SIGBUS.
+- `read_json(path)`: reading such a file back (a run's metrics.json) by whichever stage needs it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -84,6 +86,16 @@ def write_text_atomic(dst: str | os.PathLike, text: str) -> Path:
     with atomic_path(dst) as tmp:
         tmp.write_text(text)
     return Path(dst)
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """A JSON file's object (a run's metrics.json); None if there is none, it cannot be read or
+    it is not a JSON object."""
+    try:
+        out = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
 
 
 @contextlib.contextmanager

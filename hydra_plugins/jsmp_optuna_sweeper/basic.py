@@ -10,6 +10,13 @@ job's log and ends the multirun after that batch with one line and exit 2:
 
 A launcher that raises instead of returning its jobs' results (a submitit job that died: killed,
 out of memory) ends it the same way, naming the jobs and why.
+
+The class is also the package's public entry point for a command line that runs Hydra (jsmp's
+`train|tune`, jsmp/run/cli.py): such a program finds it as Hydra does, through Hydra's registries
+(the `_target_` of `hydra/sweeper: jsmp_basic` in the ConfigStore, looked up among the plugins
+Hydra's scan found), never by importing this package, and calls `check_command_line(argv,
+sweeping)` before Hydra runs and `disk_full(err, run_dir)` / `DISK_FULL` to word a full disk as
+a failed job is worded here.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from . import errors
-from .jobs import LOG, failure_line, job_files, log_traceback, where
+from .jobs import DISK_FULL, LOG, disk_full, failure_line, job_files, log_traceback, where
+from .space import check_overrides
 
 # (errors.SweepError is looked up when raised: Hydra's plugin scan executes errors.py again after
 # this module is imported, and exit_on_sweep_error catches the class errors.py holds then)
@@ -32,6 +40,14 @@ from .jobs import LOG, failure_line, job_files, log_traceback, where
 
 class BasicSweeper(HydraBasicSweeper):
     """Hydra's BasicSweeper, its failed jobs reported in one line (SweepError, exit 2) after their batch."""
+
+    # the entry point for a program running Hydra (see the module's docstring)
+    check_command_line = staticmethod(errors.exit_on_sweep_error(check_overrides))
+    """(argv, sweeping=True) -> None: check_overrides (space.py); a mistake prints one `error:` line and exits 2."""
+    disk_full = staticmethod(disk_full)
+    """(err, run_dir=None) -> the `disk full writing ...` line of a failed job (jobs.py), or None."""
+    DISK_FULL = DISK_FULL
+    """The errnos of a full disk (ENOSPC, EDQUOT)."""
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)

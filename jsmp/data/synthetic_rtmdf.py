@@ -1,5 +1,5 @@
 """Deterministic synthetic data shaped like the 2024 Jane Street "Real-Time Market Data Forecasting"
-`train.parquet` (docs/rtmdf-data.md states the model and its numbers).
+`train.parquet` (docs/rtmdf-data.md states the model; its R² ceilings: docs/results.md).
 
 What it mimics: the column names and dtypes; instruments (`symbol_id`) side by side, one row per active
 instrument per (`date_id`, `time_id`), rows in (date_id, time_id, symbol_id) order; instruments present

@@ -9,7 +9,9 @@ which no fold trained on), so a single run's utility equals its logged val/utili
 checkpoint's epoch. `--data` scores every row of another store or labelled train.csv/Parquet file;
 `--fold K` takes CV fold K's validation days instead. Prints utility, AUC, accuracy, the oracle's
 utility, rows and days; writes eval.json, daily_pnl.csv and cumulative_pnl.png into a new dir
-(default `<first run>/eval-<n>`). See docs/evaluation.md.
+(default `<first run>/eval-<n>`). A 2024-layout run (one at a time, its own validation days) is
+scored by the R² of its first target instead, into eval.json, daily_r2.csv and daily_r2.png
+(jsmp.evaluate.grouped). See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -20,21 +22,24 @@ from pathlib import Path
 
 from jsmp import checkpoint
 from jsmp.errors import UserError, exit_on_user_error
+from jsmp.evaluate import grouped
 from jsmp.evaluate.report import claim_out, daily_table, plot, write_report
 from jsmp.evaluate.rows import choose_rows
 from jsmp.evaluate.scoring import score
+from jsmp.files import read_json
 from jsmp.metrics import daily_pnl
+from jsmp.predict.grouped import GroupedMember
 from jsmp.predict.model import find_checkpoint
 from jsmp.predict.predictor import Member, Predictor, actions, mean_proba
-from jsmp.run.callbacks import read_metrics
 
 
-def logged_utility(member: Member) -> tuple[float, int, str] | None:
-    """(val/utility, epoch, key) that `member`'s run logged in metrics.json for its checkpoint's epoch, if any."""
+def logged_score(member: Member | GroupedMember, key: str = "best/val/utility") -> tuple[float, int, str] | None:
+    """(value, epoch, key) that `member`'s run logged in metrics.json under `key` (best/val/utility; best/val/r2
+    for a 2024-layout run) for its checkpoint's epoch, if any."""
     epoch = checkpoint.load(member.checkpoint).get("epoch")
-    m = read_metrics(member.run_dir / "metrics.json") or {}
-    if epoch is not None and m.get("best_epoch") == epoch and "best/val/utility" in m:
-        return m["best/val/utility"], epoch, "best/val/utility"
+    m = read_json(member.run_dir / "metrics.json") or {}
+    if epoch is not None and m.get("best_epoch") == epoch and key in m:
+        return m[key], epoch, key
     return None
 
 
@@ -54,13 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args(argv)
     predictor = Predictor(args.run, threads=args.threads)
-    if predictor.grouped:
-        raise UserError(f"{args.run[0]}: trained per instrument ({predictor.members[0].prep.group}) on the 2024 layout; "
-                        f"jsmp.evaluate scores 2021-layout trade models: replay it with python -m jsmp.predict --run RUN "
-                        f"--data TEST, and read its validation figures in metrics.json")
     members = predictor.members
     first = Path(args.run[0])
     run_dir = first if first.is_dir() else find_checkpoint(first)[0]
+    if predictor.grouped:  # a 2024-layout run: R² on its validation days
+        return grouped.evaluate(args, members, run_dir, logged_score)
     out = claim_out(args.out, run_dir, [Path(args.data)] if args.data else [])
     rows, notes = choose_rows(members, predictor.features, args.data, args.fold, lookback(predictor))
     if len(rows.weight) == 0:
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     # members by their index (run dir names of a multirun hold its overrides, commas included)
     member_pnl = {str(k): daily_pnl(date, rows.weight, rows.resp, actions(q))[1] for k, q in enumerate(probas)} if ensemble else {}
     member_scores = [score(date, rows.weight, rows.resp, q) for q in probas] if ensemble else []
-    logged = logged_utility(members[0]) if not ensemble and args.data is None and args.fold is None else None
+    logged = logged_score(members[0]) if not ensemble and args.data is None and args.fold is None else None
 
     print(f"scored {predictor.describe()}")
     print(f"on {rows.what}: {s.rows:,} rows, {s.days} days")

@@ -1,7 +1,7 @@
 """What `python -m jsmp.evaluate` writes: a new output dir (never an existing one's files) holding
 eval.json (the summary), daily_pnl.csv (per-date P&L) and cumulative_pnl.png (the cumulative P&L of
 the model with, for an ensemble, each member dashed, and of the model against the oracle), appearing
-whole or not at all."""
+whole or not at all. For a 2024-layout run: eval.json, daily_r2.csv and daily_r2.png (the R² per date)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from jsmp.errors import UserError
+from jsmp.evaluate.scoring import DailyR2
 from jsmp.files import atomic_path, claim_destination, replace_dir
 
 JSON, CSV, PNG = "eval.json", "daily_pnl.csv", "cumulative_pnl.png"
+R2_CSV, R2_PNG = "daily_r2.csv", "daily_r2.png"  # a 2024-layout run's
 
 
 def claim_out(out: str | None, run_dir: Path, inputs: list[Path]) -> Path:
@@ -63,10 +65,36 @@ def plot(path: Path, dates: np.ndarray, pnl: np.ndarray, oracle: np.ndarray, mem
     fig.savefig(path, dpi=100)
 
 
-def write_report(out: Path, summary: dict, csv: str, draw) -> None:
-    """Write eval.json, daily_pnl.csv and (by `draw(path)`) the PNG into a temp dir that becomes `out` whole."""
+def r2_table(d: DailyR2) -> str:
+    """daily_r2.csv: date, r2 (that date's weighted zero-mean R²), rows, weight (Σ w of its rows)."""
+    lines = ["date,r2,rows,weight"]
+    lines += [f"{int(t)},{float(r)!r},{int(n)},{float(w)!r}" for t, r, n, w in zip(d.dates, d.daily, d.rows, d.weight)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_r2(path: Path, d: DailyR2, title: str) -> None:
+    """Each date's R² (bars, negative ones red) with the R² over all dates (a black line)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.bar(d.dates, d.daily, width=0.8, color=np.where(d.daily < 0, "tab:red", "tab:blue"), label="R² of the date")
+    ax.axhline(d.r2, color="black", linewidth=1.5, label=f"R² over all dates ({d.r2:.4f})")
+    ax.axhline(0, color="0.8", linewidth=0.8)
+    ax.set_xlabel("date")
+    ax.set_ylabel("weighted zero-mean R²")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize="small")
+    fig.savefig(path, dpi=100)
+
+
+def write_report(out: Path, summary: dict, csv: str, draw, names: tuple[str, str] = (CSV, PNG)) -> None:
+    """Write eval.json, the CSV `csv` and (by `draw(path)`) the PNG, named `names` (default daily_pnl.csv,
+    cumulative_pnl.png), into a temp dir that becomes `out` whole."""
     with atomic_path(out, replace=lambda tmp, dst: replace_dir(tmp, dst, lambda p: False, "--out")) as tmp:
         tmp.mkdir()
         (tmp / JSON).write_text(json.dumps(summary, indent=1) + "\n")
-        (tmp / CSV).write_text(csv)
-        draw(tmp / PNG)
+        (tmp / names[0]).write_text(csv)
+        draw(tmp / names[1])

@@ -1,21 +1,28 @@
 """Which labelled rows `python -m jsmp.evaluate` scores: a source (the run's store, another store, or a
 labelled train.csv/Parquet read through jsmp.data.reader) and the days taken from it (all of them, the
-run's own validation days, or a CV fold's), with the rows before them that sequence models look back on."""
+run's own validation days, or a CV fold's), with the rows before them that sequence models look back on.
+A 2024-layout (grouped) run's validation rows are its training DataModule's validation batches
+(validation_batches)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from jsmp.batches.config import LoaderConfig, RowsConfig
+from jsmp.batches.datamodule import JsmpDataModule, RowBatches
 from jsmp.batches.splits import Split, choose
+from jsmp.batches.windows import WindowSpec
 from jsmp.data.reader import Layout, Reader
+from jsmp.data.stores import config_store
 from jsmp.errors import UserError
+from jsmp.predict.grouped import GroupedMember
 from jsmp.predict.predictor import Member
-from jsmp.run.rundir import n_store_path
 from jsmp.store.store import Store, is_store
 
 LABELS = ["date", "weight", "resp"]  # the columns scoring needs beside the features
@@ -149,7 +156,7 @@ def trained_from(run_dir: Path) -> Path | None:
 
 def own_store(cfg: DictConfig, run_dir: Path) -> Path | None:
     """The store the run trained on (None: not a store run); a relative `data.store` taken from where it trained."""
-    store = n_store_path(cfg)
+    store = config_store(cfg)
     if store is not None and not store.is_absolute() and (cwd := trained_from(run_dir)) is not None:
         store = cwd / store
     return store
@@ -197,3 +204,38 @@ def choose_rows(members: list[Member], features: list[str], data: str | None, fo
     notes = [f"note: member {k} ({m.name}) trained on {len(t & set(index.tolist()))} of these days (in-sample for it)"
              for k, (m, t) in enumerate(zip(members, trained)) if t & set(index.tolist())]
     return take_days(src, index, lookback, f"{src.name}, {what} ({span(src.days, index)})"), notes
+
+
+def settings(schema: type, data: dict):
+    """The `schema` dataclass (RowsConfig, LoaderConfig) of a run's resolved `data` config: its keys, typed."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema),
+                                               {f.name: data[f.name] for f in fields(schema) if f.name in data}))
+
+
+def validation_batches(member: GroupedMember) -> tuple[JsmpDataModule, RowBatches, str]:
+    """(the set-up DataModule, its validation batches, where they come from) of a 2024-layout run: the
+    JsmpDataModule its config.yaml's `data` settings build over its own store, set up (checksums
+    verified) as training set it up, so the batches hold exactly the inputs, labels and weights its
+    val/r2 was computed on. A store that no longer gives the run's preprocess.json (other features,
+    fill values or window: changed since training) is refused in one line."""
+    where = member.run_dir / "config.yaml"
+    cfg = config(member.run_dir)
+    store = own_store(cfg, member.run_dir)
+    if store is None or not is_store(store):
+        raise UserError(f"{where}: its store {store} (data.store, or data.data_dir for the synthetic default) is not there; "
+                        f"a 2024-layout run is scored on its own validation rows, so its store must be where it trained")
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    dm = JsmpDataModule(store, settings(RowsConfig, data), settings(LoaderConfig, data), WindowSpec(**data["window"]),
+                        data.get("verify", True))
+    dm.connect(type(member.model))
+    quiet = logging.getLogger(dm.__module__)  # setup's warnings are about training (few batches an epoch)
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        dm.setup()
+    finally:
+        quiet.setLevel(level)
+    if dm.spec != member.prep:
+        raise UserError(f"store {store}: its rows no longer make the inputs this run was trained on (its features, fill "
+                        f"values or window differ from {member.run_dir / 'preprocess.json'}): the store changed since training")
+    return dm, dm.val_set, f"store {store}, validation days ({span(dm.store.days, dm.split.val)})"

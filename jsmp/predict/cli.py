@@ -12,7 +12,7 @@ anywhere stops either mode with the same one-line error and no output. `--batch`
 whole file (or a store directory) at once and gives the same actions. `--out` is replaced
 only when it is absent or a submission (first line `ts_id,action`), never the input.
 A run trained on the 2024 layout (preprocess.json `group`) is replayed per time_id instead
-(jsmp.predict.replay): `row_id,responder_6` lines, lags from `--lags` or the source's responders,
+(jsmp.predict.replay): `row_id,<its first target>` lines (`row_id,responder_6`), lags from `--lags` or the source's responders,
 `--online-learning` fine-tuning on each date's answers. See docs/inference.md.
 """
 
@@ -79,7 +79,7 @@ def grouped_spec(run: str) -> InputSpec | None:
 
 
 def replay_2024(args: argparse.Namespace, data: Path, spec: InputSpec) -> int:
-    """The replay path of a grouped (2024-layout) run: per time_id, into row_id,responder_6 lines."""
+    """The replay path of a grouped (2024-layout) run: per time_id, into row_id,<target> lines."""
     if args.batch:
         raise UserError(f"--batch: {args.run[0]} was trained on the 2024 layout, which is replayed per time_id; drop --batch")
     lags = Path(args.lags) if args.lags is not None else None
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="test CSV(.gz) or Parquet file in the example_test.csv layout (with --batch also a store dir); "
                         "for a 2024-layout run a test.parquet file or dir, or a grouped store")
     p.add_argument("--out", default="submission.csv",
-                   help="where to write ts_id,action (2024: row_id,responder_6): absent, or a submission to replace (default: %(default)s)")
+                   help="where to write ts_id,action (2024: row_id,responder_N, the run's first target): absent, or a submission "
+                        "to replace (default: %(default)s)")
     p.add_argument("--batch", action="store_true", help="score all rows at once (same actions as row by row)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s, the fastest for one row)")
     g = p.add_argument_group("2024-layout runs (replayed per time_id)")

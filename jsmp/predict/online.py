@@ -58,7 +58,7 @@ class OnlineConfig:
     minibatches and dropout, combined with each date (so a replay is reproducible bit for bit)."""
 
     steps: int = 10
-    lr: float = 5e-5  # on the synthetic data: 1.8x the frozen R² under drift, -1% without (docs/rtmdf.md)
+    lr: float = 5e-5  # on the synthetic data: 1.8x the frozen R² under drift, -1% without (docs/results.md)
     budget_s: float = 30.0
     max_rows: int = 20000
     batch_size: int = 1024

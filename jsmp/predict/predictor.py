@@ -16,7 +16,7 @@ and for a 2024 run, in the 2024 API's `predict(test, lags)`::
 
     predictor = Predictor("logs/train/runs/2024-11-01_10-00-00", online=OnlineConfig())
     def predict(test, lags):
-        return predictor.predict_batch(test, lags)      # row_id, responder_6 (polars in, polars out)
+        return predictor.predict_batch(test, lags)      # row_id, <the run's first target> (polars in, polars out)
 """
 
 from __future__ import annotations
@@ -222,6 +222,8 @@ class Predictor:
         self.feature_limit = min(m.prep.feature_limit for m in self.members)
         """Rows with a feature beyond ±feature_limit are refused (the members' preprocess.json; the smallest)."""
         if self.grouped:
+            self.target = self._target()
+            """The output column: the members' first data.targets entry (responder_6 for every preset)."""
             self.features = list(dict.fromkeys(f for m in self.members for f in m.features))
             self.lag_features = list(dict.fromkeys(f for m in self.members for f in m.lags))
             self.reset()
@@ -231,6 +233,14 @@ class Predictor:
             m.select(self.features)
         self.columns = ["date", "weight", *self.features, "ts_id"]
         self.reset()
+
+    def _target(self) -> str:
+        """The target every grouped member predicts (its data.targets[0]); members predicting different ones are refused."""
+        targets = {m.targets[0] for m in self.members}
+        if len(targets) > 1:
+            raise UserError(f"Predictor: the ensemble's runs predict different targets ({', '.join(sorted(targets))}: "
+                            f"their data.targets[0]); averaging them would mean nothing: ensemble runs of one target")
+        return targets.pop()
 
     # the single run's model, for one run (an ensemble's are in `members`)
     def _only(self) -> Member:
@@ -366,8 +376,9 @@ class Predictor:
 
     # -- 2024 layout: one time step per call
     def predict_time_step(self, test_df, lags_df=None):
-        """The members' mean prediction of responder_6 for one time step's rows, as a frame of the input's
-        kind (pandas or polars) with columns row_id, responder_6.
+        """The members' mean prediction of their target (`target`: the runs' first data.targets entry, e.g.
+        responder_6) for one time step's rows, as a frame of the input's kind (pandas or polars) with columns
+        row_id and `target`.
 
         test_df: the rows of one (date_id, time_id), one per instrument: row_id, date_id, time_id,
         symbol_id, weight and the features (other columns ignored). lags_df (at a date's first time
@@ -407,13 +418,12 @@ class Predictor:
                  for m in self.members]
         return self._frame(test_df, row_id, mean_proba(preds))
 
-    @staticmethod
-    def _frame(like, row_id: np.ndarray, pred: np.ndarray):
-        """row_id, responder_6 as a frame of `like`'s kind (polars imported only when given one)."""
+    def _frame(self, like, row_id: np.ndarray, pred: np.ndarray):
+        """row_id, `target` as a frame of `like`'s kind (polars imported only when given one)."""
         if type(like).__module__.startswith("polars"):
             import polars as pl
 
-            return pl.DataFrame({"row_id": row_id, "responder_6": pred})
+            return pl.DataFrame({"row_id": row_id, self.target: pred})
         import pandas as pd
 
-        return pd.DataFrame({"row_id": row_id, "responder_6": pred})
+        return pd.DataFrame({"row_id": row_id, self.target: pred})

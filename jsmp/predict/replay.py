@@ -1,6 +1,7 @@
 """Replay a 2024-layout test source the way the competition's evaluation API served it: one call of
 `predictor.predict_batch(test_df, lags_df)` per (date_id, time_id), the previous date's responders
-(`lags_df`) at each date's first time_id, into `row_id,responder_6` lines (docs/inference.md).
+(`lags_df`) at each date's first time_id, into `row_id,<target>` lines (docs/inference.md), the
+target being the run's first data.targets entry (`row_id,responder_6` for every preset).
 
 The source is a Parquet file or hive directory of the train (or test) layout (`date_id, time_id,
 symbol_id, weight, feature_NN`, optionally `row_id`, `is_scored`, `responder_N`), or a grouped
@@ -35,8 +36,6 @@ from jsmp.predict.grouped import LagTable
 from jsmp.predict.submission import submission
 from jsmp.store.store import Store, is_store
 
-HEADER = "row_id,responder_6\n"
-TARGET = "responder_6"
 KEYS = list(RTMDF_KEYS)  # date_id, time_id, symbol_id
 _RESPONDER = re.compile(r"^responder_\d+$")
 _LAG = re.compile(r"^responder_\d+_lag_1$")
@@ -276,7 +275,7 @@ def frame_of(day: Day, a: int, b: int, features: list[str]) -> pd.DataFrame:
 class Replayed:
     """What a replay did: rows, batches (time_ids), dates, per-batch latency (s) of all batches and of
     each date's first one (lags handed over: the day's fine-tune with online learning), and the R² of
-    responder_6 over scored rows (None without labels)."""
+    the predicted `target` over scored rows (None without that column in the source)."""
 
     rows: int
     dates: int
@@ -286,11 +285,12 @@ class Replayed:
     r2: float | None
     scored: int
     online: bool = False
+    target: str = "responder_6"
 
     def summary(self) -> str:
         p50, p99 = np.percentile(self.latency, [50, 99]) * 1e3
         first = self.first_latency * 1e3
-        r2 = f"; r2 {self.r2:.4f} over {self.scored:,} scored rows" if self.r2 is not None else "; no responder_6 in the source: no r2"
+        r2 = f"; r2 {self.r2:.4f} over {self.scored:,} scored rows" if self.r2 is not None else f"; no {self.target} in the source: no r2"
         return (f"{self.rows:,} rows in {len(self.latency):,} batches (time_ids) of {self.dates} dates: latency per batch "
                 f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {self.latency.max() * 1e3:.2f} ms (CPU time p99 "
                 f"{np.percentile(self.cpu, 99) * 1e3:.2f} ms); a date's first batch "
@@ -302,12 +302,13 @@ def replay(predictor, source: tuple[int, Iterator[Day]], out: Path, features: li
     """Replay `source` (read_days(data, features): `features` the model's raw features) through
     `predictor.predict_batch` per time_id into submission `out` (written atomically: nothing there on
     an error). Lags from `lags` (LagsFile, checked against the source's responders when it has them), else
-    derived from the source's responders when it has them.
-    With `online`, a date after the first without lags is an error (nothing to learn from)."""
+    derived from the source's responders when it has them. The submission's header is `row_id,<predictor.target>`
+    and the R² is computed against the source's column of that name. With `online`, a date after the first without lags is an error (nothing to learn from)."""
     total, days = source
     latency, cpu, first, labels = [], [], [], []
     prev, n_dates, rows, clock = None, 0, 0, time.perf_counter
-    with submission(out, HEADER) as f, tqdm(total=total, unit="row", unit_scale=True, desc="replaying",
+    target = predictor.target
+    with submission(out, f"row_id,{target}\n") as f, tqdm(total=total, unit="row", unit_scale=True, desc="replaying",
                                            disable=None, file=sys.stderr) as bar:
         for day in days:
             derived = derived_lags(prev, day.date)
@@ -326,17 +327,17 @@ def replay(predictor, source: tuple[int, Iterator[Day]], out: Path, features: li
                 cpu.append(time.thread_time() - c0)
                 if k == 0:
                     first.append(latency[-1])
-                row_id, value = np.asarray(pred["row_id"]), np.asarray(pred[TARGET], dtype=np.float64)
+                row_id, value = np.asarray(pred["row_id"]), np.asarray(pred[target], dtype=np.float64)
                 if len(row_id) != b - a or not np.array_equal(row_id, day.row_id[a:b]):
                     raise RuntimeError(f"predict_batch returned {len(row_id)} rows for the {b - a} rows of "
                                        f"(date_id, time_id) = ({day.date}, {day.time_id[a]}), or other row_ids")
                 f.write("".join(f"{r},{v}\n" for r, v in zip(row_id.tolist(), value.tolist())))
-                if TARGET in day.responders:
+                if target in day.responders:
                     s = day.is_scored[a:b]
-                    labels.append((day.responders[TARGET][a:b][s], value[s], day.weight[a:b][s]))
+                    labels.append((day.responders[target][a:b][s], value[s], day.weight[a:b][s]))
                 bar.update(b - a)
                 rows += b - a
             prev, n_dates = day, n_dates + 1
     y, pred, w = (np.concatenate(c) for c in zip(*labels)) if labels else (None, None, None)
     return Replayed(rows, n_dates, np.asarray(latency), np.asarray(cpu), np.asarray(first), None if y is None else r2_score(y, pred, w),
-                    0 if y is None else len(y), online)
+                    0 if y is None else len(y), online, target)

@@ -5,6 +5,7 @@ whole (jsmp.files), and `--out` claimed before any work (claim_out). See docs/in
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -22,7 +23,8 @@ from jsmp.predict.predictor import SIDE, Predictor, missing_columns
 from jsmp.store.store import Store, is_store
 
 HEADER = "ts_id,action\n"  # a 2021 submission's first line
-HEADERS = (HEADER, "row_id,responder_6\n")  # a 2021 or 2024 submission's (jsmp.predict.replay)
+# the first line of a 2021 submission, or of a 2024 one (row_id, then the run's target: jsmp.predict.replay)
+FIRST_LINE = re.compile(rb"ts_id,action|row_id,responder_\d{1,3}")
 
 
 def require_file(path: Path) -> None:
@@ -62,10 +64,10 @@ def read_all(path: Path, features: list[str], feature_limit: float = FEATURE_LIM
 
 
 def is_submission(path: Path) -> bool:
-    """Whether `path` is a file whose first line is `ts_id,action` or `row_id,responder_6` (what this command writes)."""
+    """Whether `path` is a file whose first line is `ts_id,action` or `row_id,responder_N` (what this command writes)."""
     try:
         with open(path, "rb") as f:
-            return f.readline(max(map(len, HEADERS)) + 1).rstrip(b"\r\n") in {h.strip().encode() for h in HEADERS}
+            return FIRST_LINE.fullmatch(f.readline(32).rstrip(b"\r\n")) is not None
     except OSError:  # a directory, unreadable, gone
         return False
 
@@ -116,4 +118,4 @@ def claim_out(out: str, data: Path, lags: Path | None = None) -> Path:
         if src.is_dir() and src.resolve() in Path(out).resolve().parents:
             what = "store" if is_store(src) else "directory"
             raise UserError(f"--out {out}: is inside the input {what} {src}; writing there would change it. Choose another --out")
-    return claim_destination(out, "--out", "submission (first line ts_id,action or row_id,responder_6)", is_submission, inputs=inputs)
+    return claim_destination(out, "--out", "submission (first line ts_id,action or row_id,responder_N)", is_submission, inputs=inputs)

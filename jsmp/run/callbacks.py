@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from jsmp.errors import UserError
-from jsmp.files import write_text_atomic
+from jsmp.files import read_json, write_text_atomic
 from jsmp.processes import pid_alive
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class MetricsJson(L.Callback):
         self.previous: dict = {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.previous = read_metrics(self.path) or {}
+        self.previous = read_json(self.path) or {}
         self.previous.pop("error", None)
         write_json(self.path, {**self.previous, **self.extra, "status": "running", **writer()})
 
@@ -182,20 +182,11 @@ def writer() -> dict:
     return {"pid": os.getpid(), "pid_start": _start_time(os.getpid()), "host": socket.gethostname()}
 
 
-def read_metrics(path: str | os.PathLike) -> dict | None:
-    """A metrics.json's content; None if there is none or it is not a JSON object."""
-    try:
-        out = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return out if isinstance(out, dict) else None
-
-
 def run_status(run_dir: str | os.PathLike) -> str | None:
     """The status of the run in `run_dir` from its metrics.json: completed, failed, running,
     or killed (`running`, but its writer process, on this host, is gone); None when there
     is no metrics.json. A run written on another host is reported as its file says."""
-    m = read_metrics(Path(run_dir) / "metrics.json")
+    m = read_json(Path(run_dir) / "metrics.json")
     if m is None:
         return None
     status = m.get("status")

@@ -4,10 +4,17 @@ errors become one line + exit 2.
 
 Nothing here imports torch or Lightning before the recipe runs, so `--help` and a bad command
 line answer in about a second.
+
+jsmp never imports the sweeper plugin (hydra_plugins/), nor the plugin jsmp. What this glue needs
+of it (the command line's overrides checked before Hydra runs; a full disk worded as the sweeper
+words a failed job) it reaches as Hydra reaches a sweeper: `sweeper()` is the class of the
+config `hydra/sweeper: jsmp_basic` (conf/hydra/default.yaml), looked up in Hydra's registries,
+and it calls that class's public entry point (check_command_line, disk_full, DISK_FULL).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -29,23 +36,36 @@ CONF_DIR = Path(jsmp.__file__).resolve().parent / "conf"
 # data/ and logs/ go under this directory (conf/paths/default.yaml reads it)
 ROOT_ENV = "JSMP_ROOT"
 
+# the sweeper `-m` runs (conf/hydra/default.yaml), whose class offers the entry point this glue calls
+SWEEPER = "jsmp_basic"
 # keys an older jsmp had, and where they are now
 MOVED = {f"model.{k}": f"model.optimizer.{k} (the optimizer class: model/optimizer=NAME, see conf/model/optimizer/)"
          for k in ("lr", "weight_decay", "momentum")}
+
+
+@functools.cache
+def sweeper() -> type:
+    """The class Hydra runs for `hydra/sweeper: SWEEPER`, found as Hydra finds it: the config's
+    `_target_` (registered in the ConfigStore by Hydra's plugin scan) looked up among the plugin
+    classes that scan found. jsmp calls its `check_command_line(argv, sweeping)`,
+    `disk_full(err, run_dir)` and `DISK_FULL` (hydra_plugins/jsmp_optuna_sweeper/basic.py)."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()  # (scans hydra_plugins once per process, as every Hydra run does)
+    return plugins.class_name_to_class[ConfigStore.instance().load(f"hydra/sweeper/{SWEEPER}.yaml").node._target_]
 
 
 def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
     """Run `task(cfg)`. A full disk (ENOSPC, EDQUOT: a checkpoint, the logger, metrics.json) is a
     UserError naming the file. In a single run a UserError exits 2 with one line; in a multirun it
     is raised so the sweeper can record the job or trial as failed (and report it in one line)."""
-    from hydra_plugins.jsmp_optuna_sweeper.jobs import disk_full
-
     try:
         try:
             with _quiet_disk_full_in_threads():
                 return task(cfg)
         except Exception as e:
-            if isinstance(e, UserError) or (line := disk_full(e, OmegaConf.select(cfg, "paths.output_dir"))) is None:
+            if isinstance(e, UserError) or (line := sweeper().disk_full(e, OmegaConf.select(cfg, "paths.output_dir"))) is None:
                 raise
             raise UserError(line) from e
     except UserError as err:
@@ -63,10 +83,8 @@ class LogFile(logging.FileHandler):
     full = False  # (reported already)
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802  (logging's name)
-        from hydra_plugins.jsmp_optuna_sweeper.jobs import DISK_FULL
-
         err = sys.exc_info()[1]
-        if not (isinstance(err, OSError) and err.errno in DISK_FULL):
+        if not (isinstance(err, OSError) and err.errno in sweeper().DISK_FULL):
             super().handleError(record)
         elif not self.full:
             self.full = True
@@ -158,10 +176,7 @@ def hydra_command(name: str, argv: list[str], root: str | Path, sweeping: bool) 
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if args.overrides:
-        from hydra_plugins.jsmp_optuna_sweeper.errors import exit_on_sweep_error
-        from hydra_plugins.jsmp_optuna_sweeper.space import check_overrides
-
-        exit_on_sweep_error(check_overrides)(argv, sweeping=sweeping)
+        sweeper().check_command_line(argv, sweeping=sweeping)
         exit_on_user_error(check_compose)(argv, CONF_DIR)
     task = _recipe_task(name)
     if args.experimental_rerun is not None:  # as @hydra.main does
@@ -191,8 +206,7 @@ def _recipe_task(name: str) -> Callable[[DictConfig], float]:
 def _quiet_disk_full_in_threads() -> Iterator[None]:
     """Within this context a thread that dies of a full disk prints no traceback (TensorBoard's
     event writer: its error is raised again in the training thread, which reports it in one line)."""
-    from hydra_plugins.jsmp_optuna_sweeper.jobs import disk_full
-
+    disk_full = sweeper().disk_full
     original = threading.excepthook
 
     def excepthook(args: threading.ExceptHookArgs) -> None:
@@ -213,8 +227,7 @@ def _disk_full_is_one_line() -> Iterator[None]:
     exit 1 (hydra._internal.utils.run_and_report reports any exception but SystemExit)."""
     from hydra._internal import utils as hydra_utils
 
-    from hydra_plugins.jsmp_optuna_sweeper.jobs import disk_full
-
+    disk_full = sweeper().disk_full
     original = hydra_utils.run_and_report
 
     def run_and_report(func):

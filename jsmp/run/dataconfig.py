@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from jsmp.batches.config import TASK_SCORES, LoaderConfig, RowsConfig
 from jsmp.batches.windows import WindowSpec
+from jsmp.data.stores import resolve_store, synth_spec
 from jsmp.errors import UserError
 
 if TYPE_CHECKING:  # (imported where used: composing a config needs neither)
@@ -138,30 +139,6 @@ class SinCosDataConfig:
 SCHEMAS = {"schema_jsmp": JsmpDataConfig, "schema_rtmdf": RtmdfDataConfig, "schema_sincos": SinCosDataConfig}
 for _name, _node in SCHEMAS.items():
     ConfigStore.instance().store(group="data", name=_name, node=_node)
-
-
-def resolve_store(store: str | None, data_dir: str, synthetic: dict) -> Path:
-    """The store to train on: `store` if given, else the default synthetic store in `data_dir`."""
-    if store is not None:
-        return Path(store)
-    return Path(data_dir) / synth_spec(synthetic).name
-
-
-def synth_spec(synthetic: dict) -> SynthSpec | RtmdfSpec:
-    """`data.synthetic` as its generator's spec (by `layout`: jsmp -> SynthSpec, rtmdf -> RtmdfSpec);
-    bad values are a one-line UserError."""
-    from jsmp.data.synthetic import SynthSpec
-    from jsmp.data.synthetic_rtmdf import RtmdfSpec
-
-    settings = dict(synthetic)
-    layout = settings.pop("layout", "jsmp")  # configs saved before the key existed are 2021 ones
-    specs = {"jsmp": SynthSpec, "rtmdf": RtmdfSpec}
-    if layout not in specs:
-        raise UserError(f"data.synthetic.layout must be one of {sorted(specs)}, got {layout!r}")
-    try:
-        return specs[layout](**settings)
-    except (TypeError, ValueError) as e:
-        raise UserError(f"data.synthetic: {e}") from None
 
 
 def write_synthetic(spec: SynthSpec | RtmdfSpec, path: Path) -> Path:

@@ -27,6 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from jsmp.batches.inputs import PREPROCESS
+from jsmp.data.stores import config_store
 from jsmp.errors import EXIT_USAGE, UserError, report
 
 CONFIG = "config.yaml"
@@ -249,18 +250,9 @@ def check_run_dir(cfg: DictConfig, run_dir: Path, store_check: bool = True) -> R
         if store_check:
             n = _store_features(cfg)
             if n is not None and n != len(prep.features):
-                raise UserError(f"{flag}: the store {n_store_path(cfg)} has {n} features, but this run was trained on "
+                raise UserError(f"{flag}: the store {config_store(cfg)} has {n} features, but this run was trained on "
                                 f"{len(prep.features)} ({prep_path}); resume with the store it was trained on")
     return Resume(ckpt, hp, prep, prep_path, continues)
-
-
-def n_store_path(cfg: DictConfig) -> Path | None:
-    d = cfg.data
-    if "store" not in d or "data_dir" not in d:
-        return None
-    from jsmp.run.dataconfig import resolve_store
-
-    return resolve_store(d.store, d.data_dir, _plain(d.get("synthetic")) or {})
 
 
 def _store_features(cfg: DictConfig) -> int | None:
@@ -268,7 +260,7 @@ def _store_features(cfg: DictConfig) -> int | None:
     from jsmp.batches.lags import lag_names
     from jsmp.store.store import Store, is_store
 
-    path = n_store_path(cfg)
+    path = config_store(cfg)
     if path is None or not is_store(path):
         return None
     store = Store(path)

@@ -3,8 +3,8 @@
     data   = instantiate(cfg.data)          # a RecipeData (jsmp/batches/contract.py)
     data.connect(model class)               # windows when the model class sets `sequence`
     data.setup()                            # split by date, fill stats -> data.input_spec()
-    model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days, n_targets
-    trainer.fit(model, data)                # checkpoints on val/utility, early stopping
+    model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days, n_targets, task
+    trainer.fit(model, data)                # checkpoints, early stopping on cfg.monitor (val/utility or val/r2)
     return metrics[cfg.optimized_metric]    # for sweepers (with cv_objective: the mean over folds)
 """
 

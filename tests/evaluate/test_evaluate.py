@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from matplotlib.image import imread
 
 from conftest import run_cli
@@ -194,3 +195,99 @@ def test_refusals_are_one_line(runs, tiny_store, tmp_path):
     assert "data.fold must be an integer in [0, 4]" in cli_error("--run", str(runs["mlp"]), "--fold", "7", "--out", str(tmp_path / "y"))
     with pytest.raises(UserError, match="no run given"):
         Predictor([])
+
+
+# -- 2024-layout runs: R² on the validation days, per date
+
+# 2-epoch runs on the tiny 2024 store: an MLP whose first target is responder_7 (so the one scored), a GRU
+RTMDF = {"mlp-r7": ["model=mlp", "data.targets=[responder_7,responder_6]"],
+         "gru": ["model=gru", "data.window.length=4"]}
+
+
+@pytest.fixture(scope="session")
+def rtmdf_runs(tiny_rtmdf_store, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.getbasetemp() / "evaluate-rtmdf-runs"
+    for name, args in RTMDF.items():
+        if not any((root / name).glob("checkpoints/*.ckpt")):
+            p = run_cli(["train.py", f"hydra.run.dir={root / name}", "data=rtmdf", f"data.store={tiny_rtmdf_store}",
+                         "trainer.max_epochs=2", "logger=none", "data.batch_size=256", *args], env={"JSMP_ROOT": str(root)})
+            assert p.returncode == 0, p.stderr[-3000:]
+    return {name: root / name for name in RTMDF}
+
+
+def validation_r2_by_date(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dates, R² per date, rows per date) of the run's best checkpoint on its validation rows: the outputs of
+    the DataModule training builds (Hydra's instantiate), the labels and weights read from the store."""
+    from hydra.utils import get_class, instantiate
+    from omegaconf import OmegaConf
+
+    from jsmp.metrics import r2_score
+
+    cfg = OmegaConf.load(run / "config.yaml")
+    dm = instantiate(cfg.data)
+    dm.connect(get_class(cfg.model._target_))
+    dm.setup()
+    with torch.inference_mode():
+        pred = Predictor(run).model.predict_output(dm.val_set[np.arange(len(dm.val_set))]).numpy()
+    s, rows = dm.store, dm.val_set.rows
+    date, y, w = (np.asarray(s.side(c))[rows] for c in ("date", cfg.data.targets[0], "weight"))
+    dates, counts = np.unique(date, return_counts=True)
+    return dates, np.array([r2_score(y[date == d], pred[date == d], w[date == d]) for d in dates]), counts
+
+
+@pytest.mark.parametrize("name", list(RTMDF))
+def test_a_2024_run_is_scored_by_r2_equal_to_its_logged_val_r2_with_a_per_date_report(rtmdf_runs, tmp_path, capsys, name):
+    from jsmp.evaluate.cli import main
+
+    run, out = rtmdf_runs[name], tmp_path / "eval"
+    assert main(["--run", str(run), "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    metrics = json.loads((run / "metrics.json").read_text())
+    logged = metrics["best/val/r2"]
+    summary = json.loads((out / "eval.json").read_text())
+    target = "responder_7" if name == "mlp-r7" else "responder_6"
+    assert summary["target"] == target and summary["logged_val_r2"] == {"value": logged, "epoch": metrics["best_epoch"],
+                                                                         "key": "best/val/r2"}
+    assert summary["r2"] == pytest.approx(logged, abs=1e-6)  # training logged it in float32
+    r2_line = next(line for line in lines if line.startswith("r2 "))  # printed to 4 decimals
+    assert f"  (weighted zero-mean R² of {target}; per date: median " in r2_line
+    assert float(r2_line.split()[1]) == pytest.approx(logged, abs=5.1e-5)
+    assert lines[-2].startswith(f"logged by training at epoch {metrics['best_epoch']} (metrics.json best/val/r2): ")
+    assert lines[-1].endswith("eval.json, daily_r2.csv, daily_r2.png")
+    daily = pd.read_csv(out / "daily_r2.csv")
+    dates, r2, rows = validation_r2_by_date(run)
+    assert list(daily.columns) == ["date", "r2", "rows", "weight"] and daily.date.tolist() == dates.tolist()
+    np.testing.assert_allclose(daily.r2, r2, rtol=1e-9, atol=1e-12)
+    assert daily.rows.tolist() == rows.tolist() and summary["rows"] == rows.sum() and summary["days"] == len(dates) == 6
+    assert np.ptp(daily.r2) > 0  # the dates differ: not one number repeated
+    assert imread(out / "daily_r2.png").shape[:2] == (450, 900)
+
+
+def test_a_2024_run_is_refused_other_rows_an_ensemble_and_a_changed_store(rtmdf_runs, tmp_path, capsys):
+    import shutil
+
+    from jsmp.evaluate.cli import main
+
+    def refused(*argv) -> str:
+        with pytest.raises(SystemExit) as e:
+            main([*map(str, argv), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and not (tmp_path / "out").exists(), err
+        return err
+
+    run = rtmdf_runs["gru"]
+    for option, value in (("--fold", 1), ("--data", run)):
+        assert refused("--run", run, option, value) == (
+            f"error: {option}: a 2024-layout run is scored on its own validation days only (drop {option}); "
+            f"to score it on other data, replay it: python -m jsmp.predict --run RUN --data TEST")
+    assert refused("--run", run, "--run", run) == ("error: --run: 2 runs of the 2024 layout; jsmp.evaluate scores one "
+                                                    "2024-layout run at a time")
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    prep = json.loads((copy / "preprocess.json").read_text())
+    prep["fill_value"][0] += 1.0  # as if the store's training days had other means now
+    (copy / "preprocess.json").write_text(json.dumps(prep))
+    err = refused("--run", copy)
+    assert err.startswith("error: store ") and err.endswith(f"its rows no longer make the inputs this run was trained on "
+                                                            f"(its features, fill values or window differ from "
+                                                            f"{copy / 'preprocess.json'}): the store changed since training")

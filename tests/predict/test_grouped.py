@@ -23,6 +23,7 @@ TRAIN_ARGS = {
     "mlp-nolags": ["model=mlp", "data.lags=false"],
     "gru": ["model=gru", "data.window.length=4"],
     "gru-day": ["model=gru", "data.window.length=4", "data.window.cross_days=false"],
+    "mlp-r7": ["model=mlp", "data.targets=[responder_7,responder_6]"],  # predicts responder_7 (its first target)
 }
 
 
@@ -84,9 +85,10 @@ def test_serving_per_time_step_equals_the_validation_batches(name, rtmdf_runs, t
     run = rtmdf_runs[name]
     rows, expected = validation_outputs(run)
     p = Predictor(run)
+    target = "responder_7" if name == "mlp-r7" else "responder_6"  # the output column: the run's first target
     served = pd.concat([p.predict_batch(t, lags) for t, lags in time_steps(tiny_rtmdf_store)])
-    assert list(served.columns) == ["row_id", "responder_6"] and len(served) == Store(tiny_rtmdf_store).n_rows
-    got = served.set_index("row_id").responder_6.to_numpy()[rows]
+    assert p.target == target and list(served.columns) == ["row_id", target] and len(served) == Store(tiny_rtmdf_store).n_rows
+    got = served.set_index("row_id")[target].to_numpy()[rows]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert np.std(expected) > 0  # the comparison is not vacuous
 
@@ -137,6 +139,28 @@ def test_pandas_in_pandas_out_and_polars_in_polars_out(rtmdf_runs, tiny_rtmdf_st
     got = Predictor(rtmdf_runs["mlp"]).predict_batch(pl.from_pandas(test))
     assert isinstance(got, pl.DataFrame) and got.columns == ["row_id", "responder_6"]
     np.testing.assert_array_equal(got["responder_6"].to_numpy(), out.responder_6.to_numpy())
+
+
+def test_an_ensemble_of_runs_predicting_different_targets_is_refused(rtmdf_runs):
+    with pytest.raises(UserError) as e:
+        Predictor([rtmdf_runs["mlp"], rtmdf_runs["mlp-r7"]])
+    assert str(e.value) == ("Predictor: the ensemble's runs predict different targets (responder_6, responder_7: their "
+                            "data.targets[0]); averaging them would mean nothing: ensemble runs of one target")
+
+
+def test_the_replay_of_a_run_of_another_target_writes_and_scores_that_column(rtmdf_runs, tiny_rtmdf_store, tmp_path, capsys):
+    from jsmp.metrics import r2_score
+    from jsmp.predict.cli import main
+
+    out = tmp_path / "submission.csv"
+    out.write_text("row_id,responder_6\n0,0.5\n")  # an earlier submission (of another target): replaced
+    assert main(["--run", str(rtmdf_runs["mlp-r7"]), "--data", str(tiny_rtmdf_store), "--out", str(out)]) == 0
+    sub = pd.read_csv(out)
+    s = Store(tiny_rtmdf_store)
+    truth = pd.DataFrame({c: np.asarray(s.side(c)) for c in ("ts_id", "responder_7", "weight")})
+    assert list(sub.columns) == ["row_id", "responder_7"] and sub.row_id.tolist() == truth.ts_id.tolist()
+    r2 = float(capsys.readouterr().out.split("; r2 ")[1].split()[0])
+    assert r2 == pytest.approx(r2_score(truth.responder_7, sub.responder_7, truth.weight), abs=5.1e-5)
 
 
 def test_the_2021_calls_are_refused_for_a_2024_run(rtmdf_runs):

@@ -1,6 +1,6 @@
 """The 2024 replay (jsmp.predict.replay, `python -m jsmp.predict` on a grouped run): one predict_batch call
 per time_id with the API's columns, lags at each date's start (from a lags file or the source's responders),
-an atomic row_id,responder_6 submission, r2 over scored rows; bad input -> one line, exit 2."""
+an atomic row_id,<the run's target> submission, r2 over scored rows; bad input -> one line, exit 2."""
 
 from __future__ import annotations
 
@@ -29,16 +29,16 @@ def synth(tmp_path_factory):
 
 
 class Echo:
-    """A stand-in predictor: predicts 0.1 * feature_00 (NaN -> 0) and records what it was handed."""
+    """A stand-in predictor of `target`: predicts 0.1 * feature_00 (NaN -> 0) and records what it was handed."""
 
-    def __init__(self, fail_at_date: int | None = None):
-        self.calls, self.fail_at_date = [], fail_at_date
+    def __init__(self, fail_at_date: int | None = None, target: str = "responder_6"):
+        self.calls, self.fail_at_date, self.target = [], fail_at_date, target
 
     def predict_batch(self, test_df, lags_df=None):
         if self.fail_at_date is not None and test_df.date_id.iloc[0] == self.fail_at_date:
             raise UserError("planted failure")
         self.calls.append((test_df.copy(), None if lags_df is None else lags_df.copy()))
-        return pd.DataFrame({"row_id": test_df.row_id.to_numpy(), "responder_6": 0.1 * np.nan_to_num(test_df.feature_00.to_numpy())})
+        return pd.DataFrame({"row_id": test_df.row_id.to_numpy(), self.target: 0.1 * np.nan_to_num(test_df.feature_00.to_numpy())})
 
 
 def read_submission(path) -> pd.DataFrame:
@@ -71,6 +71,30 @@ def test_replay_hands_one_time_id_per_call_and_the_previous_dates_responders_at_
     np.testing.assert_array_equal(sub.responder_6, pred)  # written exactly (float64 round trip)
     assert done.r2 == pytest.approx(r2_score(train.responder_6, pred, train.weight), abs=1e-12) and done.scored == len(train)
     assert "r2 " in done.summary() and "p99" in done.summary()
+
+
+def test_the_submission_and_its_r2_are_of_the_predictors_target(synth, tmp_path):
+    d, train = synth
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    six = replay(Echo(), read_days(d / "train.parquet", FEATURES), a, FEATURES)
+    three = replay(Echo(target="responder_3"), read_days(d / "train.parquet", FEATURES), b, FEATURES)
+    head, rest = b.read_bytes().split(b"\n", 1)
+    assert head == b"row_id,responder_3" and a.read_bytes() == b"row_id,responder_6\n" + rest  # only the header differs
+    pred = pd.read_csv(b).responder_3
+    assert three.r2 == pytest.approx(r2_score(train.responder_3, pred, train.weight), abs=1e-12)
+    assert six.r2 == pytest.approx(r2_score(train.responder_6, pred, train.weight), abs=1e-12) and three.r2 != six.r2
+    unlabelled = replay(Echo(target="responder_9"), read_days(d / "train.parquet", FEATURES), b, FEATURES)
+    assert unlabelled.r2 is None and unlabelled.summary().endswith("; no responder_9 in the source: no r2")
+
+
+def test_out_replaces_a_submission_of_any_responder_and_nothing_else(tmp_path):
+    from jsmp.predict.submission import is_submission
+
+    for first, ours in (("ts_id,action", True), ("row_id,responder_6", True), ("row_id,responder_17\r", True),
+                        ("row_id,responder_x", False), ("row_id,resp", False), ("row_id,responder_6,extra", False),
+                        ("id,responder_6", False)):
+        (tmp_path / "f.csv").write_text(f"{first}\n0,1\n")
+        assert is_submission(tmp_path / "f.csv") == ours, first
 
 
 def test_a_lags_file_and_lags_derived_from_the_source_are_the_same(synth, tmp_path):

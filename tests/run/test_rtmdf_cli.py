@@ -24,9 +24,10 @@ def test_rtmdf_run_logs_r2_and_records_its_inputs(tiny_rtmdf_store, tmp_path, tr
     assert prep["features"][:2] == ["feature_00", "feature_01"] and prep["features"][-1] == "responder_8_lag_1"
     assert len(prep["features"]) == 79 + 9 == len(prep["fill_value"])
     assert "ideal=" in p.stdout and "done: val/r2=" in p.stdout  # the summary line
-    # serving a 2024 run is refused in one line
-    e = run_cli(["-m", "jsmp.evaluate", "--run", str(tmp_path / "run")])
-    assert e.returncode == 2 and "trained per instrument (symbol_id)" in last_line(e), e.stderr[-2000:]
+    # jsmp eval scores it on its validation days, as training did (tests/evaluate/test_evaluate.py: the numbers)
+    e = run_cli(["-m", "jsmp.evaluate", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "eval")])
+    assert e.returncode == 0 and e.stderr == "", e.stderr[-2000:]
+    assert f"(metrics.json best/val/r2): {m['best/val/r2']:.4f}" in e.stdout and (tmp_path / "eval" / "daily_r2.csv").is_file()
 
 
 def test_lag_features_need_the_2024_layout(tiny_store, train_cli):
