@@ -84,12 +84,12 @@ def _locate(i: int, files: list[Path], starts: np.ndarray) -> str:
     return f"{files[k]} row {i - starts[k] + 1}"
 
 
-def _row_columns(files: list[Path], starts: np.ndarray) -> dict[str, np.ndarray]:
-    """row_id (n,) int64 and is_scored (n,) bool of a Parquet source's rows in read order, each left out
-    when no file has it; checked before any row is served (one-line UserError naming the file, row and
-    column): each in every file or in none, no nulls, row_id an integer type (values in int64 range)
-    and unique across all files, is_scored a boolean type. Memory: 9 bytes per row."""
-    pfs = [parquet_file(f) for f in files]
+def _row_columns(files: list[Path], pfs: list, starts: np.ndarray) -> dict[str, np.ndarray]:
+    """row_id (n,) int64 and is_scored (n,) bool of a Parquet source's rows in read order (`pfs` the
+    files opened, `starts` their first rows), each left out when no file has it; checked before any
+    row is served (one-line UserError naming the file, row and column): each in every file or in none,
+    no nulls, row_id an integer type (values in int64 range) and unique across all files, is_scored a
+    boolean type. Memory: 9 bytes per row."""
     out: dict[str, np.ndarray] = {}
     for name, want, ok in _EXTRA:
         have = [f for f, pf in zip(files, pfs) if name in pf.schema_arrow.names]
@@ -163,8 +163,9 @@ def _parquet_days(path: Path, features: list[str], feature_limit: float) -> tupl
 
     layout = reader.layout(select)
     files = reader.source.files
-    starts = np.cumsum([0, *(parquet_file(f).metadata.num_rows for f in files)])
-    extra = _row_columns(files, starts)
+    pfs = [parquet_file(f) for f in files]
+    starts = np.cumsum([0, *(pf.metadata.num_rows for pf in pfs)])
+    extra = _row_columns(files, pfs, starts)
 
     def blocks() -> Iterator[tuple[np.ndarray, dict, dict]]:
         at = 0
