@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 import jsmp.checkpoint as ck
-from conftest import compose_cfg, run_cli
+from conftest import RUN_ARGS, RUNS, compose_cfg, train_in_process
 from jsmp.checkpoint import CheckpointFiles, sidecar
 from jsmp.data.synthetic import SynthSpec, write_csv
 from jsmp.errors import UserError
@@ -27,16 +27,13 @@ from jsmp.predict import Predictor
 from jsmp.predict import main as predict
 from jsmp.run.rundir import check_run_dir
 
-ARGS = ["trainer.max_epochs=2", "logger=none", "callbacks.progress_bar=null"]
+ARGS = [*RUN_ARGS, *RUNS["mlp"]]  # what the session's MLP run was trained with (conftest `runs`)
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_store, tmp_path_factory) -> Path:
-    """A 2-epoch MLP run on the tiny store, trained by train.py (copied by tests that change it)."""
-    root = tmp_path_factory.mktemp("checkpoint")
-    p = run_cli(["train.py", f"hydra.run.dir={root / 'run'}", f"data.store={tiny_store}", *ARGS], env={"JSMP_ROOT": str(root)})
-    assert p.returncode == 0, p.stderr[-3000:]
-    return root / "run"
+@pytest.fixture
+def trained(runs) -> Path:
+    """A 1-epoch MLP run on the tiny store (the session's; copied by tests that change it)."""
+    return runs["mlp"]
 
 
 @pytest.fixture
@@ -168,8 +165,8 @@ def test_a_flipped_bit_refuses_a_resume_and_touches_nothing(run, tiny_store, tmp
     last = run / "checkpoints" / "last.ckpt"
     _flip_bit(last)
     before = _tree(run)
-    p = run_cli(["train.py", f"hydra.run.dir={run}", f"data.store={tiny_store}", *ARGS, "ckpt_path=last"],
-                env={"JSMP_ROOT": str(tmp_path)})
+    p = train_in_process([f"hydra.run.dir={run}", f"data.store={tiny_store}", *ARGS, "ckpt_path=last"],
+                         env={"JSMP_ROOT": str(tmp_path)})
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert [line for line in p.stderr.splitlines() if line.startswith("error:")] == [
         f"error: ckpt_path=last: {_mismatch(last)}; or resume from another checkpoint, e.g. checkpoints/best-*.ckpt"]

@@ -1,4 +1,4 @@
-"""The JsmpDataModule's settings in typed groups; with the window (jsmp.batches.windows.WindowSpec)
+"""The JsmpDataModule's settings in typed groups; with the window (jsmp.inputs.windows.WindowSpec)
 they make the `data` config's schema (jsmp/run/dataconfig.py), which keeps their keys: `data.fill`,
 `data.split.gap_days`, `data.batch_size`..."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Protocol, runtime_checkable
 
-from jsmp.batches.inputs import InputSpec
+from jsmp.inputs.spec import InputSpec
 
 
 def wants_windows(model_class: type) -> bool:

@@ -14,17 +14,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from jsmp.batches.config import LoaderConfig, RowsConfig
 from jsmp.batches.contract import RecipeData, wants_windows
-from jsmp.batches.fill import FILLS, feature_means, fill_source, nan_rows
-from jsmp.batches.inputs import InputSpec
+from jsmp.batches.fill import feature_means, fill_source, nan_rows
 from jsmp.batches.labels import Labels
 from jsmp.batches.lags import lag_names, lag_store
 from jsmp.batches.resident import ResidentBatches, ResidentLoader, estimate_bytes, setting, wanted
 from jsmp.batches.rowtable import RowTable
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.batches.splits import Split, choose
-from jsmp.batches.windows import WindowSpec, check_window, gather_windows, take_windows, window_index, window_starts
 from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError
+from jsmp.inputs.fill import FILLS
+from jsmp.inputs.spec import InputSpec, forward_filled
+from jsmp.inputs.windows import WindowSpec, check_window, gather_windows, take_windows, window_index, window_starts
 from jsmp.metrics import r2_score, utility_score
 from jsmp.store.store import Store
 
@@ -115,7 +116,7 @@ def whole_batch(batch: dict) -> dict:
 
 
 class WindowBatches(RowBatches):
-    """RowBatches whose inputs are each target row's window (`spec.window`, see jsmp.batches.windows):
+    """RowBatches whose inputs are each target row's window (`spec.window`, see jsmp.inputs.windows):
     x (B, W, F) float32, padding zeroed; mask (B, W) bool, False on padding. In a grouped store
     the window is the target's instrument's last W rows, each target's position and first
     allowed position kept in the table (`pos`, `first`, int32: computed once per split)."""
@@ -164,7 +165,7 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         rows: which rows train and validate, labels and NaN fill (jsmp.batches.config.RowsConfig).
         loader: batch sizes, DataLoader settings and data.resident (jsmp.batches.config.LoaderConfig,
             jsmp.batches.resident: batches gathered from tensors on the training device).
-        window: the windows served to a sequence model (jsmp.batches.windows.WindowSpec).
+        window: the windows served to a sequence model (jsmp.inputs.windows.WindowSpec).
         verify: check the store's shard checksums at set-up (one read of the store).
     """
 
@@ -210,8 +211,10 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
             lag_fill = np.zeros(lags.n_features, np.float32) if r.fill == "zero" else feature_means(lags, self.split.train)
             fill_value = np.concatenate([fill_value, lag_fill])
         window = None if self.window is None else {"length": self.window.length, "cross_days": self.window.cross_days}
+        lag_features = list(lags.features) if lags is not None else []
         self.spec = InputSpec(names, r.fill, fill_value.tolist(), window, group=store.group,
-                              feature_limit=store.feature_limit or FEATURE_LIMIT)
+                              feature_limit=store.feature_limit or FEATURE_LIMIT, targets=list(r.targets), task=r.task,
+                              ffill=forward_filled(names, lag_features, r.fill), lag_features=lag_features)
         self.train_set = batches(source, train_rows, self.spec, labels, scoring=False, lags=lags)
         self.val_set = batches(source, store.day_rows(self.split.val), self.spec, labels, scoring=True, lags=lags)
         self.store = store
@@ -240,6 +243,8 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         return {"n_features": self.n_features, "n_days": self.n_days, "n_targets": self.n_targets, "task": self.rows.task}
 
     def input_spec(self) -> InputSpec:
+        """The whole input contract, known after setup (features and lag features, fills, window, instruments,
+        targets and task): saved with the run as preprocess.json, all that serving reads (jsmp.predict)."""
         return self.spec
 
     def reference_metrics(self) -> dict[str, float]:

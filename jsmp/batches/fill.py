@@ -1,26 +1,25 @@
 """Missing-value fills (`data.fill`, see docs/store.md): the rules, one implementation each,
 the training-day statistics they use, and the caches they keep inside a store.
 
-Rules: NaN -> value (`fill_nan`; mean and zero, and the NaNs ffill leaves) and forward fill
-within a day, and within each instrument's own rows in a grouped store (`ffill_days`, over the compiled jsmp.store.kernels.ffill_row, which serving's
-jsmp.batches.inputs.OnlineFill applies row by row). Statistics come from training days only,
+The rules themselves (NaN -> value, the forward fill within a day and instrument) are
+jsmp.inputs.fill's. Statistics come from training days only,
 computed once by streaming. The forward fill is a sequential pass, so it is computed once per
-store and cached inside it as memory-mapped shards; so are the rows' NaN flags. Caches carry a
-manifest (the store's identity, each file's bytes and CRC-32): one from another store or
-without it is rebuilt with a warning, a damaged one is a UserError saying how to rebuild it.
+store and cached inside it as memory-mapped shards; so are the rows' NaN flags: two file caches
+of jsmp.store.caches (NAN_ROWS_CACHE, FFILL_CACHE), whose format, checks and verify live there.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from jsmp.errors import UserError
-from jsmp.files import atomic_path, disk_full_error, remove_stale_temps, replace_dir, write_text_atomic
-from jsmp.store.store import Store, create_npy, file_digest, file_problem, npy_bytes
+from jsmp.files import atomic_path, disk_full_error, replace_dir, write_text_atomic
+from jsmp.inputs.fill import ffill_days
+from jsmp.store.caches import FFILL_DIR, NAN_ROWS, cache_manifest, file_cache, usable
+from jsmp.store.store import Store, create_npy, npy_bytes
 
 log = logging.getLogger(__name__)
 
@@ -48,67 +47,7 @@ def feature_means(store: Store, day_index: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0).astype(np.float32)
 
 
-def fill_nan(x: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """The NaN -> value rule (`data.fill` mean and zero, and what ffill leaves): NaNs in `x`
-    (..., n_features) become `value` (n_features,); in place when writable."""
-    if not x.flags.writeable:
-        x = x.copy()
-    np.copyto(x, value, where=np.isnan(x))
-    return x
-
-
-CACHE_FORMAT = "jsmp-cache"
-NAN_ROWS = "nan-rows.npy"  # inside the store, like FFILL_DIR
-NAN_ROWS_META = "nan-rows.json"
-
-
-def _cache_files(store: Store, meta: Path) -> tuple[dict | None, str]:
-    """The {file: {bytes, crc32}} a cache's manifest records when it was computed from this very
-    store, else (None, why it cannot be used)."""
-    try:
-        m = json.loads(meta.read_text())
-    except FileNotFoundError:
-        return None, "it has no checksums (an older jsmp wrote it, or its write was cut short)"
-    except (OSError, ValueError) as e:
-        return None, f"its manifest {meta.name} is unreadable ({e})"
-    if not isinstance(m, dict) or m.get("format") != CACHE_FORMAT or not isinstance(m.get("files"), dict):
-        return None, f"its manifest {meta.name} is not a jsmp cache manifest"
-    if m.get("store") != store.identity:
-        return None, "it was computed from an earlier store at this path"
-    return m["files"], ""
-
-
-def _cache_meta(store: Store, files: dict[str, Path]) -> str:
-    return json.dumps({"format": CACHE_FORMAT, "store": store.identity,
-                       "files": {name: file_digest(f) for name, f in files.items()}}, indent=1)
-
-
-def _cache_state(store: Store, data: Path, meta: Path, full: bool) -> tuple[str, str]:
-    """("absent" | "stale" | "damaged" | "ok", why) of the cache `data` with manifest `meta`;
-    checksums only when `full`."""
-    if not data.exists():
-        return "absent", ""
-    files, why = _cache_files(store, meta)
-    if files is None:
-        return "stale", why
-    base = data if data.is_dir() else data.parent
-    for name, record in files.items():
-        if problem := file_problem(base / name, record, full):
-            return "damaged", f"{(base / name).relative_to(store.path)} {problem}"
-    return "ok", ""
-
-
-def _check_cache(store: Store, data: Path, meta: Path) -> bool:
-    """Whether the cache `data` can be used as it is (checksums checked too when the store was
-    verified); False when it must be built; UserError when it is damaged."""
-    remove_stale_temps(data)
-    state, why = _cache_state(store, data, meta, full=store.verified)
-    if state == "damaged":
-        raise UserError(f"store {store.path}: cache {why} (remove {data}, a cache jsmp rebuilds on the next run, "
-                        f"or run: python -m jsmp.data verify {store.path} --rebuild-caches)")
-    if state == "stale":
-        log.warning("store %s: rebuilding the cache %s: %s", store.path, data.name, why)
-    return state == "ok"
+NAN_ROWS_META = "nan-rows.json"  # the NaN flags' cache manifest, beside them
 
 
 def nan_rows(store: Store) -> np.ndarray:
@@ -120,7 +59,7 @@ def nan_rows(store: Store) -> np.ndarray:
     gets its raw store's flags: a superset of the rows still holding NaNs.
     """
     path = store.path / NAN_ROWS
-    if not _check_cache(store, path, store.path / NAN_ROWS_META):
+    if not usable(store, NAN_ROWS_CACHE):
         return write_nan_rows(store)
     try:
         return np.load(path, mmap_mode="r")
@@ -138,15 +77,15 @@ def write_nan_rows(store: Store) -> np.ndarray:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, flags)
-            meta = _cache_meta(store, {NAN_ROWS: tmp})
+            meta = cache_manifest(store, {NAN_ROWS: tmp})
         write_text_atomic(store.path / NAN_ROWS_META, meta)
     except OSError as e:
         log.warning("store %s: cannot cache %s (%s); recomputing it each run", store.path, NAN_ROWS, e)
     return flags
 
 
-FILLS = ("mean", "ffill", "zero")
-FFILL_DIR = "fill-ffill"  # inside the store: replaced with it when the store is re-ingested
+NAN_ROWS_CACHE = file_cache(NAN_ROWS, NAN_ROWS_META, write_nan_rows)  # registered in jsmp.store.caches.CACHES
+
 CACHE_MANIFEST = "manifest.json"  # inside FFILL_DIR
 FFILL_BLOCK_ROWS = 1 << 16
 
@@ -167,25 +106,8 @@ class FilledStore(Store):
     @property
     def shards(self) -> list[np.ndarray]:
         if self._shards is None:
-            self._shards = [np.load(self.path / self.cache / s["file"], mmap_mode="r") for s in self.manifest["shards"]]
+            self._shards = [np.load(self.path / self.cache / f, mmap_mode="r") for f in self.shard_files]
         return self._shards
-
-
-def ffill_days(x: np.ndarray, day_starts: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
-    """A forward-filled copy of `x` (n, F): the ffill rule (jsmp.store.kernels.ffill_row) down its
-    rows, never across a day; `day_starts`: the rows where days begin (ascending, incl. 0). With
-    `group` (n,) int (0-based group indices: a grouped store's instruments), each row takes only
-    its own group's values. NaNs before a (group's) day's first value stay NaN."""
-    from jsmp.store.kernels import ffill_rows  # compiled on first use
-
-    out = np.array(x, copy=True)
-    new_day = np.zeros(len(out), dtype=bool)
-    new_day[day_starts] = True
-    if group is None:
-        group = np.zeros(len(out), dtype=np.int32)
-    n_groups = int(group.max()) + 1 if len(group) else 1
-    ffill_rows(out, new_day, group, np.full((n_groups, out.shape[1]), np.nan, dtype=out.dtype))
-    return out
 
 
 def _day_blocks(bounds: np.ndarray, limit: int):
@@ -206,17 +128,16 @@ def write_ffill(store: Store, cache: Path) -> None:
     try:
         with atomic_path(cache, replace=lambda tmp, dst: replace_dir(tmp, dst, Path.is_dir, "cache")) as tmp:
             tmp.mkdir()
-            for meta, shard in zip(store.manifest["shards"], store.shards):
+            for name, start, shard in zip(store.shard_files, store.shard_starts.tolist(), store.shards):
                 offsets = store.day_offsets
-                bounds = offsets[(offsets >= meta["start"]) & (offsets <= meta["stop"])] - meta["start"]
-                out = create_npy(tmp / meta["file"], np.float32, shard.shape)
+                bounds = offsets[(offsets >= start) & (offsets <= start + len(shard))] - start
+                out = create_npy(tmp / name, np.float32, shard.shape)
                 for a, b, starts in _day_blocks(bounds, FFILL_BLOCK_ROWS):
-                    group = store.group_index(meta["start"] + a, meta["start"] + b) if store.group else None
+                    group = store.group_index(start + a, start + b) if store.group else None
                     out[a:b] = ffill_days(np.asarray(shard[a:b]), starts, group)
                 out.flush()
                 del out
-            files = {s["file"]: tmp / s["file"] for s in store.manifest["shards"]}
-            (tmp / CACHE_MANIFEST).write_text(_cache_meta(store, files))
+            (tmp / CACHE_MANIFEST).write_text(cache_manifest(store, {name: tmp / name for name in store.shard_files}))
     except OSError as e:
         needed = sum(npy_bytes(np.float32, shard.shape) for shard in store.shards)
         raise disk_full_error(e, f"store {store.path}", f"the forward-fill cache {FFILL_DIR}/", store.path, needed) or UserError(
@@ -227,7 +148,7 @@ def ffill_store(store: Store) -> FilledStore:
     """The store's features forward-filled within each day (and instrument, in a grouped store),
     computed once and cached inside the store."""
     cache = store.path / FFILL_DIR
-    if not _check_cache(store, cache, cache / CACHE_MANIFEST):
+    if not usable(store, FFILL_CACHE):
         log.info("forward-filling %s once into %s", store.path, cache)
         write_ffill(store, cache)
     filled = FilledStore(store.path, FFILL_DIR)
@@ -235,29 +156,8 @@ def ffill_store(store: Store) -> FilledStore:
     return filled
 
 
-CACHES = {  # name: (its manifest, relative to the store; how to build it)
-    NAN_ROWS: (NAN_ROWS_META, write_nan_rows),
-    FFILL_DIR: (f"{FFILL_DIR}/{CACHE_MANIFEST}", lambda store: write_ffill(store, store.path / FFILL_DIR)),
-}
-
-
-def verify_caches(store: Store, rebuild: bool = False) -> list[str]:
-    """Check every cache present in `store`, checksums included: one line per cache. A damaged
-    one is a UserError, or rebuilt with `rebuild`, as is a stale one (one without checksums or
-    from another store, which is otherwise rebuilt on its next use)."""
-    lines = []
-    for name, (meta, build) in CACHES.items():
-        data = store.path / name
-        remove_stale_temps(data)
-        state, why = _cache_state(store, data, store.path / meta, full=True)
-        if state == "damaged" and not rebuild:
-            raise UserError(f"store {store.path}: cache {why} (rebuild it: python -m jsmp.data verify {store.path} --rebuild-caches)")
-        if rebuild and state in ("damaged", "stale"):
-            build(store)
-            lines.append(f"{name}: rebuilt ({why})")
-        elif state != "absent":
-            lines.append(f"{name}: " + ("OK" if state == "ok" else f"{why}; rebuilt on its next use"))
-    return lines
+FFILL_CACHE = file_cache(FFILL_DIR, f"{FFILL_DIR}/{CACHE_MANIFEST}",  # registered in jsmp.store.caches.CACHES
+                         lambda store: write_ffill(store, store.path / FFILL_DIR))
 
 
 def fill_source(store: Store, fill: str, train_days: np.ndarray) -> tuple[Store, np.ndarray]:

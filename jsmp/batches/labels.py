@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from jsmp.batches.config import TASK_SCORES
+from jsmp.data.schema import is_target
 from jsmp.errors import UserError
 from jsmp.store.store import Store
 
@@ -25,7 +26,7 @@ SAMPLE_WEIGHTS = {
 class Labels:
     """Gathers labels for store rows.
 
-    targets: store return columns (side columns named resp*, which include responder_*).
+    targets: store return columns (jsmp.data.schema.is_target: resp, resp_N in 2021 stores, responder_N in 2024 ones).
     sample_weight: None, or a name in SAMPLE_WEIGHTS. task: "action" (label `column > 0`) or
     "regression" (label = the column's value).
     `labels(rows)` -> {"y": (B,) float32 for one target, (B, T) for T > 1 targets,
@@ -41,8 +42,8 @@ class Labels:
         if not targets:
             raise UserError("data.targets: expected at least one return column, got an empty list")
         for t in targets:
-            if not (isinstance(t, str) and t.startswith("resp") and store.has(t)):
-                have = sorted(c for c in store.manifest["side"] if c.startswith("resp"))
+            if not (isinstance(t, str) and is_target(t) and store.has(t)):
+                have = sorted(c for c in store.side_names if is_target(c))
                 raise UserError(f"data.targets: {t!r} is not a return column of store {store.path} (has {have})")
         if sample_weight is not None and sample_weight not in SAMPLE_WEIGHTS:
             raise UserError(f"data.sample_weight must be null or one of {sorted(SAMPLE_WEIGHTS)}, got {sample_weight!r}")

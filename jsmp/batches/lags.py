@@ -6,87 +6,62 @@ where that instrument had no row at that time on D - 1, or D - 1 is not in the s
 per store by streaming its days (memory: two days' side columns) and cached inside it as a small
 jsmp store of the same rows (`lags-1/`, features = the lag columns), so batches gather them by row
 index like the features (jsmp.batches.datamodule.RowBatches' `lags`), never per batch. The cache
-records the store's identity and is rebuilt, with a warning, when the store changed.
+records the store's identity and is rebuilt, with a warning, when the store changed (LAGS_CACHE, a store
+cache of jsmp.store.caches, whose verify also recomputes its rows).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from jsmp.data.schema import SYMBOL_MAX
+from jsmp.data.schema import SYMBOL_MAX, lag_name, responders
 from jsmp.errors import UserError
 from jsmp.files import disk_full_error
-from jsmp.store.store import Store, StoreWriter, damage_at, is_store, rebuild_hint
+from jsmp.inputs.lags import KeyIndex, previous_date_rows
+from jsmp.store.caches import LAGS_DIR, DerivedCache, store_cache_problem, usable
+from jsmp.store.store import Store, StoreWriter, is_store
 
 log = logging.getLogger(__name__)
 
-LAGS_DIR = "lags-1"  # inside the store: replaced with it when the store is re-ingested
-_RESPONDER = re.compile(r"^responder_(\d+)$")
-
-
-def responders(store: Store) -> list[str]:
-    """The store's `responder_N` columns, by N."""
-    names = [c for c in store.manifest["side"] if _RESPONDER.match(c)]
-    return sorted(names, key=lambda c: int(_RESPONDER.match(c).group(1)))
-
-
 def lag_names(store: Store) -> list[str]:
-    """The lag features of `store`: `responder_N_lag_1` for each of its responders."""
-    return [f"{c}_lag_1" for c in responders(store)]
+    """The lag features of `store`: `responder_N_lag_1` for each of its responders, by N."""
+    return [lag_name(c) for c in responders(store.side_names)]
 
 
 def check_lags(store: Store) -> None:
     """A UserError unless `store` can have lag features: a grouped store with time_id and responders,
     its instruments numbered 0..SYMBOL_MAX (as ingest checks them: stores ingested before may hold others)."""
-    if store.group is None or "time_id" not in store.manifest["side"] or not responders(store):
+    if store.group is None or not store.has("time_id") or not responders(store.side_names):
         raise UserError(f"data.lags=true: store {store.path} has no instruments, time_id and responder_N columns; "
                         f"lag features need a store of the 2024 layout (python -m jsmp.data ingest train.parquet, or data=rtmdf)")
     lo, hi = int(store.group_values.min()), int(store.group_values.max())
     if lo < 0 or hi > SYMBOL_MAX:
         raise UserError(f"store {store.path}: has {store.group} values from {lo} to {hi}; lag features (data.lags=true) need them "
-                        f"from 0 to {SYMBOL_MAX}, as ingest now checks: re-ingest it ({rebuild_hint(store.path, store.manifest)})")
-
-
-def previous_date_rows(date: int, keys: np.ndarray, prev: tuple[int, np.ndarray, np.ndarray] | None) -> np.ndarray:
-    """For the rows of one date with `keys` (n,) int64 (time_id and instrument packed), the store row
-    with the same key on date - 1, from `prev` = (the previous day's date, keys, store rows), else -1."""
-    out = np.full(len(keys), -1, dtype=np.int64)
-    if prev is None or prev[0] != date - 1 or len(prev[1]) == 0:
-        return out
-    _, pkeys, prows = prev
-    order = np.argsort(pkeys, kind="stable")
-    at = np.searchsorted(pkeys, keys, sorter=order)
-    at = np.minimum(at, len(pkeys) - 1)
-    hit = pkeys[order[at]] == keys
-    out[hit] = prows[order[at[hit]]]
-    return out
+                        f"from 0 to {SYMBOL_MAX}, as ingest now checks: re-ingest it ({store.rebuild_command})")
 
 
 def lag_days(store: Store):
     """Yield (start, stop, x) per day of `store` (checked by check_lags): x (stop - start, n_lags)
-    float32, the lag features of its rows start..stop-1 (NaN where absent). Memory: two days' columns."""
-    cols = [store.side(c) for c in responders(store)]
+    float32, the lag features of its rows start..stop-1 (jsmp.inputs.lags.previous_date_rows; NaN
+    where absent). Memory: two days' columns."""
+    cols = [store.side(c) for c in responders(store.side_names)]
     time, group = store.side("time_id"), store.side(store.group)
-    width = int(store.group_values.max()) + 1
-    # time_id * width + symbol is one key per (time_id, symbol) as 0 <= symbol < width (check_lags), and
-    # fits int64: |time_id| < 2**31 (int32), width <= 2**20
-    assert 0 <= store.group_values.min() and width <= SYMBOL_MAX + 1
-    prev = None
+    prev, base = None, 0  # the date before: (its date, KeyIndex), its first store row
     for d in range(store.n_days):
         a, b = int(store.day_offsets[d]), int(store.day_offsets[d + 1])
-        keys = np.asarray(time[a:b], dtype=np.int64) * width + np.asarray(group[a:b], dtype=np.int64)
-        src = previous_date_rows(int(store.days[d]), keys, prev)
+        date, keys = int(store.days[d]), (time[a:b], group[a:b])
+        src = previous_date_rows(date, *keys, prev)
         x = np.full((b - a, len(cols)), np.nan, dtype=np.float32)
         hit = src >= 0
+        rows = base + src[hit]  # store rows
         for j, col in enumerate(cols):
-            x[hit, j] = col[src[hit]]
+            x[hit, j] = col[rows]
         yield a, b, x
-        prev = (int(store.days[d]), keys, np.arange(a, b, dtype=np.int64))
+        prev, base = (date, KeyIndex(*keys)), a
 
 
 def write_lags(store: Store) -> Store:
@@ -115,19 +90,18 @@ def write_lags(store: Store) -> Store:
     return Store(path)
 
 
-def cache_problem(store: Store, full: bool) -> str | None:
-    """Why the lag cache of `store` cannot be used (absent, damaged, from another store), or None."""
+def _cache_state(store: Store, full: bool) -> tuple[str, str]:
+    """The lag cache's state in `store` (LAGS_CACHE's): absent, stale (damaged too: lag_store rebuilds it)
+    or ok, checksums too when `full`; a UserError when `store` cannot have lags (check_lags)."""
     path = store.path / LAGS_DIR
     if not is_store(path):
-        return "absent"
-    if (why := damage_at(path, full=full)) is not None:
-        return why
-    cache = Store(path)
-    if cache.manifest["source"].get("store") != store.identity:
-        return "it was computed from an earlier store at this path"
-    if cache.n_rows != store.n_rows or cache.features != lag_names(store):
-        return f"it holds {cache.n_rows} rows of {cache.n_features} lags, the store {store.n_rows} rows of {len(lag_names(store))}"
-    return None
+        return "absent", ""
+    check_lags(store)
+    if (why := store_cache_problem(store, path, full)) is None:
+        cache, names = Store(path), lag_names(store)
+        if cache.n_rows != store.n_rows or cache.features != names:
+            why = f"it holds {cache.n_rows} rows of {cache.n_features} lags, the store {store.n_rows} rows of {len(names)}"
+    return ("stale", why) if why else ("ok", "")
 
 
 def rows_problem(store: Store) -> str | None:
@@ -144,26 +118,7 @@ def rows_problem(store: Store) -> str | None:
 def lag_store(store: Store) -> Store:
     """The lag features of `store`'s rows (a Store of the same rows): the cache, built first when it is
     absent, from another store, or damaged (checksums checked too when `store` was verified)."""
-    check_lags(store)
-    why = cache_problem(store, full=store.verified)
-    if why is None:
-        return Store(store.path / LAGS_DIR)
-    if why != "absent":
-        log.warning("store %s: rebuilding the lag features %s: %s", store.path, LAGS_DIR, why)
-    return write_lags(store)
+    return Store(store.path / LAGS_DIR) if usable(store, LAGS_CACHE) else write_lags(store)
 
 
-def verify_lags(store: Store, rebuild: bool = False) -> str | None:
-    """`python -m jsmp.data verify`'s line for the lag cache (checksums included; None without one):
-    OK, or what is wrong and that it is rebuilt on its next use (now, with `rebuild`)."""
-    why = cache_problem(store, full=True)
-    if why == "absent":
-        return None
-    check_lags(store)
-    why = why or rows_problem(store)
-    if why is None:
-        return f"{LAGS_DIR}: OK"
-    if rebuild:
-        write_lags(store)
-        return f"{LAGS_DIR}: rebuilt ({why})"
-    return f"{LAGS_DIR}: {why}; rebuilt on its next use"
+LAGS_CACHE = DerivedCache(LAGS_DIR, _cache_state, write_lags, rows_problem)  # registered in jsmp.store.caches.CACHES

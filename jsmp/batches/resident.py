@@ -15,6 +15,7 @@ import torch
 
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.errors import UserError
+from jsmp.inputs.windows import window_positions, window_start
 
 log = logging.getLogger(__name__)
 RESIDENT_SHARE = 0.5  # data.resident=auto: resident when the split's tensors fit this share of the device's free memory
@@ -44,7 +45,7 @@ class ResidentBatches:
     split's first row any window reaches to its last row (for windows then a row of zeros, which
     padded steps read); per target (N,) its columns (y, [sample_weight], [weight, resp, day]) and,
     for windows, its end and first allowed position (store rows, or positions in a grouped store's
-    group_order, as jsmp.batches.windows computes them).
+    group_order); each batch's windows by jsmp.inputs.windows.window_positions, as the memory-mapped path's.
     `self[positions]` ((B,) int64 tensor on `device`) -> the same batch dict as `dataset[positions]`.
     """
 
@@ -67,7 +68,7 @@ class ResidentBatches:
             else:
                 ends = row
                 first = np.zeros(n, np.int64) if dataset.day_start is None else dataset.day_start.take(row)
-            start = np.maximum(ends - self.window.length + 1, first)  # each window's first row: its earliest
+            start = window_start(ends, self.window.length, first)
             reach = start if order is None else order[start]
         self.lo, hi = (int(reach.min()), int(row.max()) + 1) if n else (0, 0)
         cols["y"] = cols["y"].astype(np.float32, copy=False)
@@ -82,7 +83,6 @@ class ResidentBatches:
         self.row = self.put(row - self.lo)
         self.ends, self.first = (None, None) if ends is None else (self.put(ends), self.put(first))
         self.order = None if order is None else self.put(order - self.lo)
-        self.steps = None if self.window is None else torch.arange(1 - self.window.length, 1, device=self.device)
 
     def put(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
@@ -99,10 +99,8 @@ class ResidentBatches:
         if self.window is None:
             batch = {"x": self.features.index_select(0, self.row.index_select(0, positions))}
         else:
-            first = self.first.index_select(0, positions)[:, None]
-            pos = self.ends.index_select(0, positions)[:, None] + self.steps  # (B, W)
-            mask = pos >= first
-            pos = torch.maximum(pos, first)
+            pos, mask = window_positions(self.ends.index_select(0, positions), self.window.length,
+                                         self.first.index_select(0, positions))  # (B, W) each
             local = pos - self.lo if self.order is None else self.order[pos]
             local = torch.where(mask, local, self.zero_row)  # padding reads the zero row
             batch = {"x": self.features.index_select(0, local.view(-1)).view(*local.shape, -1), "mask": mask}

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from jsmp.data.synthetic import SynthSpec
+
 
 @dataclass
 class ChildRun:
@@ -40,8 +42,9 @@ def cache_dir() -> Path:
 
 def add_store_arguments(parser) -> None:
     """--days / --rows-per-day of the synthetic store a benchmark runs on (default: full size)."""
-    parser.add_argument("--days", type=int, default=500)
-    parser.add_argument("--rows-per-day", type=int, default=4780)
+    real = SynthSpec.real_size()
+    parser.add_argument("--days", type=int, default=real.days)
+    parser.add_argument("--rows-per-day", type=int, default=real.rows_per_day)
 
 
 def bench_data(store: str | os.PathLike, model_class: type, batch_size: int, window: int = 32, pin_memory: bool = False,
@@ -51,7 +54,7 @@ def bench_data(store: str | os.PathLike, model_class: type, batch_size: int, win
     `rows` a RowsConfig (default: the 2021 defaults; rtmdf_rows() for the 2024 layout)."""
     from jsmp.batches.config import LoaderConfig
     from jsmp.batches.datamodule import JsmpDataModule
-    from jsmp.batches.windows import WindowSpec
+    from jsmp.inputs.windows import WindowSpec
 
     data = JsmpDataModule(store, rows=rows, loader=LoaderConfig(batch_size=batch_size, pin_memory=pin_memory),
                           window=WindowSpec(length=window), verify=False)

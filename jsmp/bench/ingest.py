@@ -17,14 +17,14 @@ from pathlib import Path
 from jsmp.bench.common import ChildRun, cache_dir, run_child
 from jsmp.data.synthetic import SynthSpec, write_csv
 
-ROWS_PER_DAY = 4780  # the real file's mean
+ROWS_PER_DAY = SynthSpec.real_size().rows_per_day  # the real file's mean
 
 PANDAS = "import numpy as np, pandas as pd; x = pd.read_csv({path!r}).astype(np.float32); print(len(x))"
 JSMP = "from jsmp.data.__main__ import run_and_exit; run_and_exit(['ingest', {path!r}, '--store', {store!r}, '--force'])"
 
 
 def kaggle_csv(rows: int) -> Path:
-    """The cached generator CSV of about `rows` rows (whole days of ~4780 rows)."""
+    """The cached generator CSV of about `rows` rows (whole days of ROWS_PER_DAY rows on average)."""
     spec = SynthSpec(days=max(1, round(rows / ROWS_PER_DAY)), rows_per_day=min(rows, ROWS_PER_DAY), seed=0)
     path = cache_dir() / "ingest" / f"{spec.name}.csv"
     return path if path.is_file() else write_csv(spec, path)

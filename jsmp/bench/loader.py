@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 from jsmp.batches.datamodule import JsmpDataModule
-from jsmp.batches.windows import window_index
 from jsmp.bench.common import add_store_arguments, bench_data, rtmdf_rows, rtmdf_store, synthetic_store
+from jsmp.inputs.windows import window_index
 from jsmp.models.lstm import LSTM
 from jsmp.models.mlp import MLP
 from jsmp.store.store import Store

@@ -66,11 +66,11 @@ def measure(run: Path, test: Path, online: bool) -> dict:
     from jsmp.predict import Predictor
     from jsmp.predict.cli import run_spec
     from jsmp.predict.online import OnlineConfig
-    from jsmp.predict.replay import raw_features, read_days, replay
+    from jsmp.predict.replay import read_days, replay
 
     predictor = Predictor(run, online=OnlineConfig() if online else None)
     fine_tunes = timed_reveals(predictor) if online else []
-    features = raw_features(run_spec(str(run)).features)
+    features = run_spec(str(run)).store_features
     with tempfile.TemporaryDirectory() as tmp:
         done = replay(predictor, read_days(test, features), Path(tmp) / "submission.csv", features, online=online)
     p50, p99 = np.percentile(done.latency, [50, 99]) * 1e3

@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from jsmp.data.schema import FEATURE_LIMIT
+from jsmp.data.synthetic import SynthSpec
+from jsmp.data.synthetic_rtmdf import PARTITIONS, RtmdfSpec
 from jsmp.errors import UserError, exit_on_user_error
 
 
@@ -38,6 +41,12 @@ def _limit(v: str) -> float:
 
 
 LAYOUT_FLAGS = {"jsmp": ("rows_per_day", "test_layout"), "rtmdf": ("times", "symbols", "partitions", "drift")}
+SYNTH_DEFAULTS = {"jsmp": SynthSpec.real_size(), "rtmdf": RtmdfSpec()}  # what synth generates without settings
+
+
+def _settings(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """The generator settings among `names` given on the command line."""
+    return {k: v for k in names if (v := getattr(args, k)) is not None}
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -51,16 +60,16 @@ def cmd_synth(args: argparse.Namespace) -> None:
         from jsmp.data import synthetic_rtmdf as gen
 
         try:
-            spec = gen.RtmdfSpec(**{k: v for k in ("days", "times", "symbols", "drift") if (v := getattr(args, k)) is not None}, seed=args.seed)
+            spec = replace(SYNTH_DEFAULTS["rtmdf"], **_settings(args, ("days", "times", "symbols", "seed", "drift")))
         except ValueError as e:
             raise UserError(f"synth --layout rtmdf: {e}") from None
         if args.out:
-            print(f"wrote {gen.write_parquet(spec, args.out, partitions=args.partitions or 10)}")
+            print(f"wrote {gen.write_parquet(spec, args.out, partitions=args.partitions or PARTITIONS)}")
             return
     else:
         from jsmp.data import synthetic as gen
 
-        spec = gen.SynthSpec(days=args.days or 500, rows_per_day=args.rows_per_day or 4780, seed=args.seed)
+        spec = replace(SYNTH_DEFAULTS["jsmp"], **_settings(args, ("days", "rows_per_day", "seed")))
         if args.out:
             if Path(args.out).is_dir():
                 raise UserError(f"--out {args.out}: is a directory, expected a CSV file path")
@@ -104,18 +113,10 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from jsmp.batches.fill import verify_caches
-    from jsmp.batches.lags import verify_lags
-    from jsmp.store.store import Store, manifest_files
+    from jsmp.store.caches import verify_store
+    from jsmp.store.store import Store
 
-    store = Store(args.store)
-    store.verify()
-    files = [name for _, name, _ in manifest_files(store.manifest)]
-    size = sum((store.path / f).stat().st_size for f in files)
-    caches = verify_caches(store, rebuild=args.rebuild_caches)
-    caches += [line] if (line := verify_lags(store, rebuild=args.rebuild_caches)) else []
-    print(f"store {store.path}: OK ({len(files)} files, {size / 1e6:,.1f} MB, checksums match)")
-    print("\n".join(f"  cache {line}" for line in caches) or "  no caches")
+    print("\n".join(verify_store(Store(args.store), rebuild=args.rebuild_caches)))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -128,14 +129,16 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--out", help="jsmp: write a Kaggle-layout CSV here (ideal actions beside it in FILE.ideal.npy); "
                                      "rtmdf: a directory with train.parquet/, lags.parquet and ideal.parquet")
     where.add_argument("--store", help="write a jsmp store directory here")
-    s.add_argument("--days", type=_positive, help="trading days (default 500; rtmdf: 200)")
-    s.add_argument("--rows-per-day", type=_positive, help="jsmp: mean rows per day (default 4780, the real file's)")
-    s.add_argument("--times", type=_positive, help="rtmdf: time_ids per date (default 60; the real data: 968)")
-    s.add_argument("--symbols", type=_positive, help="rtmdf: instruments over the whole set (default 20; the real data: 39)")
-    s.add_argument("--partitions", type=_positive, help="rtmdf --out: train.parquet partitions (default 10)")
+    jsmp, rtmdf, real = SYNTH_DEFAULTS["jsmp"], SYNTH_DEFAULTS["rtmdf"], RtmdfSpec.real_size()
+    s.add_argument("--days", type=_positive, help=f"trading days (default {jsmp.days}; rtmdf: {rtmdf.days})")
+    s.add_argument("--rows-per-day", type=_positive, help=f"jsmp: mean rows per day (default {jsmp.rows_per_day}, the real file's)")
+    s.add_argument("--times", type=_positive, help=f"rtmdf: time_ids per date (default {rtmdf.times}; the real data: {real.times})")
+    s.add_argument("--symbols", type=_positive,
+                   help=f"rtmdf: instruments over the whole set (default {rtmdf.symbols}; the real data: {real.symbols})")
+    s.add_argument("--partitions", type=_positive, help=f"rtmdf --out: train.parquet partitions (default {PARTITIONS})")
     s.add_argument("--drift", type=float, help="rtmdf: radians per date the features' relation to the target turns "
-                                               "(default 0: stationary; 0.01: the online-learning demo; docs/rtmdf-data.md)")
-    s.add_argument("--seed", type=int, default=0)
+                                               f"(default {rtmdf.drift:g}: stationary; 0.01: the online-learning demo; docs/rtmdf-data.md)")
+    s.add_argument("--seed", type=int, help=f"generator seed (default {jsmp.seed}; rtmdf: {rtmdf.seed})")
     s.add_argument("--test-layout", action="store_true", help="jsmp --out: without resp columns, as example_test.csv")
     s.add_argument("--force", action="store_true",
                    help="--store: regenerate even when the store already holds this data, or replace a store of ingested data")

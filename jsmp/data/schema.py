@@ -37,8 +37,9 @@ RTMDF_TIME = ["date", "time_id"]
 KEY_DTYPES = {"date": "int32", "time_id": "int32", "symbol_id": "int32"}
 
 _FEATURE_RE = re.compile(r"^feature_(\d+)$")
-_RESPONDER_RE = re.compile(r"^responder_(\d+)$")
-_LAG_RE = re.compile(r"^responder_(\d+)_lag_1$")
+_RESPONDER_RE = re.compile(r"^responder_(\d+)$")  # the 2024 layout's return columns
+_RESP_RE = re.compile(r"^resp(_\d+)?$")  # the 2021 layout's: resp, resp_1 .. resp_4
+_LAG_RE = re.compile(r"^responder_(\d+)_lag_1$")  # a lag feature: the previous date's responder_N (jsmp.inputs.lags)
 
 
 def feature_number(name: str) -> int | None:
@@ -56,6 +57,36 @@ def sorted_features(columns) -> list[str]:
 def _numbered(columns, pattern: re.Pattern) -> list[str]:
     """The `columns` that match `pattern`, ordered by the number it captures."""
     return sorted((c for c in columns if pattern.match(c)), key=lambda c: int(pattern.match(c).group(1)))
+
+
+def is_responder(name: str) -> bool:
+    """Whether `name` is a 2024 return column, `responder_N`."""
+    return _RESPONDER_RE.match(name) is not None
+
+
+def responders(columns) -> list[str]:
+    """The `responder_N` columns among `columns`, ordered by N."""
+    return _numbered(columns, _RESPONDER_RE)
+
+
+def is_target(name: str) -> bool:
+    """Whether `name` is a return column a model may target: `resp` or `resp_N` (2021), `responder_N` (2024)."""
+    return _RESP_RE.match(name) is not None or is_responder(name)
+
+
+def lag_name(responder: str) -> str:
+    """The lag feature of a responder: `responder_N` -> `responder_N_lag_1`."""
+    return f"{responder}_lag_1"
+
+
+def responder_of(lag: str) -> str:
+    """The responder a lag feature holds: `responder_N_lag_1` -> `responder_N`."""
+    return lag.removesuffix("_lag_1")
+
+
+def is_lag(name: str) -> bool:
+    """Whether `name` is a lag feature, `responder_N_lag_1`."""
+    return _LAG_RE.match(name) is not None
 
 # Text that reads as NaN in a feature column (an error in the others): pandas' default na_values,
 # plus `nan` in every case with either sign, which pandas' float conversion also reads as NaN.
@@ -148,10 +179,10 @@ def plan_rtmdf(columns: list[str], where: str) -> Layout:
     features = sorted_features(columns)
     if not features:
         raise UserError(f"{where}: no feature_NN columns in the header; expected feature_00 ... feature_78, got {short(columns)}")
-    responders = _numbered(columns, _RESPONDER_RE)
-    if not responders:
+    found = responders(columns)
+    if not found:
         raise UserError(f"{where}: no responder_N columns in the header; expected responder_0 ... responder_8 (any of them), got {short(columns)}")
-    return _grouped(columns, features, ["weight", *responders])
+    return _grouped(columns, features, ["weight", *found])
 
 
 def plan_lags(columns: list[str], where: str) -> Layout:

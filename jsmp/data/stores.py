@@ -2,8 +2,8 @@
 `data.data_dir`, named after its generator's spec (`data.synthetic`). Training
 (jsmp/run/dataconfig.py, rundir.py) and `jsmp eval` (a run's own store) read it here.
 
-The generators (synthetic.py, synthetic_rtmdf.py) are imported when a spec is built: composing
-a config needs neither.
+The generators' specs (synthetic.py, synthetic_rtmdf.py) are the defaults of the `data.synthetic`
+config schema (jsmp/run/dataconfig.py); neither imports torch, so composing a config needs none.
 """
 
 from __future__ import annotations

@@ -53,6 +53,8 @@ RESP_SCALE = (0.0015, 0.0021, 0.0059, 0.0165)  # std of resp_1..4 (horizons 1, 1
 
 @dataclass(frozen=True)
 class SynthSpec:
+    """A synthetic data set: `days` days of about `rows_per_day` rows each (day_sizes), from `seed`."""
+
     days: int = 500
     rows_per_day: int = 1000
     seed: int = 0
@@ -60,6 +62,11 @@ class SynthSpec:
     def __post_init__(self):
         if self.days < 1 or self.rows_per_day < 1:
             raise ValueError("days and rows_per_day must be >= 1")
+
+    @classmethod
+    def real_size(cls, seed: int = 0) -> SynthSpec:
+        """The real train.csv's size: 500 days of 4,780 rows on average (~2.4M rows)."""
+        return cls(days=500, rows_per_day=4780, seed=seed)
 
     @property
     def name(self) -> str:

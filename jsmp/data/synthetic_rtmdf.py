@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from jsmp.data.schema import FEATURE_LIMIT
+from jsmp.data.schema import FEATURE_LIMIT, lag_name
 from jsmp.errors import UserError
 from jsmp.files import atomic_path, claim_destination, replace_dir
-from jsmp.metrics import r2_score
+from jsmp.inputs.lags import is_lag_date
 from jsmp.store.store import StoreWriter
 
 N_FEATURES = 79
@@ -43,7 +43,6 @@ N_RESPONDERS = 9
 TARGET = 6  # responder_6
 FEATURES = [f"feature_{j:02d}" for j in range(N_FEATURES)]
 RESPONDERS = [f"responder_{k}" for k in range(N_RESPONDERS)]
-LAG_COLUMNS = [f"{r}_lag_1" for r in RESPONDERS]
 TRAIN_COLUMNS = ["date_id", "time_id", "symbol_id", "weight", *FEATURES, *RESPONDERS]  # the real file's, in order
 KEY_DTYPES = {"date_id": "int16", "time_id": "int16", "symbol_id": "int8"}  # the real file's
 STORE_SIDE = {"date": "int32", "time_id": "int32", "symbol_id": "int32", "weight": "float32",
@@ -71,6 +70,7 @@ START_SHARE = 0.5  # of the instruments are there from the first row; the rest e
 LEAVE_SHARE = 0.1  # of the instruments leave (after a date in the middle third onwards)
 WEIGHT_SIGMA = (1.0, 0.5)  # log-normal weight: per instrument, then per row around it
 CLIP = 5.0
+PARTITIONS = 10  # train.parquet partitions write_parquet writes by default (the real file's: 10)
 
 
 @dataclass(frozen=True)
@@ -315,6 +315,8 @@ def ceilings(spec: RtmdfSpec, val_frac: float = 0.2) -> dict[str, float]:
     date's responders, what lag features reveal); `row` (the filter on the row's own features only, as a
     model without a window sees them); `frozen` (the filter believing, on every date, the loadings averaged
     over the dates before validation: what one fit over those dates learns, then frozen; `ideal` without drift)."""
+    from jsmp.metrics import r2_score  # (torch: not for generating)
+
     first = spec.days - max(1, round(val_frac * spec.days))
     scales = feature_scales(np.random.default_rng([spec.seed, 1]))
     beta = RESPONDER_MODEL[TARGET][0]
@@ -425,10 +427,11 @@ def _train_name(partition: int) -> str:
     return f"train.parquet/partition_id={partition}/part-0.parquet"
 
 
-def write_parquet(spec: RtmdfSpec, out_dir: str | os.PathLike, partitions: int = 10) -> Path:
+def write_parquet(spec: RtmdfSpec, out_dir: str | os.PathLike, partitions: int = PARTITIONS) -> Path:
     """Generate `spec` in the real layout under `out_dir`: `train.parquet/partition_id=K/part-0.parquet`
-    (K = 0.., consecutive runs of dates: `partition_of`), `lags.parquet` (for each date but the first, the
-    previous date's rows with its date_id: their time_id, symbol_id and responders as `responder_N_lag_1`)
+    (K = 0.., consecutive runs of dates: `partition_of`), `lags.parquet` (for each date whose previous date
+    there is, jsmp.inputs.lags.is_lag_date: that date's rows with its date_id, their time_id, symbol_id and
+    responders as `responder_N_lag_1`)
     and IDEAL_FILE (the keys and `ideal` of every train row, in the same order).
 
     `out_dir` may be absent, empty or a directory this function wrote, never anything else (one-line
@@ -450,10 +453,11 @@ def write_parquet(spec: RtmdfSpec, out_dir: str | os.PathLike, partitions: int =
                 files.append(_train_name(part[d]), _table(*keys, {
                     "weight": day["weight"], **{f: day["x"][:, j] for j, f in enumerate(FEATURES)}, **{r: day[r] for r in RESPONDERS}}))
                 files.append(IDEAL_FILE, _table(*keys, {"ideal": day["ideal"]}))
-                src, rows = (day, slice(0)) if prev is None else (prev, slice(None))  # the first date: none (the file's schema)
+                lagged = prev is not None and is_lag_date(prev[0], d)
+                src, rows = (prev[1], slice(None)) if lagged else (day, slice(0))  # else none (the first date: the file's schema)
                 files.append("lags.parquet", _table(np.full(len(src["date"][rows]), d), src["time_id"][rows], src["symbol_id"][rows],
-                                                    {c: src[r][rows] for c, r in zip(LAG_COLUMNS, RESPONDERS)}))
-                prev = day
+                                                    {lag_name(r): src[r][rows] for r in RESPONDERS}))
+                prev = d, day
                 bar.update(len(day["date"]))
         finally:
             files.close()

@@ -9,9 +9,9 @@ which no fold trained on), so a single run's utility equals its logged val/utili
 checkpoint's epoch. `--data` scores every row of another store or labelled train.csv/Parquet file;
 `--fold K` takes CV fold K's validation days instead. Prints utility, AUC, accuracy, the oracle's
 utility, rows and days; writes eval.json, daily_pnl.csv and cumulative_pnl.png into a new dir
-(default `<first run>/eval-<n>`). A 2024-layout run (one at a time, its own validation days) is
-scored by the R² of its first target instead, into eval.json, daily_r2.csv and daily_r2.png
-(jsmp.evaluate.grouped). See docs/evaluation.md.
+(default `<first run>/eval-<n>`). 2024-layout runs (a run or an ensemble; its validation days, a fold's,
+or `--data` served per time step) are scored by the R² of their first target instead, into eval.json,
+daily_r2.csv and daily_r2.png (jsmp.evaluate.grouped). See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from jsmp.files import read_json
 from jsmp.metrics import daily_pnl
 from jsmp.predict.grouped import GroupedMember
 from jsmp.predict.model import find_checkpoint
-from jsmp.predict.predictor import Member, Predictor, actions, mean_proba
+from jsmp.predict.predictor import Predictor, mean_proba
+from jsmp.predict.rows import Member, actions
+from jsmp.predict.steps import StepPredictor
 
 
 def logged_score(member: Member | GroupedMember, key: str = "best/val/utility") -> tuple[float, int, str] | None:
@@ -62,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     members = predictor.members
     first = Path(args.run[0])
     run_dir = first if first.is_dir() else find_checkpoint(first)[0]
-    if predictor.grouped:  # a 2024-layout run: R² on its validation days
-        return grouped.evaluate(args, members, run_dir, logged_score)
+    if isinstance(predictor, StepPredictor):  # 2024-layout runs: R² of their target
+        return grouped.evaluate(args, predictor, run_dir, logged_score)
     out = claim_out(args.out, run_dir, [Path(args.data)] if args.data else [])
     rows, notes = choose_rows(members, predictor.features, args.data, args.fold, lookback(predictor))
     if len(rows.weight) == 0:

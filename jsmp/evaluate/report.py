@@ -65,10 +65,12 @@ def plot(path: Path, dates: np.ndarray, pnl: np.ndarray, oracle: np.ndarray, mem
     fig.savefig(path, dpi=100)
 
 
-def r2_table(d: DailyR2) -> str:
-    """daily_r2.csv: date, r2 (that date's weighted zero-mean R²), rows, weight (Σ w of its rows)."""
-    lines = ["date,r2,rows,weight"]
-    lines += [f"{int(t)},{float(r)!r},{int(n)},{float(w)!r}" for t, r, n, w in zip(d.dates, d.daily, d.rows, d.weight)]
+def r2_table(d: DailyR2, members: dict[str, np.ndarray]) -> str:
+    """daily_r2.csv: date, r2 (that date's weighted zero-mean R²), rows, weight (Σ w of its rows), then
+    member_<name> (each member's R² of the date) for an ensemble."""
+    lines = [",".join(["date", "r2", "rows", "weight", *(f"member_{k}" for k in members)])]
+    lines += [",".join([f"{int(t)},{float(r)!r},{int(n)},{float(w)!r}", *(repr(float(v[i])) for v in members.values())])
+              for i, (t, r, n, w) in enumerate(zip(d.dates, d.daily, d.rows, d.weight))]
     return "\n".join(lines) + "\n"
 
 

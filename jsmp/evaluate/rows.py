@@ -17,12 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 from jsmp.batches.config import LoaderConfig, RowsConfig
 from jsmp.batches.datamodule import JsmpDataModule, RowBatches
 from jsmp.batches.splits import Split, choose
-from jsmp.batches.windows import WindowSpec
 from jsmp.data.reader import Layout, Reader
 from jsmp.data.stores import config_store
 from jsmp.errors import UserError
+from jsmp.inputs.columns import require_columns
+from jsmp.inputs.windows import WindowSpec
 from jsmp.predict.grouped import GroupedMember
-from jsmp.predict.predictor import Member
+from jsmp.predict.rows import Member
 from jsmp.store.store import Store, is_store
 
 LABELS = ["date", "weight", "resp"]  # the columns scoring needs beside the features
@@ -64,8 +65,7 @@ class StoreSource:
 
     def __init__(self, path: Path, features: list[str]):
         self.store = Store(path)
-        if missing := [f for f in features if f not in self.store.features]:
-            raise UserError(f"store {path}: missing feature(s) the model needs: {', '.join(missing[:10])}")
+        require_columns(self.store.features, features, f"store {path}")
         self.cols = [self.store.features.index(f) for f in features]
         self.days, self.offsets, self.name = self.store.days, self.store.day_offsets, f"store {path}"
 
@@ -87,8 +87,7 @@ class FileSource:
             if "resp" not in columns:
                 raise UserError(f"{where}: no resp column, so no labels to score against; expected a labelled file in the "
                                 f"train.csv layout (date, weight, resp, feature_*); for test files use python -m jsmp.predict")
-            if missing := [c for c in [*LABELS, *features] if c not in columns]:
-                raise UserError(f"{where}: missing column(s) the model or the score needs: {', '.join(missing[:10])}")
+            require_columns(columns, [*LABELS, *features], where, "the model or the score needs")
             return Layout(columns, list(features), [c for c in [*LABELS, "ts_id"] if c in columns], [])
 
         blocks = list(reader.blocks(reader.layout(select)))

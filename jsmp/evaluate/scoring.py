@@ -13,7 +13,7 @@ import torch
 from torchmetrics.functional.classification import binary_accuracy, binary_auroc
 
 from jsmp.metrics import r2_score, utility_score
-from jsmp.predict.predictor import actions
+from jsmp.predict.rows import actions
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jsmp.batches.inputs import PREPROCESS, InputSpec
 from jsmp.errors import UserError, exit_on_user_error
-from jsmp.predict.model import find_checkpoint, member_runs
+from jsmp.inputs.spec import InputSpec
+from jsmp.predict.model import member_runs
+from jsmp.predict.model import run_spec as read_spec
 from jsmp.predict.online import OnlineConfig, summary
 from jsmp.predict.predictor import Predictor
-from jsmp.predict.replay import LagsFile, raw_features, read_days, replay
+from jsmp.predict.replay import LagsFile, read_days, replay
 from jsmp.predict.submission import claim_out, require_file, run_batch, run_online
 
 ONLINE = {"online_steps": "steps", "online_lr": "lr", "online_budget": "budget_s"}  # option -> OnlineConfig field
@@ -64,8 +65,7 @@ def online_settings(args: argparse.Namespace) -> dict:
 
 def run_spec(run: str) -> InputSpec:
     """The preprocess.json of `run`'s first member run (grouped or not, its features)."""
-    run_dir, _ = find_checkpoint(member_runs(run)[0])
-    return InputSpec.load(run_dir / PREPROCESS)
+    return read_spec(member_runs(run)[0])
 
 
 def grouped_spec(run: str) -> InputSpec | None:
@@ -88,7 +88,7 @@ def replay_2024(args: argparse.Namespace, data: Path, spec: InputSpec) -> int:
     if not data.exists():
         raise UserError(f"--data {data}: no such file or directory; expected a 2024-layout Parquet file or directory, or a grouped store")
     out = claim_out(args.out, data, lags)
-    features = raw_features(spec.features)
+    features = spec.store_features
     source, lag_file = read_days(data, features, spec.feature_limit), LagsFile(lags) if lags is not None else None  # headers checked here
     online = OnlineConfig(**online_settings(args)) if args.online_learning else None
     predictor = Predictor(args.run, online=online, threads=args.threads)

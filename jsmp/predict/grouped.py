@@ -1,31 +1,25 @@
 """Serving a 2024-layout (grouped, regression) run one time step at a time, as the 2024 API hands
-rows over (docs/inference.md): per-instrument state, lag lookup, and the model's predictions.
+rows over (docs/inference.md): test frames read, lag lookup, and a member's predictions.
 
 A time step's rows (one per active instrument) become exactly the inputs training fed
-(jsmp.batches.datamodule): the store features in preprocess.json order, then the lag features
-`responder_N_lag_1` looked up in the last `lags_df` by (time_id, symbol_id); NaNs filled as
-training filled them: with `fill == ffill` from the same instrument's earlier rows of the date
-(store features only), then the fill values. Sequence models see each instrument's last W filled
-rows, left-padded (zeros, mask False) before its first row, or its first row of the date with
-`cross_days = false`. An instrument that appears starts with an empty window; one that vanishes
-keeps its state until it returns.
+(jsmp.batches.datamodule): the store features in preprocess.json order, then its lag features
+looked up in the last `lags_df` by (time_id, symbol_id); NaNs filled and windows laid out per
+instrument by jsmp.inputs.state.OnlineState, as training filled and windowed them.
 """
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from jsmp.batches.inputs import InputSpec
 from jsmp.data.schema import SYMBOL_MAX
 from jsmp.errors import UserError
-from jsmp.models.base import TradeModule
+from jsmp.inputs.columns import require_columns
+from jsmp.inputs.lags import KeyIndex
+from jsmp.inputs.state import OnlineState
+from jsmp.predict.model import OpenRun
 from jsmp.predict.online import Learner, OnlineConfig
 
-LAG = re.compile(r"^responder_\d+_lag_1$")
 KEYS = ["date_id", "time_id", "symbol_id"]  # a test row's keys (besides row_id, weight, is_scored)
 
 
@@ -40,14 +34,6 @@ def frame_matrix(df, names: list[str]) -> np.ndarray:
 
 def frame_column(df, name: str) -> np.ndarray:
     return np.asarray(df[name].to_numpy())
-
-
-def require_columns(df, names: list[str], what: str) -> None:
-    """One-line UserError naming the columns of `names` that the frame `df` lacks."""
-    have = set(df.columns)
-    if missing := [c for c in names if c not in have]:
-        shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
-        raise UserError(f"{what}: missing column(s) the model needs: {shown}")
 
 
 def row_ids(df) -> np.ndarray:
@@ -71,114 +57,46 @@ def check_symbols(symbol: np.ndarray, where) -> None:
 
 
 class LagTable:
-    """The last `lags_df`: rows keyed by (time_id, symbol_id), valid on the date it came with. Its
-    date_id column, when it has one, must be that date (the date served, as the API labels lags)."""
+    """The last `lags_df`: rows by (time_id, symbol_id) (jsmp.inputs.lags.KeyIndex), valid on the date it
+    came with. Its date_id column, when it has one, must be that date (the date served, as the API labels lags)."""
 
     def __init__(self, date: int, lags_df, names: list[str]):
-        require_columns(lags_df, ["time_id", "symbol_id", *names], "lags_df")
+        require_columns(lags_df.columns, ["time_id", "symbol_id", *names], "lags_df")
         if "date_id" in lags_df.columns and (other := frame_column(lags_df, "date_id") != date).any():
             raise UserError(f"lags_df: date_id {frame_column(lags_df, 'date_id')[other][0]} handed with test_df's date_id {date}; "
                             f"expected the lags of date_id {date} (the previous date's responders, labelled with the date served)")
         self.date, self.names = date, names
         symbol = np.asarray(frame_column(lags_df, "symbol_id"), np.int64)
         check_symbols(symbol, lambda i: f"lags_df row {i}")
-        keys = self.key(frame_column(lags_df, "time_id"), symbol)
-        order = np.argsort(keys, kind="stable")
-        self.keys, self.values = keys[order], frame_matrix(lags_df, names)[order]
-
-    @staticmethod
-    def key(time_id: np.ndarray, symbol: np.ndarray) -> np.ndarray:
-        return np.asarray(time_id, np.int64) << 32 | np.asarray(symbol, np.int64) & 0xFFFFFFFF
+        self.index, self.values = KeyIndex(frame_column(lags_df, "time_id"), symbol), frame_matrix(lags_df, names)
 
     def __call__(self, time_id: np.ndarray, symbol: np.ndarray, names: list[str]) -> np.ndarray:
         """(n, len(names)) float32 values of the rows (time_id, symbol) (n,), NaN where absent."""
         out = np.full((len(time_id), len(names)), np.nan, dtype=np.float32)
-        if len(self.keys) == 0:
-            return out
-        keys = self.key(time_id, symbol)
-        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
-        hit = self.keys[at] == keys
-        cols = [self.names.index(c) for c in names]
-        out[hit] = self.values[np.ix_(at[hit], cols)]
+        at = self.index.rows(time_id, symbol)
+        hit = at >= 0
+        out[hit] = self.values[np.ix_(at[hit], [self.names.index(c) for c in names])]
         return out
-
-
-class InstrumentState:
-    """Per instrument (by symbol_id): its date, its ffill's last values and, for windows, a ring
-    of its last W filled rows. `inputs(date, symbol, x)` fills x (n, F) in place and returns the
-    model's batch: x (n, F), or x (n, W, F) float32 and mask (n, W) bool."""
-
-    def __init__(self, spec: InputSpec, n_ffill: int):
-        self.value, self.ffill = spec.values, n_ffill if spec.fill == "ffill" else 0
-        self.window = spec.window_spec
-        self.W, F = (self.window.length if self.window else 1), len(spec.features)
-        self.slot: dict[int, int] = {}
-        self.day = np.empty(0, np.int64)
-        self.last = np.empty((0, self.ffill), np.float32)
-        self.ring = np.empty((0, self.W if self.window else 0, F), np.float32)
-        self.seen = np.empty(0, np.int64)  # rows written to the ring
-        self.filled = np.empty(0, np.int64)  # real rows of the current window (<= W)
-
-    def slots(self, symbol: np.ndarray) -> np.ndarray:
-        """Each symbol's slot, new ones added (empty state)."""
-        new = [int(s) for s in dict.fromkeys(symbol.tolist()) if int(s) not in self.slot]
-        if new:
-            k, base = len(new), len(self.slot)
-            self.slot.update((s, base + i) for i, s in enumerate(new))
-            self.day = np.r_[self.day, np.full(k, -1, np.int64)]
-            self.last = np.concatenate([self.last, np.full((k, self.last.shape[1]), np.nan, np.float32)])
-            self.ring = np.concatenate([self.ring, np.zeros((k, *self.ring.shape[1:]), np.float32)])
-            self.seen, self.filled = np.r_[self.seen, np.zeros(k, np.int64)], np.r_[self.filled, np.zeros(k, np.int64)]
-        return np.fromiter((self.slot[s] for s in symbol.tolist()), np.int64, len(symbol))
-
-    def inputs(self, date: int, symbol: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
-        idx = self.slots(symbol)
-        new_day = self.day[idx] != date
-        self.day[idx] = date
-        if self.ffill:
-            last = self.last[idx]
-            last[new_day] = np.nan
-            head = x[:, : self.ffill]
-            np.copyto(head, last, where=np.isnan(head))
-            self.last[idx] = head
-        np.copyto(x, self.value, where=np.isnan(x))
-        if self.window is None:
-            return {"x": x}
-        W = self.W
-        if not self.window.cross_days:
-            self.filled[idx[new_day]] = 0
-        self.ring[idx, self.seen[idx] % W] = x
-        self.seen[idx] += 1
-        self.filled[idx] = np.minimum(self.filled[idx] + 1, W)
-        steps = (self.seen[idx, None] + np.arange(W)) % W  # oldest .. newest (the row itself)
-        xw = self.ring[idx[:, None], steps]
-        mask = np.arange(W) >= (W - self.filled[idx])[:, None]
-        xw[~mask] = 0.0
-        return {"x": xw, "mask": mask}
 
 
 class GroupedMember:
     """One grouped regression run's model with its inputs (preprocess.json), per-instrument state
-    and, with `online`, its Learner (targets: the run's config.yaml data.targets)."""
+    (OnlineState) and, with `online`, its Learner (on the spec's targets).
 
-    def __init__(self, run_dir: Path, checkpoint: Path, prep: InputSpec, model: TradeModule, targets: list[str],
-                 online: OnlineConfig | None = None):
-        self.run_dir, self.checkpoint, self.prep, self.model = run_dir, checkpoint, prep, model
-        self.window = prep.window_spec
-        self.lags = [f for f in prep.features if LAG.match(f)]
-        self.features = prep.features[: len(prep.features) - len(self.lags)]
-        if prep.features[len(self.features):] != self.lags:
-            raise UserError(f"{run_dir / 'preprocess.json'}: lag features must follow the store features "
-                            f"(as training writes them); restore the run's original file")
-        if len(targets) != getattr(model, "n_targets", len(targets)):
-            raise UserError(f"{run_dir / 'config.yaml'}: data.targets has {len(targets)} columns but the model has "
-                            f"{model.n_targets} outputs")
-        self.targets = targets
-        self.learner = None if online is None else Learner(model, targets, online)
-        self.reset()
+    `features`: the store features it reads from test_df; `lags`: its lag features, from lags_df."""
+
+    def __init__(self, run: OpenRun, online: OnlineConfig | None = None):
+        self.run_dir, self.checkpoint, self.prep, self.model = run.run_dir, run.checkpoint, run.spec, run.model
+        self.window = self.prep.window_spec
+        self.features, self.lags, self.targets = self.prep.store_features, self.prep.lag_features, self.prep.targets
+        if len(self.targets) != getattr(self.model, "n_targets", len(self.targets)):
+            raise UserError(f"{self.run_dir / 'preprocess.json'}: {len(self.targets)} targets but the model has "
+                            f"{self.model.n_targets} outputs")
+        self.learner = None if online is None else Learner(self.model, self.targets, online)
+        self.state = OnlineState(self.prep)
 
     def reset(self) -> None:
-        self.state = InstrumentState(self.prep, len(self.features))
+        self.state.reset()
 
     @property
     def name(self) -> str:

@@ -1,6 +1,7 @@
 """A training run's model for inference: its checkpoint (find_checkpoint) loaded weights-only into the
 class config.yaml names (load_model), from the hyper-parameters that class accepts; the runs a multirun
-or CV dir stands for (member_runs) (docs/inference.md)."""
+or CV dir stands for (member_runs); a run opened whole, model and input contract (open_run, run_spec)
+(docs/inference.md)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import inspect
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 
 from jsmp import checkpoint
+from jsmp.batches.config import RowsConfig
 from jsmp.errors import UserError
+from jsmp.inputs.spec import PREPROCESS, InputSpec
 from jsmp.models.base import TradeModule
 
 log = logging.getLogger(__name__)
@@ -94,3 +99,49 @@ def load_model(ckpt: Path, target: str) -> TradeModule:
     model = cls(**kwargs)
     model.load_state_dict(state["state_dict"])
     return model.eval()
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """One run, opened for serving: its dir, checkpoint, input contract (preprocess.json) and model."""
+
+    run_dir: Path
+    checkpoint: Path
+    spec: InputSpec
+    model: TradeModule
+
+
+def run_config(run_dir: Path) -> DictConfig:
+    """The config.yaml train.py wrote into the run dir (the model class it names)."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; expected the run dir that train.py wrote around the checkpoint")
+    return OmegaConf.load(path)
+
+
+def legacy_contract(cfg: DictConfig, hparams) -> tuple[list[str], str]:
+    """(targets, task) of a run whose preprocess.json is version 1 (it did not record them): its
+    config.yaml data.targets and its checkpoint's task (the defaults of their time when absent)."""
+    return list(OmegaConf.select(cfg, "data.targets") or RowsConfig().targets), hparams.get("task", "action")
+
+
+def open_run(run: str | os.PathLike) -> OpenRun:
+    """The run (dir or checkpoint file) with its model loaded and its preprocess.json read (a version-1
+    file upgraded from config.yaml and the checkpoint's hyper-parameters)."""
+    run_dir, ckpt = find_checkpoint(run)
+    cfg = run_config(run_dir)
+    model = load_model(ckpt, cfg.model._target_)
+    spec = InputSpec.load(run_dir / PREPROCESS, legacy=lambda: legacy_contract(cfg, model.hparams))
+    return OpenRun(run_dir, ckpt, spec, model)
+
+
+def run_spec(run: str | os.PathLike) -> InputSpec:
+    """The preprocess.json of `run` (dir or checkpoint file) without loading its model (a version-1
+    file's task read from the checkpoint's hyper-parameters)."""
+    run_dir, ckpt = find_checkpoint(run)
+
+    def legacy():
+        state = checkpoint.load(ckpt)
+        return legacy_contract(run_config(run_dir), state.get("hyper_parameters", {}) if isinstance(state, dict) else {})
+
+    return InputSpec.load(run_dir / PREPROCESS, legacy=legacy)

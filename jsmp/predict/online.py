@@ -5,7 +5,7 @@ The 2024 API hands over, at each date's first time step, `lags_df`: the previous
 of each (time_id, symbol_id). Those are the answers to the rows served on that previous date. The
 `Learner` keeps what the model was fed on the current date (a uniform sample of at most `max_rows`
 rows: their inputs, weights and keys), and when a new date D starts it labels the rows it kept of
-date D - 1 from the `*_lag_1` columns of the run's targets (config.yaml `data.targets`), takes a
+date D - 1 from the `*_lag_1` columns of the run's targets (preprocess.json `targets`: the run's `data.targets`), takes a
 few optimizer steps of the model's own training loss on them, and forgets them. Causal by
 construction: it only ever trains on rows it served before, of the date just before the current
 one, and only those with a revealed answer.
@@ -23,6 +23,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
+from jsmp.data.schema import lag_name
 from jsmp.errors import UserError
 from jsmp.models.base import TradeModule
 
@@ -95,7 +96,7 @@ class Learner:
 
     def __init__(self, model: TradeModule, targets: list[str], cfg: OnlineConfig):
         self.model, self.cfg = model, cfg
-        self.labels = [f"{t}_lag_1" for t in targets]
+        self.labels = [lag_name(t) for t in targets]
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.kept: list[dict[str, np.ndarray]] = []
         self.n_kept = 0

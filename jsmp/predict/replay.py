@@ -15,10 +15,9 @@ responders, a leak, is refused.
 
 from __future__ import annotations
 
-import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,30 +28,33 @@ from tqdm.auto import tqdm
 
 from jsmp.data.parquetfile import parquet_file
 from jsmp.data.reader import Layout, Reader
-from jsmp.data.schema import FEATURE_LIMIT, RTMDF_GROUP, RTMDF_KEYS, RTMDF_RENAME, RTMDF_TIME, plan_lags
+from jsmp.data.schema import (
+    FEATURE_LIMIT,
+    RTMDF_GROUP,
+    RTMDF_KEYS,
+    RTMDF_RENAME,
+    RTMDF_TIME,
+    is_responder,
+    lag_name,
+    plan_lags,
+    responder_of,
+    responders,
+)
 from jsmp.errors import UserError
+from jsmp.inputs.columns import require_columns
+from jsmp.inputs.lags import is_lag_date, lag_key
 from jsmp.metrics import r2_score
-from jsmp.predict.grouped import LagTable
 from jsmp.predict.submission import submission
 from jsmp.store.store import Store, is_store
 
 KEYS = list(RTMDF_KEYS)  # date_id, time_id, symbol_id
-_RESPONDER = re.compile(r"^responder_\d+$")
-_LAG = re.compile(r"^responder_\d+_lag_1$")
 _EXTRA = (("row_id", "integers (int8 ... int64)", pa.types.is_integer),  # read beside the reader's columns
           ("is_scored", "booleans (true/false)", pa.types.is_boolean))
 
 
-def raw_features(features: list[str]) -> list[str]:
-    """The model's features a test source must hold: all but the lag features (`responder_N_lag_1`)."""
-    return [f for f in features if not _LAG.match(f)]
-
-
 def _missing(have, needed: list[str], where: str) -> None:
-    if missing := [c for c in needed if c not in set(have)]:
-        shown = ", ".join(missing[:10]) + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else "")
-        raise UserError(f"{where}: missing column(s) the model needs: {shown}; expected the 2024 test layout "
-                        f"(date_id, time_id, symbol_id, weight and the features the run was trained on)")
+    require_columns(have, needed, where, hint="expected the 2024 test layout (date_id, time_id, symbol_id, weight and the "
+                                              "features the run was trained on)")
 
 
 @dataclass
@@ -125,7 +127,7 @@ def _day(date: int, side: dict[str, np.ndarray], x: np.ndarray, extra: dict[str,
     row_id = extra.get("row_id", side["ts_id"])
     scored = extra.get("is_scored", np.ones(len(x), dtype=bool))
     return Day(date, side["time_id"].astype(np.int32), side[RTMDF_GROUP].astype(np.int32), side["weight"].astype(np.float32),
-               x, row_id, scored, {c: v for c, v in side.items() if _RESPONDER.match(c)})
+               x, row_id, scored, {c: v for c, v in side.items() if is_responder(c)})
 
 
 def _by_date(blocks: Iterator[tuple[np.ndarray, dict, dict]]) -> Iterator[tuple[int, dict[str, np.ndarray], np.ndarray, dict]]:
@@ -156,7 +158,7 @@ def _parquet_days(path: Path, features: list[str], feature_limit: float) -> tupl
 
     def select(columns: list[str], where: str) -> Layout:
         _missing(columns, [*KEYS, "weight", *features], where)
-        side = [*KEYS, "weight", *(c for c in columns if _RESPONDER.match(c))]
+        side = [*KEYS, "weight", *(c for c in columns if is_responder(c))]
         dtypes = {"date": "int32", "time_id": "int32", RTMDF_GROUP: "int32", "ts_id": "int64"}
         return Layout(columns, list(features), side, [c for c in columns if c not in side and c not in features],
                       dict(RTMDF_RENAME), dtypes, RTMDF_GROUP, list(RTMDF_TIME))
@@ -178,11 +180,11 @@ def _parquet_days(path: Path, features: list[str], feature_limit: float) -> tupl
 
 def _store_days(path: Path, features: list[str]) -> tuple[int, Iterator[Day]]:
     store = Store(path)
-    if store.group is None or "time_id" not in store.manifest["side"]:
+    if store.group is None or not store.has("time_id"):
         raise UserError(f"{path}: a store of the 2021 layout; expected a grouped (2024-layout) store, or a test.parquet")
-    _missing([*store.features, *store.manifest["side"], "date_id"], [*KEYS, "weight", *features], str(path))
+    _missing([*store.features, *store.side_names, "date_id"], [*KEYS, "weight", *features], str(path))
     cols = [store.features.index(f) for f in features]
-    names = ["date", "time_id", store.group, "weight", "ts_id", *(c for c in store.manifest["side"] if _RESPONDER.match(c))]
+    names = ["date", "time_id", store.group, "weight", "ts_id", *(c for c in store.side_names if is_responder(c))]
 
     def days() -> Iterator[Day]:
         for d in range(store.n_days):
@@ -222,11 +224,12 @@ def _lags_frame(date: int, time_id: np.ndarray, symbol_id: np.ndarray, names: li
 
 
 def derived_lags(prev: Day | None, date: int) -> pd.DataFrame | None:
-    """Date `date`'s lags from the previous date of the source: its responders when it is date - 1."""
-    if prev is None or prev.date != date - 1 or not prev.responders:
+    """Date `date`'s lags from the previous date of the source: its responders when it is date - 1
+    (jsmp.inputs.lags.is_lag_date)."""
+    if prev is None or not is_lag_date(prev.date, date) or not prev.responders:
         return None
-    names = sorted(prev.responders, key=lambda c: int(c.split("_")[1]))
-    return _lags_frame(date, prev.time_id, prev.symbol_id, [f"{c}_lag_1" for c in names], [prev.responders[c] for c in names])
+    names = responders(prev.responders)
+    return _lags_frame(date, prev.time_id, prev.symbol_id, [lag_name(c) for c in names], [prev.responders[c] for c in names])
 
 
 class LagsFile:
@@ -249,14 +252,14 @@ class LagsFile:
         where = f"--lags {self.path}: date_id {date}"
         rule = (f"expected the responders of the date before (date_id {date - 1} of --data), labelled date_id {date}; "
                 f"lags holding a date's own responders would leak its answers")
-        g, w = (LagTable.key(df.time_id.to_numpy(), df.symbol_id.to_numpy()) for df in (got, want))
+        g, w = (lag_key(df.time_id.to_numpy(), df.symbol_id.to_numpy()) for df in (got, want))
         both, gi, wi = np.intersect1d(g, w, assume_unique=True, return_indices=True)  # the rows both have, in key order
         for c in [c for c in want.columns[len(KEYS):] if c in got.columns]:
             a, b = got[c].to_numpy(np.float32)[gi], want[c].to_numpy(np.float32)[wi]
             if (bad := np.flatnonzero(a != b)).size:
                 i = gi[bad[0]]
                 raise UserError(f"{where}, column {c!r}: {a[bad[0]]!s} at (time_id, symbol_id) = ({got.time_id.iloc[i]}, "
-                                f"{got.symbol_id.iloc[i]}), but --data's {c.removesuffix('_lag_1')} there on date_id "
+                                f"{got.symbol_id.iloc[i]}), but --data's {responder_of(c)} there on date_id "
                                 f"{date - 1} is {b[bad[0]]!s}; {rule}")
         for df, keys, other, what in ((got, g, w, f"is not in --data's date_id {date - 1}"), (want, w, g, "is missing")):
             if len(both) < len(keys) and (odd := np.flatnonzero(~np.isin(keys, other))).size:
@@ -299,12 +302,13 @@ class Replayed:
 
 
 def replay(predictor, source: tuple[int, Iterator[Day]], out: Path, features: list[str], lags: LagsFile | None = None,
-           online: bool = False) -> Replayed:
+           online: bool = False, on_step: Callable[[], object] | None = None) -> Replayed:
     """Replay `source` (read_days(data, features): `features` the model's raw features) through
     `predictor.predict_batch` per time_id into submission `out` (written atomically: nothing there on
     an error). Lags from `lags` (LagsFile, checked against the source's responders when it has them), else
     derived from the source's responders when it has them. The submission's header is `row_id,<predictor.target>`
-    and the R² is computed against the source's column of that name. With `online`, a date after the first without lags is an error (nothing to learn from)."""
+    and the R² is computed against the source's column of that name. With `online`, a date after the first without lags is an error (nothing to learn from).
+    `on_step()`, if given, is called after each time step is served (jsmp eval keeps the members' outputs)."""
     total, days = source
     latency, cpu, first, labels = [], [], [], []
     prev, n_dates, rows, clock = None, 0, 0, time.perf_counter
@@ -326,6 +330,8 @@ def replay(predictor, source: tuple[int, Iterator[Day]], out: Path, features: li
                 pred = predictor.predict_batch(test_df, lags_df if k == 0 else None)
                 latency.append(clock() - t0)
                 cpu.append(time.thread_time() - c0)
+                if on_step is not None:
+                    on_step()
                 if k == 0:
                     first.append(latency[-1])
                 row_id, value = np.asarray(pred["row_id"]), np.asarray(pred[target], dtype=np.float64)

@@ -19,7 +19,8 @@ from jsmp.data.reader import Layout, Reader
 from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError
 from jsmp.files import atomic_path, claim_destination
-from jsmp.predict.predictor import SIDE, Predictor, missing_columns
+from jsmp.predict.predictor import Predictor
+from jsmp.predict.rows import SIDE, missing_columns
 from jsmp.store.store import Store, is_store
 
 HEADER = "ts_id,action\n"  # a 2021 submission's first line
@@ -55,7 +56,7 @@ def read_all(path: Path, features: list[str], feature_limit: float = FEATURE_LIM
         if not is_store(path):
             raise UserError(f"{path}: a directory but not a jsmp store (no manifest.json)")
         store = Store(path)
-        missing_columns([*store.features, *store.manifest["side"]], features, str(path))
+        missing_columns([*store.features, *store.side_names], features, str(path))
         cols = [store.features.index(c) for c in features]
         x = np.concatenate([b[:, cols] for b in store.iter_blocks([(0, store.n_rows)])])
         return np.asarray(store.side("ts_id")), np.asarray(store.side("date")), x

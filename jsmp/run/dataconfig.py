@@ -6,7 +6,8 @@ before composing the config any other way), so a wrong type (`data.batch_size=ab
 unknown key (`+data.bogus=1`) fails when the config is composed; train.py and tune.py report it
 in one line (jsmp.run.cli.check_compose). `jsmp_data` turns the flat `data` settings into
 JsmpDataModule's typed groups, and finds the default synthetic store (`data.store: null`),
-generating it on first use: the 2021 layout's (`data=jsmp`) or the 2024 layout's (`data=rtmdf`).
+generating it on first use: the 2021 layout's (`data=jsmp`) or the 2024 layout's (`data=rtmdf`),
+whose settings default to the generators' specs (SynthSpec, RtmdfSpec: the one place they are stated).
 
 It also registers the resolvers `${jsmp.score:TASK}` (the task's score: val/utility for `action`,
 val/r2 for `regression`), which conf/config.yaml's `monitor` and `optimized_metric` use, and
@@ -25,14 +26,15 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from jsmp.batches.config import TASK_SCORES, LoaderConfig, RowsConfig
-from jsmp.batches.windows import WindowSpec
+from jsmp.data import synthetic, synthetic_rtmdf
 from jsmp.data.stores import resolve_store, synth_spec
+from jsmp.data.synthetic import SynthSpec
+from jsmp.data.synthetic_rtmdf import RtmdfSpec
 from jsmp.errors import UserError
+from jsmp.inputs.windows import WindowSpec
 
-if TYPE_CHECKING:  # (imported where used: composing a config needs neither)
+if TYPE_CHECKING:  # (imported where used: composing a config does not need it)
     from jsmp.batches.datamodule import JsmpDataModule
-    from jsmp.data.synthetic import SynthSpec
-    from jsmp.data.synthetic_rtmdf import RtmdfSpec
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +59,35 @@ for _name, _resolver in (("jsmp.score", task_score), ("jsmp.study", task_study))
 
 @dataclass
 class SyntheticConfig:
-    """The default synthetic data set of the 2021 layout (jsmp.data.synthetic.SynthSpec), used when `data.store` is null."""
+    """The default synthetic data set of the 2021 layout, used when `data.store` is null (defaults:
+    jsmp.data.synthetic.SynthSpec's)."""
 
     layout: str = "jsmp"
     """Which generator: jsmp (the 2021 layout, this one) or rtmdf (RtmdfSyntheticConfig)."""
-    days: int = 500
+    days: int = SynthSpec.days
     """Days generated."""
-    rows_per_day: int = 1000
-    """Mean rows per day."""
-    seed: int = 0
+    rows_per_day: int = SynthSpec.rows_per_day
+    """Mean rows per day (the real file's: 4780)."""
+    seed: int = SynthSpec.seed
     """Generator seed."""
 
 
 @dataclass
 class RtmdfSyntheticConfig:
-    """The default synthetic data set of the 2024 layout (jsmp.data.synthetic_rtmdf.RtmdfSpec), used when `data.store` is null."""
+    """The default synthetic data set of the 2024 layout, used when `data.store` is null (defaults:
+    jsmp.data.synthetic_rtmdf.RtmdfSpec's)."""
 
     layout: str = "rtmdf"
     """Which generator: rtmdf (the 2024 layout, this one) or jsmp (SyntheticConfig)."""
-    days: int = 200
+    days: int = RtmdfSpec.days
     """Dates (date_id) generated."""
-    times: int = 60
-    """time_ids per date."""
-    symbols: int = 20
-    """Instruments (symbol_id) over the whole set; each date has the ones active then."""
-    seed: int = 0
+    times: int = RtmdfSpec.times
+    """time_ids per date (the real data: 849, later 968)."""
+    symbols: int = RtmdfSpec.symbols
+    """Instruments (symbol_id) over the whole set (the real data: 39); each date has the ones active then."""
+    seed: int = RtmdfSpec.seed
     """Generator seed."""
-    drift: float = 0.0
+    drift: float = RtmdfSpec.drift
     """Radians per date by which the features' relation to the target turns (docs/rtmdf-data.md); 0: stationary."""
 
 
@@ -143,9 +147,7 @@ for _name, _node in SCHEMAS.items():
 
 def write_synthetic(spec: SynthSpec | RtmdfSpec, path: Path) -> Path:
     """Generate `spec` into a store at `path` with its layout's generator."""
-    from jsmp.data import synthetic, synthetic_rtmdf
-
-    return (synthetic if isinstance(spec, synthetic.SynthSpec) else synthetic_rtmdf).write_store(spec, path)
+    return (synthetic if isinstance(spec, SynthSpec) else synthetic_rtmdf).write_store(spec, path)
 
 
 def jsmp_data(**settings) -> JsmpDataModule:

@@ -26,9 +26,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from jsmp.batches.inputs import PREPROCESS
 from jsmp.data.stores import config_store
 from jsmp.errors import EXIT_USAGE, UserError, report
+from jsmp.inputs.spec import PREPROCESS
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
@@ -147,7 +147,7 @@ class Resume:
 
     ckpt: Path
     hparams: dict
-    preprocess: Any  # jsmp.batches.inputs.InputSpec | None
+    preprocess: Any  # jsmp.inputs.spec.InputSpec | None
     preprocess_path: Path | None
     continues: bool  # the run dir already holds this run (its config.yaml): save config.resume-<n>.yaml
 
@@ -241,10 +241,10 @@ def check_run_dir(cfg: DictConfig, run_dir: Path, store_check: bool = True) -> R
 
     prep, prep_path = None, None
     if recorded_dir is not None and (recorded_dir / PREPROCESS).exists():
-        from jsmp.batches.inputs import InputSpec
+        from jsmp.inputs.spec import InputSpec
 
         prep_path = recorded_dir / PREPROCESS
-        prep = InputSpec.load(prep_path)
+        prep = InputSpec.load(prep_path, legacy=lambda: (list(cfg.data.targets), hp.get("task", "action")))
         if cfg.data.get("fill") is not None and cfg.data.fill != prep.fill:
             _refuse(flag, f"the run's {prep_path}", [f"data.fill was {prep.fill!r}, now {cfg.data.fill!r}"])
         if store_check:

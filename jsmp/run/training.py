@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from jsmp.allocator import ENV, huge_pages_in_effect
 from jsmp.batches.contract import RecipeData
-from jsmp.batches.inputs import PREPROCESS
 from jsmp.checkpoint import CheckpointFiles
 from jsmp.errors import UserError
 from jsmp.files import write_text_atomic
+from jsmp.inputs.spec import PREPROCESS
 from jsmp.run import rundir
 from jsmp.run.callbacks import EpochLog, MetricsJson, NaNGuard, write_json
 from jsmp.run.config import build, model_class

@@ -23,7 +23,7 @@ def describe(store: Store, top: int = 10) -> str:
     zero_w = float((np.asarray(store.side("weight")) == 0).mean()) if store.has("weight") else None  # a lags store has none
     nan_share = nan_counts(store) / store.n_rows
     order = np.argsort(-nan_share, kind="stable")[:top]
-    src = store.manifest.get("source", {})
+    src = store.source
     lines = [
         f"store     {store.path}",
         f"rows      {store.n_rows:,}",

@@ -7,7 +7,7 @@ back); here a row is filled while it is in registers, and one call reads every s
 makes gather + fill faster than numpy's `take` alone (jsmp.bench loader). A batch's rows are
 scattered over the memmap, so each one costs a trip to memory: the loop asks the CPU for the
 rows `PREFETCH_ROWS` ahead (a software prefetch) so that those trips overlap. `take_rows`'
-NaN -> value is the compiled twin of jsmp.batches.fill.fill_nan (tests/store/test_store.py
+NaN -> value is the compiled twin of jsmp.inputs.fill.fill_nan (tests/store/test_store.py
 checks they agree). Compiled on first use and cached next to this module.
 """
 

@@ -7,6 +7,7 @@ Layout of a store directory::
     features-00001.npy     ...
     date.npy weight.npy resp*.npy ts_id.npy [ideal.npy]   one value per row
     [group-order.npy group-pos.npy]                      grouped stores only (below)
+    [nan-rows.npy fill-ffill/ lags-1/]                   derived caches, registered in jsmp.store.caches
 
 Rows are in time order (`ts_id`; `date`, `time_id` in 2024) and `date` never decreases, so day d
 owns the contiguous rows `day_offsets[d] : day_offsets[d + 1]` (d is the day's index, `days[d]`
@@ -603,7 +604,13 @@ class Store:
         self.n_days: int = m["n_days"]
         self.days = np.asarray(m["days"], dtype=np.int64)
         self.day_offsets = np.asarray(m["day_offsets"], dtype=np.int64)
+        self.shard_files: list[str] = [s["file"] for s in m["shards"]]
+        """The feature shards' file names, in row order (a cache of the same rows mirrors them: FilledStore)."""
         self.shard_starts = np.asarray([s["start"] for s in m["shards"]], dtype=np.int64)
+        self.side_names: list[str] = list(m["side"])
+        """The per-row side columns (`date`, `weight`, `resp*`, `ts_id`; 2024: `time_id`, `symbol_id`, ...), as written."""
+        self.source: dict = m.get("source", {})
+        """What the store was made from (docs/ingest.md: kind, path, checksum; a cache's: the store it was computed from)."""
         self.group: str | None = m.get("group")
         """The group column (instruments; None: one group, the 2021 layout)."""
         self.time: tuple[str, ...] = tuple(m.get("time", ("date",)))
@@ -621,6 +628,11 @@ class Store:
         if not damaged:
             return UserError(f"store {self.path}: {problem}")
         return UserError(f"store {self.path}: {problem} (the store is damaged; rebuild it: {rebuild_hint(self.path, manifest)})")
+
+    @property
+    def rebuild_command(self) -> str:
+        """The command that rebuilds this store from what it was made from (rebuild_hint)."""
+        return rebuild_hint(self.path, self.manifest)
 
     def damage(self, full: bool = True) -> str | None:
         """None when the store is whole, else one line naming what is damaged (see damage_at). Never raises."""
@@ -644,7 +656,7 @@ class Store:
                 i, j = np.argwhere(np.abs(block) > limit)[0]
                 raise UserError(f"store {self.path}: row {row + i}, feature {self.features[j]}: {block[i, j]!s} is beyond the "
                                 f"feature limit ±{limit:g} (this store was written before ingest checked it); re-ingest it: "
-                                f"{rebuild_hint(self.path, self.manifest)}, with --feature-limit X if such values are real")
+                                f"{self.rebuild_command}, with --feature-limit X if such values are real")
             row += len(block)
 
     @property
@@ -661,19 +673,20 @@ class Store:
     @property
     def shards(self) -> list[np.ndarray]:
         if self._shards is None:
-            self._shards = [np.load(self.path / s["file"], mmap_mode="r") for s in self.manifest["shards"]]
+            self._shards = [np.load(self.path / f, mmap_mode="r") for f in self.shard_files]
         return self._shards
 
     def side(self, name: str) -> np.ndarray:
         """A per-row array (memory-mapped), e.g. `date`, `weight`, `resp`, `ts_id`."""
         if name not in self._side:
-            if name not in self.manifest["side"]:
-                raise UserError(f"store {self.path}: has no column {name!r} (has {sorted(self.manifest['side'])})")
+            if name not in self.side_names:
+                raise UserError(f"store {self.path}: has no column {name!r} (has {sorted(self.side_names)})")
             self._side[name] = np.load(self.path / f"{name}.npy", mmap_mode="r")
         return self._side[name]
 
     def has(self, name: str) -> bool:
-        return name in self.manifest["side"]
+        """Whether the store has the side column `name`."""
+        return name in self.side_names
 
     @property
     def group_order(self) -> np.ndarray | None:

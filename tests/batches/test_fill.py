@@ -5,8 +5,12 @@ import pickle
 import numpy as np
 import pytest
 
-from jsmp.batches.fill import FFILL_DIR, NAN_ROWS, _day_blocks, ffill_days, fill_source, nan_rows
+from jsmp.batches.fill import _day_blocks, fill_source, nan_rows
+from jsmp.inputs.fill import ffill_days, fill_rows
+from jsmp.inputs.spec import InputSpec
+from jsmp.inputs.state import OnlineState
 from jsmp.run.dataconfig import jsmp_data
+from jsmp.store.caches import FFILL_DIR, NAN_ROWS
 from jsmp.store.store import Store, StoreWriter
 
 nan = np.nan
@@ -105,10 +109,8 @@ def test_nan_rows_flags_are_cached_in_the_store(hand_store):
 
 
 def test_one_ffill_rule_for_blocks_and_rows():
-    """ffill_days (store cache, batch prediction) and OnlineFill (serving, row by row) apply the
+    """ffill_days (store cache, batch prediction) and OnlineState (serving, row by row) apply the
     same compiled rule; ffill_days leaves its input as it was, read-only too (a memmap)."""
-    from jsmp.batches.inputs import InputSpec, OnlineFill, fill_rows
-
     rng = np.random.default_rng(3)
     x = rng.standard_normal((300, 5)).astype(np.float32)
     x[rng.random(x.shape) < 0.5] = np.nan
@@ -118,9 +120,11 @@ def test_one_ffill_rule_for_blocks_and_rows():
     block = ffill_days(raw, starts)
     np.testing.assert_array_equal(raw, x)
     np.testing.assert_array_equal(np.isnan(block[starts]), np.isnan(x[starts]))  # nothing carried into a day
-    spec = InputSpec([f"f{j}" for j in range(5)], "ffill", [0.5, 1.5, 2.5, 3.5, 4.5])
-    online = OnlineFill(spec)
-    rows = np.stack([online(x[i].copy(), i in starts) for i in range(len(x))])
+    names = [f"f{j}" for j in range(5)]
+    spec = InputSpec(names, "ffill", [0.5, 1.5, 2.5, 3.5, 4.5], targets=["resp"], task="action", ffill=names)
+    state, rows = OnlineState(spec), x.copy()
+    for i, row in enumerate(rows):
+        state.row(row, i in starts)
     np.testing.assert_array_equal(rows, fill_rows(x.copy(), starts, spec))
     np.testing.assert_array_equal(rows, np.where(np.isnan(block), spec.values, block))
 

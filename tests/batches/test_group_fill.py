@@ -5,7 +5,8 @@ import numpy as np
 from grouped import FEATURES, grouped_frame, write_grouped
 
 from jsmp.batches import fill
-from jsmp.batches.fill import ffill_days, ffill_store
+from jsmp.batches.fill import ffill_store
+from jsmp.inputs.fill import ffill_days
 
 
 def _expected(frame):

@@ -2,14 +2,16 @@
 slices of a pandas frame of the same rows (instruments entering mid-day or missing a day, their
 first rows, windows across days, a shard each, with and without cross_days); lag features."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from grouped import FEATURES, grouped_frame, write_grouped
 
 from jsmp.batches.datamodule import batches
-from jsmp.batches.inputs import InputSpec
 from jsmp.batches.labels import Labels
-from jsmp.batches.windows import window_index
+from jsmp.inputs.spec import InputSpec
+from jsmp.inputs.windows import window_index
 from jsmp.models.lstm import LSTM
 from jsmp.run.dataconfig import jsmp_data
 from jsmp.store.store import Store, StoreWriter
@@ -80,14 +82,15 @@ def test_lag_features_follow_the_features_and_regression_labels_stay_values(tmp_
     full = np.concatenate(full, axis=1)
     rows = np.arange(20, 60)
     labels = Labels(store, ["resp"], task="regression")
-    spec = InputSpec([*FEATURES, *lags.features], "mean", value.tolist())
+    spec = InputSpec([*FEATURES, *lags.features], "mean", value.tolist(), targets=["resp"], task="regression", ffill=[],
+                     lag_features=list(lags.features))
     b = batches(store, rows, spec, labels, scoring=True, lags=lags)[np.arange(len(rows))]
     np.testing.assert_array_equal(b["x"].numpy(), full[rows])
     np.testing.assert_array_equal(b["y"].numpy(), frame.resp[rows])  # the values, not resp > 0
     np.testing.assert_array_equal(b["resp"].numpy(), frame.resp[rows])
-    windowed = InputSpec(spec.features, "mean", spec.fill_value, {"length": W, "cross_days": True})
+    windowed = dataclasses.replace(spec, window={"length": W, "cross_days": True})
     x = batches(store, rows, windowed, labels, scoring=False, lags=lags)[np.arange(len(rows))]["x"].numpy()
     for i, t in enumerate(rows):
         np.testing.assert_array_equal(x[i], naive_window(frame, full, value, t, True)[0])
     with pytest.raises(ValueError, match="spec has 3 fill values for 3 \\+ 2 features"):
-        batches(store, rows, InputSpec(FEATURES, "mean", value[:3].tolist()), labels, lags=lags)
+        batches(store, rows, dataclasses.replace(spec, features=FEATURES, fill_value=value[:3].tolist(), lag_features=[]), labels, lags=lags)

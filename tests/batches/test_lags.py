@@ -15,8 +15,11 @@ import pandas as pd
 import pytest
 
 from conftest import data_cli_error
-from jsmp.batches.lags import LAGS_DIR, lag_names, lag_store
+from jsmp.batches.lags import lag_names, lag_store
+from jsmp.data.schema import is_lag, is_target, lag_name, responder_of, responders
 from jsmp.errors import UserError
+from jsmp.inputs.lags import KeyIndex, lag_key, previous_date_rows
+from jsmp.store.caches import LAGS_DIR
 from jsmp.store.store import Store, StoreWriter
 
 RESPONDERS = ["responder_0", "responder_6"]
@@ -59,6 +62,26 @@ def expected(df: pd.DataFrame) -> np.ndarray:
 def lags_of(store: Store) -> np.ndarray:
     lags = lag_store(store)
     return lags.gather(np.arange(lags.n_rows))
+
+
+def test_the_previous_date_rule_matches_the_key_on_the_date_before_only():
+    """A row's lag row: same (time_id, instrument) on date D - 1 (the first of repeated keys), else -1; any int32 keys."""
+    time, symbol = np.array([0, 0, 1, 1, 2, -1]), np.array([3, 7, 3, 3, -1, 2**31 - 1])
+    prev = (4, KeyIndex(time, symbol))
+    query = np.array([1, 0, 0, 2, 9, -1, 0]), np.array([3, 7, 5, -1, 3, 2**31 - 1, 3])
+    np.testing.assert_array_equal(previous_date_rows(5, *query, prev), [2, 1, -1, 4, -1, 5, 0])
+    assert (previous_date_rows(6, *query, prev) == -1).all() and (previous_date_rows(5, *query, None) == -1).all()
+    assert (KeyIndex([], []).rows(*query) == -1).all()
+    keys = lag_key([0, 0, 1, -1], [1, 2, 0, 5])
+    assert len(set(keys.tolist())) == 4 and (np.diff(keys[:3]) > 0).all()  # one key per pair, in (time_id, instrument) order
+
+
+def test_lag_and_target_names_by_pattern():
+    columns = ["responder_10", "responder_2", "responder_2_lag_1", "resp", "resp_3", "weight", "respx", "responder_6_lag_2"]
+    assert responders(columns) == ["responder_2", "responder_10"]
+    assert [c for c in columns if is_lag(c)] == ["responder_2_lag_1"]
+    assert lag_name("responder_2") == "responder_2_lag_1" and responder_of("responder_2_lag_1") == "responder_2"
+    assert [c for c in columns if is_target(c)] == ["responder_10", "responder_2", "resp", "resp_3"]
 
 
 def test_lags_equal_the_previous_dates_responders_of_the_same_instrument_and_time(tmp_path):
@@ -104,7 +127,7 @@ def test_the_cache_is_reused_and_rebuilt_for_another_store(tmp_path, caplog):
     (store.path / LAGS_DIR / "date.npy").write_bytes(b"")  # damaged: rebuilt
     with caplog.at_level(logging.WARNING):
         np.testing.assert_array_equal(lags_of(Store(store.path)), expected(frame(1)))
-    assert "rebuilding the lag features" in caplog.text
+    assert "rebuilding the cache lags-1: column date.npy has 0 bytes" in caplog.text
 
 
 def test_a_store_without_instruments_has_no_lags(tiny_store):

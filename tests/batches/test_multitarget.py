@@ -101,8 +101,8 @@ def test_sample_weights_weigh_the_loss():
     assert m.loss(m.out, batch).item() == pytest.approx((row0.item() + row1.item()) / 2)
 
 
-def test_five_target_training_through_train_py(tiny_store, tmp_path, train_cli):
-    p = train_cli(f"data.store={tiny_store}", "trainer.max_epochs=1", "data.targets=[resp,resp_1,resp_2,resp_3,resp_4]",
+def test_five_target_training_through_train_py(tiny_store, tmp_path, train_app):
+    p = train_app(f"data.store={tiny_store}", "trainer.max_epochs=1", "data.targets=[resp,resp_1,resp_2,resp_3,resp_4]",
                   "data.sample_weight=abs_resp_mean", "data.batch_size=256", "logger=none")
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -13,8 +13,8 @@ import torch
 from jsmp.batches.config import LoaderConfig, RowsConfig
 from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.batches.resident import ResidentLoader, wanted
-from jsmp.batches.windows import WindowSpec
 from jsmp.errors import UserError
+from jsmp.inputs.windows import WindowSpec
 from jsmp.models.mlp import MLP
 
 RTMDF_ROWS = RowsConfig(task="regression", targets=["responder_6", "responder_7"], sample_weight="weight", fill="ffill",
@@ -80,10 +80,10 @@ def test_resident_holds_only_the_rows_the_split_reaches(tiny_store):
 
 
 @pytest.mark.parametrize("model", ["mlp", "lstm"])
-def test_a_resident_training_run_has_identical_metrics(tiny_store, tmp_path, train_cli, model):
+def test_a_resident_training_run_has_identical_metrics(tiny_store, tmp_path, train_app, model):
     args = [f"data.store={tiny_store}", f"model={model}", "trainer.max_epochs=2", "data.batch_size=256", "logger=none",
             "data.window.length=4"]
-    runs = {r: train_cli(*args, f"data.resident={r}", run=r) for r in ("false", "true")}
+    runs = {r: train_app(*args, f"data.resident={r}", run=r) for r in ("false", "true")}
     for p in runs.values():
         assert p.returncode == 0, p.stderr[-2000:]
     m = {r: json.loads((tmp_path / r / "metrics.json").read_text()) for r in runs}

@@ -6,8 +6,8 @@ import torch
 
 from jsmp.batches.fill import FilledStore
 from jsmp.batches.sampler import BatchIndexSampler
-from jsmp.batches.windows import WindowSpec, window_index
 from jsmp.errors import UserError
+from jsmp.inputs.windows import WindowSpec, window_index, window_positions, window_start
 from jsmp.models.lstm import LSTM
 from jsmp.run.dataconfig import jsmp_data
 from jsmp.store.store import Store
@@ -99,6 +99,19 @@ def test_window_index_and_bad_spec():
         WindowSpec(length=0)
 
 
+def test_window_positions_are_one_rule_for_numpy_and_torch():
+    """The resident path's tensors and the memory-mapped path's arrays get the same windows, on their own device."""
+    ends, first = np.array([0, 5, 9, 9]), np.array([0, 0, 8, 9])
+    pos, mask = window_positions(ends, 4, first)
+    np.testing.assert_array_equal(pos, [[0, 0, 0, 0], [2, 3, 4, 5], [8, 8, 8, 9], [9, 9, 9, 9]])
+    np.testing.assert_array_equal(mask, [[0, 0, 0, 1], [1, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1]])
+    tpos, tmask = window_positions(torch.from_numpy(ends), 4, torch.from_numpy(first))
+    assert tpos.dtype == torch.int64 and tmask.dtype == torch.bool
+    np.testing.assert_array_equal(tpos.numpy(), pos)
+    np.testing.assert_array_equal(tmask.numpy(), mask)
+    np.testing.assert_array_equal(window_start(ends, 4, first), pos[:, 0])  # the first row each window reads
+
+
 def test_block_sampler_shuffles_contiguous_blocks_deterministically():
     n, block = 1003, 50
     s = BatchIndexSampler(n, 100, shuffle=True, seed=1, block=block)
@@ -162,7 +175,7 @@ def test_a_window_longer_than_any_series_is_refused(tiny_store, cross_days, what
 
 
 def test_a_window_whose_batches_do_not_fit_in_memory_is_refused(tiny_store, monkeypatch):
-    from jsmp.batches import windows
+    from jsmp.inputs import windows
 
     monkeypatch.setattr(windows, "available_memory", lambda: 100 * 2**20)
     # eval batches of 100 windows (the larger batch) x 2000 steps x 130 features: 100 x 2000 x (8 x 130 + 17) bytes

@@ -1,10 +1,12 @@
-"""The sequence benchmarks run end to end on a small store (figures are checked by hand, not here)."""
+"""The sequence benchmarks run end to end on a small store (figures are checked by hand, not here), through
+`python -m jsmp.bench`'s main in this process (the benchmarks start their own child processes where they measure one)."""
 
 import re
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_main
+from jsmp.bench.__main__ import main
 
 SMALL = ["--days", "20", "--rows-per-day", "300"]
 
@@ -22,9 +24,10 @@ SMALL = ["--days", "20", "--rows-per-day", "300"]
     ("rtmdf", ["--times", "20", "--symbols", "6", "--steps", "2", "--batch-size", "64", "--window", "4"],
      [r"^MLP\s+[\d.]+ GB\s+[\d.]+ GB\s+[\d.]+ GB", r"^GRU W=4\s+[\d.]+ GB", r"^target: peak anonymous memory <= 4 GB"]),
 ])
-def test_benchmark_prints_its_table(tmp_path, name, args, lines):
+def test_benchmark_prints_its_table(tmp_path, monkeypatch, name, args, lines):
     small = SMALL if name != "rtmdf" else SMALL[:2]  # (rtmdf: --days, --times, --symbols)
-    p = run_cli(["-m", "jsmp.bench", name, *small, *args], env={"JSMP_BENCH_DIR": str(tmp_path)})
+    monkeypatch.setenv("JSMP_BENCH_DIR", str(tmp_path))
+    p = run_main(main, [name, *small, *args])
     assert p.returncode in (0, 1), p.stderr[-3000:]  # 1: a target missed (timings on a busy CI box)
     for pattern in lines:
         assert re.search(pattern, p.stdout, re.M), (pattern, p.stdout)

@@ -11,7 +11,7 @@ import pytest
 
 import jsmp.data.csvfile as csvfile
 import jsmp.data.sources as sources
-from conftest import run_cli
+from conftest import run_cli, run_data
 from jsmp.data.ingest import ingest
 from jsmp.data.synthetic import SynthSpec, write_csv
 from jsmp.errors import UserError
@@ -32,7 +32,8 @@ def frame(kaggle_csv) -> pd.DataFrame:
 
 
 def _ingest_cli(src, store, *extra):
-    return run_cli(["-m", "jsmp.data", "ingest", str(src), "--store", str(store), *extra])
+    """`python -m jsmp.data ingest SRC --store STORE EXTRA...`, in this process."""
+    return run_data(["ingest", str(src), "--store", str(store), *extra])
 
 
 def _features(store) -> np.ndarray:
@@ -41,7 +42,8 @@ def _features(store) -> np.ndarray:
 
 
 def test_csv_round_trips_float32_exactly_against_pandas(kaggle_csv, frame, tmp_path):
-    p = _ingest_cli(kaggle_csv, tmp_path / "s")
+    # as a user runs it: its own process, which run_and_exit ends once pyarrow's CSV reader has run
+    p = run_cli(["-m", "jsmp.data", "ingest", str(kaggle_csv), "--store", str(tmp_path / "s")])
     assert p.returncode == 0, p.stderr
     s = Store(tmp_path / "s")
     feats = [f"feature_{i}" for i in range(130)]
@@ -133,7 +135,7 @@ def test_unchanged_source_is_a_no_op_unless_forced(kaggle_csv, tmp_path):
 
 def test_info(kaggle_csv, frame, tmp_path):
     ingest(kaggle_csv, tmp_path / "s")
-    p = run_cli(["-m", "jsmp.data", "info", str(tmp_path / "s")])
+    p = run_data(["info", str(tmp_path / "s")])
     assert p.returncode == 0, p.stderr
     per_day = frame.groupby("date").size()
     assert f"rows      {len(frame):,}" in p.stdout and "days      4" in p.stdout and "features  130" in p.stdout

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jsmp.data.csvfile as csvfile
-from conftest import run_cli
+from conftest import run_data
 from fuzzing import mutate, mutations
 from jsmp.data import schema
 from jsmp.data.ingest import ingest
@@ -138,7 +138,7 @@ def test_cli_one_line_exit_2(bases, tmp_path, ops):
     for m in ops:
         data = mutate(data, m)
     (tmp_path / "bad.csv").write_bytes(data)
-    p = run_cli(["-m", "jsmp.data", "ingest", str(tmp_path / "bad.csv"), "--store", str(tmp_path / "s")])
+    p = run_data(["ingest", str(tmp_path / "bad.csv"), "--store", str(tmp_path / "s")])
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
     assert [ln for ln in p.stderr.splitlines() if ln.strip()] == [p.stderr.splitlines()[-1]] and p.stderr.startswith("error: "), p.stderr
     assert not (tmp_path / "s").exists()

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import jsmp.data.parquetfile as parquetfile
-from conftest import run_cli
+from conftest import run_cli, run_data
 from jsmp.data import schema
 from jsmp.data.ingest import ingest
 from jsmp.data.sources import hive_order
@@ -67,7 +67,8 @@ def _hive(frame: pd.DataFrame, root: Path, cuts=(23, 61)) -> Path:
 
 
 def _cli(src, store):
-    return run_cli(["-m", "jsmp.data", "ingest", str(src), "--store", str(store)])
+    """`python -m jsmp.data ingest SRC --store STORE`, in this process."""
+    return run_data(["ingest", str(src), "--store", str(store)])
 
 
 def _one_line_error(p) -> str:
@@ -147,7 +148,8 @@ def test_schema_error_in_one_partition_names_that_file(frame, tmp_path):
     src = _hive(frame, tmp_path / "train.parquet")
     bad = src / "partition_id=9" / "part-0.parquet"
     pq.write_table(pq.read_table(bad).drop(["weight"]), bad)
-    line = _one_line_error(_cli(src, tmp_path / "s"))
+    # as a user runs it: its own process, which run_and_exit ends once pyarrow has read the files
+    line = _one_line_error(run_cli(["-m", "jsmp.data", "ingest", str(src), "--store", str(tmp_path / "s")]))
     assert line.startswith(f"error: {bad}: missing required column 'weight'; expected date_id, time_id, symbol_id, weight, "
                            "feature_NN and responder_N columns, got date_id, time_id, symbol_id, feature_00"), line
     assert not (tmp_path / "s").exists()

@@ -16,7 +16,6 @@ from jsmp.data.synthetic_rtmdf import (
     CATEGORICAL,
     FEATURES,
     IDEAL_FILE,
-    LAG_COLUMNS,
     LOADINGS,
     NAN_START,
     NAN_WHOLE,
@@ -257,11 +256,12 @@ def test_write_parquet_layout_and_lags(tmp_path):
     assert len(hive) == len(train)
 
     lags = pq.read_table(out / "lags.parquet").to_pandas()
-    assert list(lags.columns) == ["date_id", "time_id", "symbol_id", *LAG_COLUMNS]
+    lag_columns = [f"responder_{k}_lag_1" for k in range(9)]
+    assert list(lags.columns) == ["date_id", "time_id", "symbol_id", *lag_columns]
     assert lags.date_id.min() == 1 and len(lags) == (train.date_id < TINY.days - 1).sum()
     prev = train.assign(date_id=train.date_id + 1)
     joined = lags.merge(prev, on=["date_id", "time_id", "symbol_id"], how="left", validate="one_to_one")
-    for k, c in enumerate(LAG_COLUMNS):
+    for k, c in enumerate(lag_columns):
         np.testing.assert_array_equal(joined[c].to_numpy(), joined[f"responder_{k}"].to_numpy())
     same = lags.merge(train, on=["date_id", "time_id", "symbol_id"])
     assert not np.isclose(same["responder_6_lag_1"], same["responder_6"]).all()  # never the same date's answers
@@ -313,18 +313,18 @@ def test_store_round_trips_against_parquet(tmp_path):
 
 
 def test_synth_rtmdf_cli(tmp_path):
-    from conftest import run_cli
+    from conftest import run_data
     from jsmp.store.store import Store
 
-    args = ["-m", "jsmp.data", "synth", "--layout", "rtmdf", "--days", "4", "--times", "5", "--symbols", "4"]
-    r = run_cli([*args, "--out", str(tmp_path / "rt")])
+    args = ["synth", "--layout", "rtmdf", "--days", "4", "--times", "5", "--symbols", "4"]
+    r = run_data([*args, "--out", str(tmp_path / "rt")])
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "rt/lags.parquet").is_file() and (tmp_path / "rt/train.parquet/partition_id=3/part-0.parquet").is_file()
-    r = run_cli([*args, "--store", str(tmp_path / "st")])
+    r = run_data([*args, "--store", str(tmp_path / "st")])
     assert r.returncode == 0 and Store(tmp_path / "st").group == "symbol_id"
-    r = run_cli([*args, "--store", str(tmp_path / "st")])
+    r = run_data([*args, "--store", str(tmp_path / "st")])
     assert r.returncode == 0 and "is up to date with rtmdf-d4-t5-n4-s0" in r.stdout
-    r = run_cli([*args, "--store", str(tmp_path / "st"), "--rows-per-day", "5"])
+    r = run_data([*args, "--store", str(tmp_path / "st"), "--rows-per-day", "5"])
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "error: --rows-per-day: only with --layout jsmp"
 
 

@@ -1,6 +1,8 @@
 """jsmp.evaluate and ensembles: a run's eval equals its logged val/utility, the CSV and PNG agree with
 the score, an ensemble is the mean probability of its members (online = batch), a CV multirun dir
-stands for its folds, refusals are one line with exit 2."""
+stands for its folds, refusals are one line with exit 2. Runs are trained once a session and the
+commands run in this process (conftest train_in_process, run_main); `python -m jsmp.evaluate` once as a
+user runs it, for output and for a refusal."""
 
 import json
 import re
@@ -12,49 +14,28 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from conftest import run_cli
+from conftest import RTMDF_RUNS, run_cli, run_main
 from jsmp.batches.splits import choose
 from jsmp.data.synthetic import SynthSpec, write_csv
 from jsmp.errors import UserError
+from jsmp.evaluate.cli import main as evaluate_main
 from jsmp.metrics import utility_from_daily, utility_score
 from jsmp.predict import Predictor
 from jsmp.predict.model import member_runs
 from jsmp.store.store import Store
 
-# 1-epoch runs on the tiny store (30 days) that differ in model, fill and window (the LSTM's windows
-# cross days, so its first validation rows look back on earlier days), and a 2-fold CV multirun
-# (10-day blocks, 2-day gap: fold 0 trains on days 0-7 and validates on 10-19, fold 1 on 0-17 and 20-29)
-TRAIN = {
-    "mlp": ["data.fill=ffill"],
-    "lstm": ["model=lstm", "model.hidden=8", "data.window.length=8"],
-    "cv": ["-m", "data.fold=0,1", "data.cv.folds=2", "data.cv.gap_days=2"],
-}
-
-
-@pytest.fixture(scope="session")
-def runs(tiny_store, tmp_path_factory) -> dict[str, Path]:
-    """Run dirs mlp, lstm and the multirun dir cv (jobs 0/ and 1/), trained by train.py once a session."""
-    root = tmp_path_factory.getbasetemp() / "evaluate-runs"
-    for name, args in TRAIN.items():
-        run = root / name
-        if not any(run.glob("**/checkpoints/*.ckpt")):
-            where = [args[0], f"hydra.sweep.dir={run}"] if args[0] == "-m" else [f"hydra.run.dir={run}"]
-            p = run_cli(["train.py", *where, f"data.store={tiny_store}", "trainer.max_epochs=1", "logger=none", *args[len(where) - 1:]],
-                        env={"JSMP_ROOT": str(root)})
-            assert p.returncode == 0, p.stderr[-3000:]
-    return {name: root / name for name in TRAIN}
-
 
 def evaluate(*args: str) -> tuple[str, dict]:
-    """`python -m jsmp.evaluate ARGS` (with --out); its stdout and eval.json."""
-    p = run_cli(["-m", "jsmp.evaluate", *args])
+    """`python -m jsmp.evaluate ARGS` (with --out) in this process; its stdout and eval.json."""
+    p = run_main(evaluate_main, args)
     assert p.returncode == 0, p.stderr[-3000:]
     out = Path(args[args.index("--out") + 1])
     return p.stdout, json.loads((out / "eval.json").read_text())
 
 
-def cli_error(*args: str) -> str:
-    p = run_cli(["-m", "jsmp.evaluate", *args])
+def cli_error(*args: str, user: bool = False) -> str:
+    """The one `error: ` line of `python -m jsmp.evaluate ARGS`: in this process, or (user) as a user runs it."""
+    p = run_cli(["-m", "jsmp.evaluate", *args]) if user else run_main(evaluate_main, args)
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
@@ -95,24 +76,30 @@ def test_default_out_is_a_new_eval_dir_each_time(runs, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(runs["mlp"], run)
-    for n in (1, 2):
-        p = run_cli(["-m", "jsmp.evaluate", "--run", str(run)])
+    for n in (1, 2):  # the first as a user runs it, the second in this process
+        argv = ["--run", str(run)]
+        p = run_cli(["-m", "jsmp.evaluate", *argv]) if n == 1 else run_main(evaluate_main, argv)
         assert p.returncode == 0 and f"wrote {run}/eval-{n}/" in p.stdout, p.stderr[-2000:]
     assert sorted(f.name for f in (run / "eval-1").iterdir()) == ["cumulative_pnl.png", "daily_pnl.csv", "eval.json"]
 
 
-def test_a_relative_store_is_found_from_any_directory(tiny_store, tmp_path):
-    """`jsmp train data.store=tiny` in one directory, `jsmp eval --run RUN` in another: the store is
-    taken from where the run trained (its .hydra/hydra.yaml), not from the working directory."""
+def test_a_relative_store_is_found_from_any_directory(tiny_store, tmp_path, monkeypatch):
+    """`jsmp train data.store=tiny` in one directory, `jsmp eval --run RUN` in another (both in this process):
+    the store is taken from where the run trained (its .hydra/hydra.yaml), not from the working directory."""
+    from jsmp.cli import main
+
     trained_in, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     trained_in.mkdir()
     elsewhere.mkdir()
     (trained_in / "tiny").symlink_to(tiny_store)
     run = tmp_path / "run"
-    p = run_cli(["-m", "jsmp", "train", "data.store=tiny", f"hydra.run.dir={run}", "trainer.max_epochs=1", "logger=none"],
-                cwd=trained_in, env={"JSMP_ROOT": str(trained_in)})
+    monkeypatch.chdir(trained_in)
+    monkeypatch.setenv("JSMP_ROOT", str(trained_in))
+    p = run_main(main, ["train", "data.store=tiny", f"hydra.run.dir={run}", "trainer.max_epochs=1", "logger=none"])
     assert p.returncode == 0, p.stderr[-3000:]
-    p = run_cli(["-m", "jsmp", "eval", "--run", str(run), "--out", str(tmp_path / "ev")], cwd=elsewhere)
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("JSMP_ROOT")
+    p = run_main(main, ["eval", "--run", str(run), "--out", str(tmp_path / "ev")])
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert got["utility"] == pytest.approx(json.loads((run / "metrics.json").read_text())["best/val/utility"], rel=1e-5, abs=1e-5)
@@ -143,12 +130,14 @@ def test_ensemble_is_the_mean_probability_and_online_equals_batch(runs, tiny_sto
 
 
 def test_predict_cli_serves_an_ensemble_row_by_row_as_in_batch(runs, tmp_path):
+    from jsmp.predict.cli import main
+
     test = write_csv(SynthSpec(days=2, rows_per_day=40, seed=5), tmp_path / "test.csv", test_layout=True)
     subs = []
     for mode in ([], ["--batch"]):
         out = tmp_path / f"sub{len(subs)}.csv"
-        p = run_cli(["-m", "jsmp.predict", "--run", str(runs["mlp"]), "--run", str(runs["cv"]), "--data", str(test),
-                     "--out", str(out), *mode])
+        p = run_main(main, ["--run", str(runs["mlp"]), "--run", str(runs["cv"]), "--data", str(test),
+                            "--out", str(out), *mode])
         assert p.returncode == 0, p.stderr[-2000:]
         assert re.search(r"ensemble of 3 models averaged in probability: MLP mlp, MLP 0\S*, MLP 1\S*\)$", p.stdout.strip())
         assert ("latency of the 3-model ensemble per row p50" in p.stdout) != bool(mode)
@@ -184,7 +173,7 @@ def test_data_scores_every_row_of_a_labelled_file_or_store(runs, tiny_store, tmp
 
 
 def test_refusals_are_one_line(runs, tiny_store, tmp_path):
-    assert "no such run dir or checkpoint file" in cli_error("--run", str(tmp_path / "nope"))
+    assert "no such run dir or checkpoint file" in cli_error("--run", str(tmp_path / "nope"), user=True)  # as a user runs it
     test = write_csv(SynthSpec(days=2, rows_per_day=20, seed=5), tmp_path / "test.csv", test_layout=True)
     err = cli_error("--run", str(runs["mlp"]), "--data", str(test), "--out", str(tmp_path / "x"))
     assert "no resp column, so no labels to score against" in err and not (tmp_path / "x").exists()
@@ -198,22 +187,6 @@ def test_refusals_are_one_line(runs, tiny_store, tmp_path):
 
 
 # -- 2024-layout runs: R² on the validation days, per date
-
-# 2-epoch runs on the tiny 2024 store: an MLP whose first target is responder_7 (so the one scored), a GRU
-RTMDF = {"mlp-r7": ["model=mlp", "data.targets=[responder_7,responder_6]"],
-         "gru": ["model=gru", "data.window.length=4"]}
-
-
-@pytest.fixture(scope="session")
-def rtmdf_runs(tiny_rtmdf_store, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.getbasetemp() / "evaluate-rtmdf-runs"
-    for name, args in RTMDF.items():
-        if not any((root / name).glob("checkpoints/*.ckpt")):
-            p = run_cli(["train.py", f"hydra.run.dir={root / name}", "data=rtmdf", f"data.store={tiny_rtmdf_store}",
-                         "trainer.max_epochs=2", "logger=none", "data.batch_size=256", *args], env={"JSMP_ROOT": str(root)})
-            assert p.returncode == 0, p.stderr[-3000:]
-    return {name: root / name for name in RTMDF}
-
 
 def validation_r2_by_date(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dates, R² per date, rows per date) of the run's best checkpoint on its validation rows: the outputs of
@@ -235,7 +208,7 @@ def validation_r2_by_date(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return dates, np.array([r2_score(y[date == d], pred[date == d], w[date == d]) for d in dates]), counts
 
 
-@pytest.mark.parametrize("name", list(RTMDF))
+@pytest.mark.parametrize("name", list(RTMDF_RUNS))
 def test_a_2024_run_is_scored_by_r2_equal_to_its_logged_val_r2_with_a_per_date_report(rtmdf_runs, tmp_path, capsys, name):
     from jsmp.evaluate.cli import main
 
@@ -263,7 +236,8 @@ def test_a_2024_run_is_scored_by_r2_equal_to_its_logged_val_r2_with_a_per_date_r
     assert imread(out / "daily_r2.png").shape[:2] == (450, 900)
 
 
-def test_a_2024_run_is_refused_other_rows_an_ensemble_and_a_changed_store(rtmdf_runs, tmp_path, capsys):
+def test_a_2024_run_on_a_changed_store_is_refused(rtmdf_runs, tmp_path, capsys):
+    """(--fold, --data and ensembles of 2024 runs: tests/evaluate/test_eval_2024.py.)"""
     import shutil
 
     from jsmp.evaluate.cli import main
@@ -276,12 +250,6 @@ def test_a_2024_run_is_refused_other_rows_an_ensemble_and_a_changed_store(rtmdf_
         return err
 
     run = rtmdf_runs["gru"]
-    for option, value in (("--fold", 1), ("--data", run)):
-        assert refused("--run", run, option, value) == (
-            f"error: {option}: a 2024-layout run is scored on its own validation days only (drop {option}); "
-            f"to score it on other data, replay it: python -m jsmp.predict --run RUN --data TEST")
-    assert refused("--run", run, "--run", run) == ("error: --run: 2 runs of the 2024 layout; jsmp.evaluate scores one "
-                                                    "2024-layout run at a time")
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     prep = json.loads((copy / "preprocess.json").read_text())

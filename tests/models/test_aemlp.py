@@ -56,8 +56,8 @@ def test_mismatched_dropouts_are_a_user_error():
         AEMLP(10, 5, hidden=[8, 8], dropout=[0.1])
 
 
-def test_aemlp_fast_dev_run_logs_every_loss(tiny_store, tmp_path, train_cli):
-    p = train_cli("model=aemlp", f"data.store={tiny_store}", "data.targets=[resp,resp_1,resp_2,resp_3,resp_4]",
+def test_aemlp_fast_dev_run_logs_every_loss(tiny_store, tmp_path, train_app):
+    p = train_app("model=aemlp", f"data.store={tiny_store}", "data.targets=[resp,resp_1,resp_2,resp_3,resp_4]",
                   "trainer.fast_dev_run=true")
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())

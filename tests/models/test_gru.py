@@ -62,8 +62,8 @@ def test_model_gru_config(tmp_path, monkeypatch):
     assert type(opt) is torch.optim.Adam and opt.defaults["lr"] == 1e-3
 
 
-def test_gru_fast_dev_run(tiny_store, tmp_path, train_cli):
-    p = train_cli("model=gru", f"data.store={tiny_store}", "trainer.fast_dev_run=true", "data.window.length=8",
+def test_gru_fast_dev_run(tiny_store, tmp_path, train_app):
+    p = train_app("model=gru", f"data.store={tiny_store}", "trainer.fast_dev_run=true", "data.window.length=8",
                   "model.hidden=8", "logger=none")
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -10,11 +10,11 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
-from conftest import run_cli
-from jsmp.batches.inputs import InputSpec
-from jsmp.batches.lags import responders
+from conftest import train_in_process
+from jsmp.data.schema import responders
 from jsmp.errors import UserError
-from jsmp.predict.grouped import InstrumentState
+from jsmp.inputs.spec import InputSpec
+from jsmp.inputs.state import OnlineState
 from jsmp.predict.predictor import Predictor
 from jsmp.store.store import Store
 
@@ -28,7 +28,7 @@ TRAIN_ARGS = {
 
 
 class RtmdfRuns(dict):
-    """Run dirs of 1-epoch runs on the tiny 2024 store (TRAIN_ARGS), trained by train.py on first use."""
+    """Run dirs of 1-epoch runs on the tiny 2024 store (TRAIN_ARGS), trained by train.py (in this process) on first use."""
 
     def __init__(self, root: Path, store: Path):
         super().__init__()
@@ -37,8 +37,8 @@ class RtmdfRuns(dict):
     def __missing__(self, name: str) -> Path:
         run = self.root / name
         if not (run / "checkpoints").is_dir():
-            p = run_cli(["train.py", f"hydra.run.dir={run}", "data=rtmdf", f"data.store={self.store}", "trainer.max_epochs=1",
-                         "logger=none", "data.batch_size=256", *TRAIN_ARGS[name]], env={"JSMP_ROOT": str(self.root)})
+            p = train_in_process([f"hydra.run.dir={run}", "data=rtmdf", f"data.store={self.store}", "trainer.max_epochs=1",
+                                  "logger=none", "data.batch_size=256", *TRAIN_ARGS[name]], {"JSMP_ROOT": str(self.root)})
             assert p.returncode == 0, p.stderr[-3000:]
         self[name] = run
         return run
@@ -53,13 +53,13 @@ def time_steps(store_path: Path):
     """(test_df, lags_df or None) per (date, time_id) of a store, as the 2024 API hands them over: lags_df at a
     date's first time step, the previous date's responders (None when that date is not in the store)."""
     s = Store(store_path)
-    side = {c: np.asarray(s.side(c)) for c in ["date", "time_id", "symbol_id", "weight", *responders(s)]}
+    side = {c: np.asarray(s.side(c)) for c in ["date", "time_id", "symbol_id", "weight", *responders(s.side_names)]}
     x = np.concatenate([np.asarray(sh) for sh in s.shards])
     test = pd.DataFrame({"row_id": np.arange(s.n_rows), "date_id": side["date"], "time_id": side["time_id"],
                          "symbol_id": side["symbol_id"], "weight": side["weight"], "is_scored": True})
     test = pd.concat([test, pd.DataFrame(x, columns=s.features)], axis=1)
     lags = pd.DataFrame({"date_id": side["date"] + 1, "time_id": side["time_id"], "symbol_id": side["symbol_id"],
-                         **{f"{c}_lag_1": side[c] for c in responders(s)}})
+                         **{f"{c}_lag_1": side[c] for c in responders(s.side_names)}})
     dates = set(side["date"].tolist())
     for date, day in test.groupby("date_id", sort=True):
         first = True
@@ -94,8 +94,9 @@ def test_serving_per_time_step_equals_the_validation_batches(name, rtmdf_runs, t
 
 
 def test_an_instrument_joining_gets_a_padded_window():
-    spec = InputSpec(["a", "b"], "ffill", [10.0, 20.0], {"length": 3, "cross_days": False}, group="symbol_id")
-    state = InstrumentState(spec, n_ffill=2)
+    spec = InputSpec(["a", "b"], "ffill", [10.0, 20.0], {"length": 3, "cross_days": False}, group="symbol_id",
+                     targets=["responder_6"], task="regression", ffill=["a", "b"])
+    state = OnlineState(spec)
     nan = np.nan
     b = state.inputs(0, np.array([7]), np.array([[1.0, nan]], np.float32))
     np.testing.assert_array_equal(b["x"][0], [[0, 0], [0, 0], [1, 20]])  # NaN with nothing earlier -> fill value
@@ -234,3 +235,46 @@ def test_symbols_out_of_range_and_features_beyond_the_limit_are_refused_and_chan
             p.predict_batch(bad_test, bad_lags)
         assert str(e.value).startswith(message), str(e.value)
     pd.testing.assert_frame_equal(p.predict_batch(test, lags), fresh.predict_batch(test, lags))  # no state changed
+
+
+@pytest.mark.parametrize("name", ["gru", "mlp-r7"])
+def test_a_run_with_a_version_1_preprocess_json_serves_identically(name, rtmdf_runs, tiny_rtmdf_store, tmp_path):
+    """A 2024 run trained before preprocess.json had a version still serves: lags by name, ffill by the fill rule,
+    its targets from config.yaml (mlp-r7: responder_7 first) and its task from the checkpoint."""
+    import json
+    import shutil
+
+    new = InputSpec.load(rtmdf_runs[name] / "preprocess.json")
+    old = shutil.copytree(rtmdf_runs[name], tmp_path / "old")
+    (old / "preprocess.json").write_text(json.dumps({k: getattr(new, k) for k in
+                                                     ("features", "fill", "fill_value", "window", "group", "feature_limit")}))
+    by_new, by_old = Predictor(rtmdf_runs[name]), Predictor(old)
+    assert by_old.prep == by_new.prep and by_old.target == by_new.target == new.targets[0]
+    assert len(new.lag_features) == 9 and new.ffill == new.features[:-9] and new.task == "regression"
+    for test, lags in first_steps(tiny_rtmdf_store, 60):
+        pd.testing.assert_frame_equal(by_old.predict_batch(test, lags), by_new.predict_batch(test, lags))
+    from jsmp.predict.cli import main  # the command line's replay reads the old file too
+
+    outs = [tmp_path / "new.csv", tmp_path / "old.csv"]
+    for run, out in zip((rtmdf_runs[name], old), outs):
+        assert main(["--run", str(run), "--data", str(tiny_rtmdf_store), "--out", str(out)]) == 0
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+def test_predictor_is_a_step_predictor_for_a_2024_run_and_refuses_the_2021_calls(rtmdf_runs):
+    from jsmp.predict import RowPredictor, StepPredictor
+
+    run = rtmdf_runs["mlp"]
+    p = Predictor(run)
+    assert type(p) is StepPredictor and isinstance(p, Predictor) and type(StepPredictor(run)) is StepPredictor
+    with pytest.raises(UserError) as e:
+        RowPredictor(run)
+    assert str(e.value) == (f"{run}: trained on the 2024 layout (per instrument), regression; RowPredictor serves the 2021 "
+                            f"layout (one global row order), trade decisions")
+    x = np.zeros((2, len(p.features)), np.float32)
+    for call, name in [(lambda: p.predict_batch(np.zeros(2), x), "predict_batch(date, x)"), (lambda: p.step(0, x[0]), "step(date, x)"),
+                       (lambda: p.predict_proba_batch(np.zeros(2), x), "predict_proba_batch(date, x)")]:
+        with pytest.raises(UserError) as e:
+            call()
+        assert str(e.value) == (f"{run}: trained per instrument (symbol_id) on the 2024 layout; {name} serves other runs: "
+                                f"call predict_batch(test_df, lags_df) once per time_id")

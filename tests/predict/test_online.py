@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_grouped import RtmdfRuns, time_steps
 
-from conftest import run_cli
+from conftest import run_main, train_in_process
 from jsmp.data.synthetic_rtmdf import RtmdfSpec, write_parquet
 from jsmp.errors import UserError
 from jsmp.predict import online
@@ -142,11 +142,11 @@ def test_online_config_is_checked(field, value, expected):
 
 @pytest.fixture(scope="session")
 def dropout_run(tiny_rtmdf_store, tmp_path_factory):
-    """experiment=rtmdf_mlp (dropout 0.3, batch norm) trained 1 epoch on the tiny 2024 store."""
+    """experiment=rtmdf_mlp (dropout 0.3, batch norm) trained 1 epoch on the tiny 2024 store (in this process)."""
     run = tmp_path_factory.getbasetemp() / "rtmdf-runs" / "mlp-dropout"
     if not (run / "checkpoints").is_dir():
-        p = run_cli(["train.py", f"hydra.run.dir={run}", "experiment=rtmdf_mlp", f"data.store={tiny_rtmdf_store}",
-                     "trainer.max_epochs=1", "logger=none"], env={"JSMP_ROOT": str(run.parent)})
+        p = train_in_process([f"hydra.run.dir={run}", "experiment=rtmdf_mlp", f"data.store={tiny_rtmdf_store}",
+                              "trainer.max_epochs=1", "logger=none"], {"JSMP_ROOT": str(run.parent)})
         assert p.returncode == 0, p.stderr[-3000:]
     return run
 
@@ -210,8 +210,8 @@ def test_absurd_online_options_are_one_line_and_exit_2(option, value, expected, 
 
 def test_a_negative_online_lr_is_checked_not_taken_for_an_option(dropout_run, source, tmp_path):
     out = tmp_path / "submission.csv"
-    p = run_cli(["-m", "jsmp.predict", "--run", str(dropout_run), "--data", str(source[0]), "--online-learning",
-                 "--online-lr", "-1e-3", "--out", str(out)])
+    p = run_main(main, ["--run", str(dropout_run), "--data", str(source[0]), "--online-learning", "--online-lr", "-1e-3",
+                        "--out", str(out)])
     assert p.returncode == 2 and p.stderr == "error: --online-lr -1e-3: expected a learning rate in (0, 1], e.g. 5e-5\n"
     assert not out.exists()
 

@@ -13,13 +13,15 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import compose_cfg, run_cli
-from jsmp.batches.fill import fill_nan, fill_source
-from jsmp.batches.inputs import InputSpec, OnlineFill, fill_rows
-from jsmp.batches.windows import gather_windows
+from conftest import RUN_ARGS, RUNS, compose_cfg, run_cli, run_main, train_in_process
+from jsmp.batches.fill import fill_source
 from jsmp.checkpoint import sidecar
 from jsmp.data.synthetic import SynthSpec, write_csv
 from jsmp.errors import UserError
+from jsmp.inputs.fill import fill_nan, fill_rows
+from jsmp.inputs.spec import InputSpec
+from jsmp.inputs.state import OnlineState
+from jsmp.inputs.windows import gather_windows
 from jsmp.predict import Predictor, main, read_all
 from jsmp.predict.model import model_kwargs
 from jsmp.run.config import build
@@ -27,7 +29,7 @@ from jsmp.store.store import Store
 
 TEST_SPEC = SynthSpec(days=4, rows_per_day=60, seed=9)
 TRAIN_ARGS = {
-    "mlp": ["data.fill=ffill"],
+    "mlp": RUNS["mlp"],
     "lstm": ["model=lstm", "model.hidden=8", "data.window.length=8", "data.window.cross_days=false"],
 }
 
@@ -38,28 +40,15 @@ def test_csv(tmp_path_factory):
     return write_csv(TEST_SPEC, tmp_path_factory.mktemp("test") / "test.csv", test_layout=True)
 
 
-class Runs(dict):
-    """Run dirs by TRAIN_ARGS name, trained by train.py (1 epoch on the tiny store) on first use;
-    kept in the session's temp dir, so every test module that asks gets the same runs."""
-
-    def __init__(self, root: Path, store: Path):
-        super().__init__()
-        self.root, self.store = root, store
-
-    def __missing__(self, name: str) -> Path:
-        run = self.root / name
-        if not any((run / "checkpoints").glob("*.ckpt")):
-            p = run_cli(["train.py", f"hydra.run.dir={run}", f"data.store={self.store}", "trainer.max_epochs=1",
-                         "logger=none", *TRAIN_ARGS[name]], env={"JSMP_ROOT": str(self.root)})
-            assert p.returncode == 0, p.stderr[-3000:]
-        self[name] = run
-        return run
-
-
 @pytest.fixture(scope="session")
-def runs(tiny_store, tmp_path_factory):
-    """Run dirs of a 1-epoch MLP (ffill) and LSTM (W=8, windows within a day) trained by train.py."""
-    return Runs(tmp_path_factory.getbasetemp() / "predict-runs", tiny_store)
+def runs(runs, tiny_store, tmp_path_factory):
+    """Run dirs of a 1-epoch MLP (ffill: the session's, conftest RUNS) and LSTM (W=8, windows within a day),
+    trained by train.py (in this process)."""
+    root = tmp_path_factory.mktemp("predict-runs")
+    p = train_in_process([f"hydra.run.dir={root / 'lstm'}", f"data.store={tiny_store}", *RUN_ARGS, *TRAIN_ARGS["lstm"]],
+                         {"JSMP_ROOT": str(root)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {"mlp": runs["mlp"], "lstm": root / "lstm"}
 
 
 def _rows(csv):
@@ -88,11 +77,13 @@ def test_online_and_batch_fill_equal_the_training_fill(tiny_store, fill):
     expected = fill_nan(source.gather(rows), value)  # what training batches hold
     raw = store.gather(rows).copy()
     assert np.isnan(raw).any()
-    prep = InputSpec(store.features, fill, value.tolist())
+    prep = InputSpec(store.features, fill, value.tolist(), targets=["resp"], task="action",
+                     ffill=store.features if fill == "ffill" else [])
     np.testing.assert_array_equal(fill_rows(raw.copy(), store.day_offsets[:-1], prep), expected)
-    online = OnlineFill(prep)
+    state, got = OnlineState(prep), raw.copy()
     new_day = np.isin(rows, store.day_offsets)
-    got = np.stack([online(raw[i].copy(), new_day[i]) for i in rows])
+    for i in rows:
+        state.row(got[i], new_day[i])
     np.testing.assert_array_equal(got, expected)
 
 
@@ -109,8 +100,8 @@ def test_row_by_row_equals_batch(runs, test_csv, model):
             starts = np.flatnonzero(np.r_[True, date[1:] != date[:-1]])
             filled = fill_rows(x.copy(), starts, p.prep)
             xw, mask = gather_windows(filled.__getitem__, np.array([i]), p.window, starts[starts <= i][-1:])
-            np.testing.assert_array_equal(p.members[0].win, xw[0])
-            np.testing.assert_array_equal(p.members[0].mask.numpy(), mask)
+            np.testing.assert_array_equal(p.members[0].state.win, xw[0])
+            np.testing.assert_array_equal(p.members[0].state.mask, mask[0])
     assert online == batch.tolist() and set(online) <= {0, 1}
     p.reset()  # replaying from scratch, rows as arrays in the test layout, gives the same actions again
     assert [p.predict_row(r) for r in df[p.columns].to_numpy()] == online
@@ -130,10 +121,12 @@ def test_batch_on_a_store_equals_row_by_row(runs, tiny_store):
 
 
 def test_cli_row_by_row_equals_batch(runs, test_csv, tmp_path, model="lstm"):
+    """Row by row as a user runs it (the command's one success in a process of its own), --batch in this process."""
     outs = []
     for mode in ([], ["--batch"]):
         out = tmp_path / f"sub{len(outs)}.csv"
-        p = run_cli(["-m", "jsmp.predict", "--run", str(runs[model]), "--data", str(test_csv), "--out", str(out), *mode])
+        argv = ["--run", str(runs[model]), "--data", str(test_csv), "--out", str(out), *mode]
+        p = run_main(main, argv) if mode else run_cli(["-m", "jsmp.predict", *argv])
         assert p.returncode == 0, p.stderr[-3000:]
         assert ("p99" in p.stdout) != bool(mode) and "action=1 on" in p.stdout
         outs.append(pd.read_csv(out))
@@ -144,8 +137,10 @@ def test_cli_row_by_row_equals_batch(runs, test_csv, tmp_path, model="lstm"):
     assert not list(tmp_path.glob(".sub*"))  # no temp files left
 
 
-def _cli_error(*args):
-    p = run_cli(["-m", "jsmp.predict", *args])
+def _cli_error(*args, process: bool = False):
+    """The one `error:` line of `python -m jsmp.predict ARGS` run in this process (run_main), or as a user runs it
+    (process=True: the command's one user error in a process of its own); it must exit 2 without a traceback."""
+    p = run_cli(["-m", "jsmp.predict", *args]) if process else run_main(main, list(args))
     assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1, p.stderr
@@ -398,7 +393,7 @@ def test_predict_row_checks_each_form_and_reset_clears_the_order(runs, test_csv)
 def test_cli_refuses_to_overwrite_its_input(runs, test_csv, tmp_path):
     data = tmp_path / "test.csv"
     shutil.copy(test_csv, data)
-    err = _cli_error("--run", str(runs["mlp"]), "--data", str(data), "--out", str(data))
+    err = _cli_error("--run", str(runs["mlp"]), "--data", str(data), "--out", str(data), process=True)
     assert err == f"error: --out {data}: is the input {data}; writing there would destroy it. Choose another --out"
     assert data.read_bytes() == test_csv.read_bytes() and os.listdir(tmp_path) == ["test.csv"]
 
@@ -443,3 +438,35 @@ def test_the_feature_limit_comes_from_the_run_and_predict_batch_applies_it(runs,
     (run / "preprocess.json").write_text(json.dumps({**prep, "feature_limit": "1e7"}))
     with pytest.raises(UserError, match=r"preprocess.json: not a valid preprocess.json: feature_limit must be a number > 0, got '1e7'"):
         Predictor(run)
+
+
+@pytest.mark.parametrize("model", ["mlp", "lstm"])
+def test_a_run_with_a_version_1_preprocess_json_serves_identically(runs, test_csv, tmp_path, model):
+    """A run trained before preprocess.json had a version (no targets, task, lag_features, ffill) still serves."""
+    new = InputSpec.load(runs[model] / "preprocess.json")
+    old = shutil.copytree(runs[model], tmp_path / "old")
+    (old / "preprocess.json").write_text(json.dumps({"features": new.features, "fill": new.fill, "fill_value": new.fill_value,
+                                                     "window": new.window}, indent=1) + "\n")
+    by_new, by_old = Predictor(runs[model]), Predictor(old)
+    assert by_old.prep == by_new.prep and by_old.prep.ffill == (new.features if new.fill == "ffill" else [])
+    _, date, x = _rows(test_csv)
+    np.testing.assert_array_equal(by_old.predict_proba_batch(date, x.copy()), by_new.predict_proba_batch(date, x.copy()))
+    assert [by_old.step(d, r) for d, r in zip(date[:50], x[:50])] == [by_new.step(d, r) for d, r in zip(date[:50], x[:50])]
+
+
+def test_predictor_is_a_row_predictor_for_a_2021_run_and_refuses_the_2024_calls(runs):
+    from jsmp.predict import RowPredictor, StepPredictor
+
+    run = runs["mlp"]
+    p = Predictor(run)
+    assert type(p) is RowPredictor and isinstance(p, Predictor) and type(RowPredictor(run)) is RowPredictor
+    assert p.prep.targets == ["resp"] and p.prep.task == "action"
+    with pytest.raises(UserError) as e:
+        StepPredictor(run)
+    assert str(e.value) == (f"{run}: trained on the 2021 layout (one global row order), trade decisions; StepPredictor serves "
+                            f"the 2024 layout (per instrument), regression")
+    for call in (lambda: p.predict_batch(pd.DataFrame({"row_id": [0]})), lambda: p.predict_time_step(pd.DataFrame())):
+        with pytest.raises(UserError) as e:
+            call()
+        assert str(e.value) == (f"{run}: trained on the 2021 layout (one global row order); predict_batch(test_df, lags_df) "
+                                f"serves other runs: call predict_row(row) per row, or predict_batch(date, x) for consecutive rows")

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_predict import Runs
 
 from jsmp.data.synthetic import SynthSpec, write_csv
 from jsmp.predict import main
@@ -22,9 +21,9 @@ STRAY = [b"\x00", b"\xff", b"\xef\xbb\xbf", b'"', b"\r", b"\r\n", b"\n", b"\n\n"
 
 
 @pytest.fixture(scope="module")
-def mlp_run(tiny_store, tmp_path_factory) -> Path:
-    """The session's MLP run (trained once, shared with test_predict.py)."""
-    return Runs(tmp_path_factory.getbasetemp() / "predict-runs", tiny_store)["mlp"]
+def mlp_run(runs) -> Path:
+    """The session's MLP run (conftest's runs: trained once, shared with test_predict.py)."""
+    return runs["mlp"]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli
+from conftest import run_main, train_in_process
 from jsmp.data.synthetic_rtmdf import FEATURES, RtmdfSpec, write_parquet, write_store
 from jsmp.errors import UserError
 from jsmp.metrics import r2_score
@@ -265,19 +265,20 @@ def test_a_source_missing_a_feature_is_refused_before_any_call(synth, tmp_path):
                             f"(date_id, time_id, symbol_id, weight and the features the run was trained on)")
 
 
-# -- the CLI, as a user runs it (a run trained on the 2024 layout; the Predictor serves it)
+# -- the CLI, in this process (a run trained on the 2024 layout; the Predictor serves it)
 
 @pytest.fixture(scope="module")
 def rtmdf_run(tiny_rtmdf_store, tmp_path_factory):
     root = tmp_path_factory.mktemp("rtmdf-run")
-    p = run_cli(["train.py", f"hydra.run.dir={root}/run", "data=rtmdf", f"data.store={tiny_rtmdf_store}", "model=mlp",
-                 "trainer.max_epochs=1", "logger=none"], env={"JSMP_ROOT": str(root)})
+    p = train_in_process([f"hydra.run.dir={root}/run", "data=rtmdf", f"data.store={tiny_rtmdf_store}", "model=mlp",
+                          "trainer.max_epochs=1", "logger=none"], {"JSMP_ROOT": str(root)})
     assert p.returncode == 0, p.stderr[-3000:]
     return root / "run"
 
 
 def predict(run, *args):
-    return run_cli(["-m", "jsmp.predict", "--run", str(run), *map(str, args)])
+    """`python -m jsmp.predict --run RUN ARGS` in this process (run_main): exit code, stdout, stderr."""
+    return run_main(main, ["--run", str(run), *map(str, args)])
 
 
 def last_line(p) -> str:
@@ -385,12 +386,12 @@ def test_cli_refuses_a_string_row_id_and_an_out_inside_the_lags(rtmdf_run, synth
 
 
 def test_online_learning_on_a_2021_run_is_refused(tmp_path, capsys):
-    from jsmp.batches.inputs import InputSpec
+    from jsmp.inputs.spec import InputSpec
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"")
-    InputSpec(["feature_0"], "mean", [0.0]).save(run / "preprocess.json")
+    InputSpec(["feature_0"], "mean", [0.0], targets=["resp"], task="action", ffill=[]).save(run / "preprocess.json")
     assert refused(capsys, "--run", run, "--data", tmp_path / "test.csv", "--online-learning") == (
         f"error: --online-learning: {run} was trained on the 2021 layout (one global row order); --online-learning is for 2024-layout runs")
 

@@ -4,7 +4,7 @@
 import pytest
 from hydra.utils import instantiate
 
-from conftest import CONF, compose_cfg, run_cli
+from conftest import CONF, compose_cfg, run_cli, train_in_process
 
 # (experiment presets: tests/run/test_experiments.py)
 GROUPS = ["data", "model", "model/optimizer", "trainer", "callbacks", "logger", "paths", "hparams_search"]
@@ -89,7 +89,9 @@ def test_data_overrides_compose_typed(tmp_path, monkeypatch):
     ("tune.py", "+data.split.bogus=1", "data.split.bogus"),
 ])
 def test_wrong_type_or_unknown_data_key_is_one_line_at_compose(script, override, key, tmp_path):
-    p = run_cli([script, override, f"hydra.run.dir={tmp_path / 'run'}"], env={"JSMP_ROOT": str(tmp_path)})
+    argv, env = [override, f"hydra.run.dir={tmp_path / 'run'}"], {"JSMP_ROOT": str(tmp_path)}
+    # tune.py as a user runs it; the rest in this process
+    p = run_cli([script, *argv], env=env) if script == "tune.py" else train_in_process(argv, env, script)
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     assert p.stderr.strip().splitlines() == [p.stderr.strip()] and p.stderr.startswith(f"error: {key}: "), p.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()  # nothing ran

@@ -1,16 +1,16 @@
-"""`python train.py -m data.fold=0,1,2`: one run per purged CV fold, each on its own days."""
+"""`python train.py -m data.fold=0,1,2` (in this process): one run per purged CV fold, each on its own days."""
 
 import json
 
-from conftest import run_cli
+from conftest import train_in_process
 from jsmp.batches.splits import purged_fold
 from jsmp.store.store import Store
 
 
 def test_multirun_over_folds(tiny_store, tmp_path):
-    p = run_cli(["train.py", "-m", f"hydra.sweep.dir={tmp_path}/sweep", f"data.store={tiny_store}", "data.fold=0,1,2",
-                 "data.cv.folds=3", "data.cv.gap_days=2", "data.fill=ffill", "trainer.fast_dev_run=true"],
-                env={"JSMP_ROOT": str(tmp_path)})
+    p = train_in_process(["-m", f"hydra.sweep.dir={tmp_path}/sweep", f"data.store={tiny_store}", "data.fold=0,1,2",
+                          "data.cv.folds=3", "data.cv.gap_days=2", "data.fill=ffill", "trainer.fast_dev_run=true"],
+                         env={"JSMP_ROOT": str(tmp_path)})
     assert p.returncode == 0, p.stderr[-3000:]
     n_days = Store(tiny_store).n_days
     for k in range(3):

@@ -2,14 +2,14 @@
 
 import json
 
-from conftest import run_cli
+from conftest import train_in_process
 
 
 def test_cv_objective_trains_every_fold_and_returns_the_mean(tiny_store, tmp_path):
     run = tmp_path / "run"
-    p = run_cli(["train.py", f"data.store={tiny_store}", "cv_objective=true", "data.cv.folds=2",
-                 "data.cv.gap_days=2", "trainer.max_epochs=1", "data.batch_size=256", "logger=none",
-                 "callbacks.progress_bar=null", f"hydra.run.dir={run}"])
+    p = train_in_process([f"data.store={tiny_store}", "cv_objective=true", "data.cv.folds=2",
+                          "data.cv.gap_days=2", "trainer.max_epochs=1", "data.batch_size=256", "logger=none",
+                          "callbacks.progress_bar=null", f"hydra.run.dir={run}"])
     assert p.returncode == 0, p.stderr[-3000:]
     folds = [json.loads((run / f"fold-{k}" / "metrics.json").read_text()) for k in range(2)]
     assert all(m["status"] == "completed" for m in folds)
@@ -20,8 +20,8 @@ def test_cv_objective_trains_every_fold_and_returns_the_mean(tiny_store, tmp_pat
 
 
 def test_cv_objective_needs_folds_and_no_fixed_fold(tiny_store, tmp_path):
-    base = ["train.py", f"data.store={tiny_store}", "cv_objective=true", "logger=none", f"hydra.run.dir={tmp_path}"]
-    p = run_cli([*base, "data.fold=1"])
+    base = [f"data.store={tiny_store}", "cv_objective=true", "logger=none", f"hydra.run.dir={tmp_path}"]
+    p = train_in_process([*base, "data.fold=1"])
     assert p.returncode == 2 and "leave data.fold null" in p.stderr and "Traceback" not in p.stderr
-    p = run_cli([*base, "data.cv.folds=1"])
+    p = train_in_process([*base, "data.cv.folds=1"])
     assert p.returncode == 2 and "data.cv.folds to be an integer >= 2, got 1" in p.stderr

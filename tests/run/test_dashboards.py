@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import backend_context, metadata
 
-from conftest import compose_cfg, run_cli
+from conftest import compose_cfg, run_cli, train_in_process
 from jsmp.batches.config import LoaderConfig, RowsConfig
 from jsmp.batches.datamodule import JsmpDataModule
 from jsmp.run.callbacks import MetricsJson
@@ -73,7 +73,7 @@ def test_multirun_dirs_hparams_epoch_lines_bar_and_no_noise(tiny_store, tmp_path
 
 
 def test_the_toy_reports_its_own_metric(tmp_path):
-    p = run_cli(["train.py", "experiment=sincos", "trainer.max_epochs=3"], env={"JSMP_ROOT": str(tmp_path)})
+    p = train_in_process(["experiment=sincos", "trainer.max_epochs=3"], env={"JSMP_ROOT": str(tmp_path)})
     assert p.returncode == 0, p.stderr[-3000:]
     (run,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     assert run.name.endswith("_sincos")  # <time>_<model>

@@ -1,4 +1,4 @@
-"""conf/debug/: fdr, overfit, limit and profiler presets, run as a user runs them."""
+"""conf/debug/: fdr, overfit, limit and profiler presets, through train.py (in-process: conftest train_in_process)."""
 
 import csv
 import hashlib
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning as L
 
-from conftest import ROOT, run_cli
+from conftest import train_in_process
 
 
 class BatchHashes(L.Callback):
@@ -21,9 +21,9 @@ class BatchHashes(L.Callback):
         self.path.write_text(json.dumps(self.seen))
 
 
-def debug_run(root: Path, store: Path, *overrides: str, env: dict | None = None):
+def debug_run(root: Path, store: Path, *overrides: str):
     """`python train.py debug=... OVERRIDES` with JSMP_ROOT=root and Hydra's own run dir; -> (process, run dir)."""
-    p = run_cli(["train.py", f"data.store={store}", *overrides], env={"JSMP_ROOT": str(root), **(env or {})})
+    p = train_in_process([f"data.store={store}", *overrides], env={"JSMP_ROOT": str(root)})
     runs = sorted((root / "logs" / "debug" / "runs").glob("*"))
     return p, runs[-1] if runs else None
 
@@ -41,8 +41,7 @@ def test_fdr_runs_one_batch_into_logs_debug(tiny_store, tmp_path):
 def test_overfit_trains_the_same_batches_and_the_loss_falls(tiny_store, tmp_path):
     hashes = tmp_path / "batches.json"
     p, run = debug_run(tmp_path, tiny_store, "debug=overfit", "data.batch_size=256", "logger=csv",
-                       f"+callbacks.hashes._target_={__name__}.BatchHashes", f"+callbacks.hashes.path={hashes}",
-                       env={"PYTHONPATH": f"{Path(__file__).parent}:{ROOT / 'tests'}"})
+                       f"+callbacks.hashes._target_={__name__}.BatchHashes", f"+callbacks.hashes.path={hashes}")
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-3000:]
     seen = json.loads(hashes.read_text())
     assert len(seen) == 20 and all(v == seen["0"] for v in seen.values()) and len(set(seen["0"])) == 3

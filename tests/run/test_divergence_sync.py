@@ -72,9 +72,9 @@ def test_a_bad_check_interval_is_a_user_error(every):
         NaNGuard(every=every)
 
 
-def test_a_huge_lr_run_checked_only_at_epoch_end_still_stops_without_a_checkpoint(tiny_store, tmp_path, train_cli):
+def test_a_huge_lr_run_checked_only_at_epoch_end_still_stops_without_a_checkpoint(tiny_store, tmp_path, train_app):
     # log_every_n_steps far above the steps per epoch: the losses are read only at the epoch's end
-    p = train_cli(f"data.store={tiny_store}", "model.optimizer.lr=1e3", "data.batch_size=128", "trainer.max_epochs=3",
+    p = train_app(f"data.store={tiny_store}", "model.optimizer.lr=1e3", "data.batch_size=128", "trainer.max_epochs=3",
                   "trainer.log_every_n_steps=1000", "logger=none", run="huge")
     assert p.returncode == 2
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]

@@ -72,10 +72,10 @@ def test_rtmdf_presets_regress_on_responder_6_and_monitor_r2(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_fast_dev_run(name, tiny_store, tiny_rtmdf_store, tmp_path, train_cli):
+def test_preset_fast_dev_run(name, tiny_store, tiny_rtmdf_store, tmp_path, train_app):
     rtmdf = name.startswith("rtmdf")
     data = [] if name in TOYS else [f"data.store={tiny_rtmdf_store if rtmdf else tiny_store}"]
-    p = train_cli(f"experiment={name}", *data, "trainer.fast_dev_run=true", *TINY.get(name, []))
+    p = train_app(f"experiment={name}", *data, "trainer.fast_dev_run=true", *TINY.get(name, []))
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     scores = ("test/mse",) if name in TOYS else ("val/r2", "val/mse") if rtmdf else ("val/utility", "val/auc")

@@ -1,12 +1,11 @@
-"""conf/logger/: csv, mlflow and many (TensorBoard + CSV), through train.py as a user runs it."""
+"""conf/logger/: csv, mlflow and many (TensorBoard + CSV), through train.py (in-process: conftest train_app)."""
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, run_cli
 
 TRAIN = ["trainer.max_epochs=2", "data.batch_size=256"]
 
@@ -17,11 +16,11 @@ def per_epoch(path: Path, key: str) -> dict[int, float]:
         return {int(r["epoch"]): float(r[key]) for r in csv.DictReader(f) if r.get(key)}
 
 
-def test_many_loggers_write_csv_and_tensorboard(tiny_store, tmp_path, train_cli):
+def test_many_loggers_write_csv_and_tensorboard(tiny_store, tmp_path, train_app):
     """logger=many: CSV (logger=csv's node) and TensorBoard (logger=tensorboard's) side by side."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    p = train_cli(f"data.store={tiny_store}", "logger=many", *TRAIN)
+    p = train_app(f"data.store={tiny_store}", "logger=many", *TRAIN)
     assert p.returncode == 0, p.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -35,11 +34,11 @@ def test_many_loggers_write_csv_and_tensorboard(tiny_store, tmp_path, train_cli)
     assert [e.value for e in acc.Scalars("val/utility")] == pytest.approx([utility[0], utility[1]], rel=1e-6)
 
 
-def test_mlflow_logger_records_params_and_metrics_per_epoch(tiny_store, tmp_path, train_cli):
+def test_mlflow_logger_records_params_and_metrics_per_epoch(tiny_store, tmp_path, train_app):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    p = train_cli(f"data.store={tiny_store}", "logger=mlflow", *TRAIN)
+    p = train_app(f"data.store={tiny_store}", "logger=mlflow", *TRAIN)
     assert p.returncode == 0, p.stderr[-3000:]
     run_dir = tmp_path / "run"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -57,12 +56,27 @@ def test_mlflow_logger_records_params_and_metrics_per_epoch(tiny_store, tmp_path
     assert run.data.metrics["val/utility_best"] == pytest.approx(metrics["val/utility_best"], rel=1e-6)
 
 
-def test_mlflow_logger_without_mlflow_names_the_extra(tiny_store, tmp_path):
-    blocked = tmp_path / "blocked" / "mlflow"  # an `mlflow` that fails to import stands for a missing one
-    blocked.mkdir(parents=True)
-    (blocked / "__init__.py").write_text("raise ImportError('mlflow is not installed (test stand-in)')\n")
-    p = run_cli(["train.py", f"hydra.run.dir={tmp_path}/run", f"data.store={tiny_store}", "logger=mlflow",
-                 "trainer.max_epochs=1"], env={"JSMP_ROOT": str(tmp_path), "PYTHONPATH": f"{blocked.parent}:{ROOT}"})
+@pytest.fixture
+def no_mlflow(monkeypatch):
+    """`mlflow` missing in this process: its sys.modules entry None (an import of it fails, find_spec says
+    None), Lightning's cached availability checks cleared before and after."""
+    from lightning_utilities.core.imports import module_available, package_available
+
+    def forget():
+        module_available.cache_clear()
+        package_available.cache_clear()
+
+    forget()
+    for name in [m for m in sys.modules if m.startswith("mlflow.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    yield
+    monkeypatch.undo()
+    forget()
+
+
+def test_mlflow_logger_without_mlflow_names_the_extra(tiny_store, tmp_path, no_mlflow, train_app):
+    p = train_app(f"data.store={tiny_store}", "logger=mlflow", "trainer.max_epochs=1")
     assert p.returncode == 2, p.stderr[-2000:]
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert err == ["error: logger: MLFlowLogger needs the `mlflow` module, which is not installed; "

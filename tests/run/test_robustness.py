@@ -9,15 +9,15 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, cfg_for, train_cfg
 from jsmp.data.synthetic import write_store
 from jsmp.errors import UserError
 from jsmp.run.callbacks import run_status
 from jsmp.store.store import Store
 
 
-def test_diverging_run_stops_with_a_clear_message(tiny_store, tmp_path, train_cli):
-    p = train_cli(f"data.store={tiny_store}", "model.optimizer.lr=10", "data.batch_size=128", "trainer.max_epochs=3", run="nan")
+def test_diverging_run_stops_with_a_clear_message(tiny_store, tmp_path, train_app):
+    p = train_app(f"data.store={tiny_store}", "model.optimizer.lr=10", "data.batch_size=128", "trainer.max_epochs=3", run="nan")
     assert p.returncode == 2
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "training diverged at epoch 0" in err[0] and "lower model.optimizer.lr (now 10" in err[0]
@@ -26,14 +26,13 @@ def test_diverging_run_stops_with_a_clear_message(tiny_store, tmp_path, train_cl
     assert not list((tmp_path / "nan").glob("checkpoints/*.ckpt"))
 
 
-def test_same_seed_gives_identical_metrics(tiny_store, tmp_path, train_cli):
+def test_same_seed_gives_identical_metrics(tiny_store, tmp_path):
     args = [f"data.store={tiny_store}", "trainer.max_epochs=2", "data.batch_size=256", "logger=none"]
-    a, b = train_cli(*args, run="a"), train_cli(*args, run="b")
-    assert a.returncode == 0 and b.returncode == 0, a.stderr[-2000:]
+    for run in "ab":
+        train_cfg(cfg_for(tmp_path, *args, run=run))
     ma, mb = (_without_writer(json.loads((tmp_path / r / "metrics.json").read_text())) for r in "ab")
     assert ma == mb
-    c = train_cli(*args, "seed=7", run="c")
-    assert c.returncode == 0, c.stderr[-2000:]
+    train_cfg(cfg_for(tmp_path, *args, "seed=7", run="c"))
     assert json.loads((tmp_path / "c" / "metrics.json").read_text())["val/loss"] != ma["val/loss"]
 
 
@@ -41,11 +40,10 @@ def _without_writer(m: dict) -> dict:
     return {k: v for k, v in m.items() if k not in ("pid", "pid_start", "host")}  # who wrote it differs
 
 
-def test_kill_mid_epoch_then_resume_matches_uninterrupted(tiny_store, tmp_path, train_cli):
+def test_kill_mid_epoch_then_resume_matches_uninterrupted(tiny_store, tmp_path, train_app):
     args = [f"data.store={tiny_store}", "trainer.max_epochs=3", "data.batch_size=32", "logger=none",
             "callbacks.early_stopping.patience=100"]
-    ref = train_cli(*args, run="ref")
-    assert ref.returncode == 0, ref.stderr[-2000:]
+    train_cfg(cfg_for(tmp_path, *args, run="ref"))
     run = tmp_path / "killed"
     cmd = [sys.executable, "train.py", f"hydra.run.dir={run}", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "JSMP_ROOT": str(tmp_path)},
@@ -60,7 +58,7 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tiny_store, tmp_path, 
     assert json.loads((run / "metrics.json").read_text())["status"] == "running"
     assert run_status(run) == "killed"  # running, but its writer is gone
     first = {n: (run / n).read_bytes() for n in ("config.yaml", "preprocess.json", ".hydra/config.yaml")}
-    resumed = train_cli(*args, "ckpt_path=last", run="killed")
+    resumed = train_app(*args, "ckpt_path=last", run="killed")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert {n: (run / n).read_bytes() for n in first} == first  # the first invocation's files stay
     assert (run / "config.resume-1.yaml").read_text() == (run / "config.yaml").read_text().replace(
@@ -73,7 +71,7 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tiny_store, tmp_path, 
         assert m_res[key] == pytest.approx(m_ref[key], rel=1e-5), key
 
 
-def test_tampered_shard_is_named(tmp_path, train_cli):
+def test_tampered_shard_is_named(tmp_path, train_app):
     path = write_store(TINY, tmp_path / "s", shard_rows=500)
     shard = path / "features-00001.npy"
     data = bytearray(shard.read_bytes())
@@ -86,17 +84,17 @@ def test_tampered_shard_is_named(tmp_path, train_cli):
         f.write(b"\0" * 8)
     with pytest.raises(UserError, match=r"shard features-00001.npy has \d+ bytes, the manifest says"):
         Store(path)
-    p = train_cli(f"data.store={path}", "trainer.fast_dev_run=true", run="t")
+    p = train_app(f"data.store={path}", "trainer.fast_dev_run=true", run="t")
     assert p.returncode == 2 and "features-00001.npy" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_tampered_side_column_stops_training(tmp_path, train_cli):
+def test_tampered_side_column_stops_training(tmp_path, train_app):
     path = write_store(TINY, tmp_path / "s", shard_rows=500)
     weight = path / "weight.npy"
     data = bytearray(weight.read_bytes())
     data[-3] ^= 0x01  # one bit of one weight: NaN-free, plausible, wrong
     weight.write_bytes(bytes(data))
-    p = train_cli(f"data.store={path}", "trainer.fast_dev_run=true", run="t")
+    p = train_app(f"data.store={path}", "trainer.fast_dev_run=true", run="t")
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode == 2 and "Traceback" not in p.stderr and len(err) == 1
     assert "column weight.npy does not match its checksum in the manifest (the store is damaged; rebuild it: " in err[0]

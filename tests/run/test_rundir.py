@@ -1,6 +1,6 @@
-"""Run dirs are append-only history (jsmp/run/rundir.py), checked through train.py as a user runs it:
-a refused run touches nothing, a resume is checked before anything is written, and keeps the
-first invocation's files."""
+"""Run dirs are append-only history (jsmp/run/rundir.py), checked through train.py (in this process:
+conftest train_in_process; a resume also as a user runs it): a refused run touches nothing, a resume is
+checked before anything is written, and keeps the first invocation's files."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
-from conftest import TINY, compose_cfg, run_cli
-from jsmp.batches.inputs import InputSpec
+from conftest import TINY, compose_cfg, run_cli, train_in_process
 from jsmp.errors import UserError
+from jsmp.inputs.spec import InputSpec
 from jsmp.run.callbacks import run_status, writer
 from jsmp.run.rundir import check_run_dir
 from jsmp.run.training import check_trainer
@@ -25,8 +25,10 @@ from jsmp.run.training import check_trainer
 ARGS = ["trainer.max_epochs=1", "data.batch_size=256", "logger=none", "callbacks.progress_bar=null"]
 
 
-def _train(run, *overrides, root):
-    return run_cli(["train.py", f"hydra.run.dir={run}", *overrides], env={"JSMP_ROOT": str(root)})
+def _train(run, *overrides, root, user=False):
+    if user:  # a process of its own (metrics.json names its writer)
+        return run_cli(["train.py", f"hydra.run.dir={run}", *overrides], env={"JSMP_ROOT": str(root)})
+    return train_in_process([f"hydra.run.dir={run}", *overrides], env={"JSMP_ROOT": str(root)})
 
 
 def _tree(path) -> dict[str, str]:
@@ -150,7 +152,7 @@ def test_edited_preprocess_json_is_one_line(run, tiny_store, tmp_path):
 
 def test_resume_keeps_the_first_invocations_files(run, tiny_store, tmp_path):
     first = {k: v for k, v in _tree(run).items() if k in ("config.yaml", "preprocess.json") or k.startswith(".hydra/")}
-    p = _train(run, f"data.store={tiny_store}", *ARGS, "ckpt_path=last", "trainer.max_epochs=2", root=tmp_path)
+    p = _train(run, f"data.store={tiny_store}", *ARGS, "ckpt_path=last", "trainer.max_epochs=2", root=tmp_path, user=True)
     assert p.returncode == 0, p.stderr[-3000:]
     after = _tree(run)
     assert {k: after[k] for k in first} == first
@@ -210,7 +212,8 @@ def test_run_status_tells_a_killed_run(tmp_path):
 
 
 # -- preprocess.json edited by hand ----------------------------------------------------------
-GOOD = {"features": ["a", "b"], "fill": "mean", "fill_value": [0.5, 1], "window": None}
+GOOD = {"version": 2, "features": ["a", "b"], "fill": "mean", "fill_value": [0.5, 1], "window": None, "targets": ["resp"],
+        "task": "action", "ffill": [], "lag_features": []}
 
 
 @pytest.mark.parametrize("change,fragment", [
@@ -235,8 +238,8 @@ def test_preprocess_load_rejects_edits(tmp_path, change, fragment):
 
 def test_preprocess_load_rejects_missing_keys_and_non_json(tmp_path):
     path = tmp_path / "preprocess.json"
-    path.write_text(json.dumps({"features": ["a"]}))
-    with pytest.raises(UserError, match=r"missing key\(s\) \['fill', 'fill_value'\]"):
+    path.write_text(json.dumps({"version": 2, "features": ["a"]}))
+    with pytest.raises(UserError, match=r"missing key\(s\) \['ffill', 'fill', 'fill_value', 'lag_features', 'targets', 'task'\]"):
         InputSpec.load(path)
     for text in ("[1, 2]", "{not json"):
         path.write_text(text)

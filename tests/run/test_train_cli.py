@@ -1,4 +1,5 @@
-"""train.py run as a user runs it: a subprocess, with Hydra overrides."""
+"""train.py with Hydra overrides, run in-process (conftest train_app: train_main, Hydra and all); a
+subprocess, as a user runs it, for the command line's error classes (one line + exit 2; Hydra's own)."""
 
 import json
 
@@ -6,8 +7,8 @@ import pytest
 import yaml
 
 
-def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path, train_cli):
-    p = train_cli(f"data.store={tiny_store}", "trainer.fast_dev_run=true")
+def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path, train_app):
+    p = train_app(f"data.store={tiny_store}", "trainer.fast_dev_run=true")
     assert p.returncode == 0, p.stderr[-3000:]
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
@@ -19,10 +20,10 @@ def test_fast_dev_run_writes_metrics_and_config(tiny_store, tmp_path, train_cli)
     assert f"store: {tiny_store}" in cfg and "${" not in cfg  # resolved
 
 
-def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path, train_cli):
+def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path, train_app):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    p = train_cli(f"data.store={tiny_store}", "trainer.max_epochs=2", "data.batch_size=256")
+    p = train_app(f"data.store={tiny_store}", "trainer.max_epochs=2", "data.batch_size=256")
     assert p.returncode == 0, p.stderr[-3000:]
     run = tmp_path / "run"
     tags = set()
@@ -41,14 +42,14 @@ def test_training_logs_tensorboard_scalars_and_checkpoints(tiny_store, tmp_path,
     assert list(hparams)[:4] == ["model", "optimizer", "lr", "hidden"] and hparams["batch_size"] == 256
 
 
-def test_default_synthetic_store_is_generated_once(tmp_path, train_cli):
+def test_default_synthetic_store_is_generated_once(tmp_path, train_app):
     args = ["data.synthetic.days=12", "data.synthetic.rows_per_day=30", "trainer.fast_dev_run=true", "data.split.gap_days=1"]
-    p = train_cli(*args)
+    p = train_app(*args)
     assert p.returncode == 0, p.stderr[-3000:]
     store = tmp_path / "data" / "synthetic-d12-r30-s0"
     assert (store / "manifest.json").is_file()
     stamp = (store / "manifest.json").stat().st_mtime_ns
-    p = train_cli(*args, run="run2")  # (a run dir holds one run)
+    p = train_app(*args, run="run2")  # (a run dir holds one run)
     assert p.returncode == 0 and (store / "manifest.json").stat().st_mtime_ns == stamp
 
 
@@ -60,9 +61,10 @@ def test_default_synthetic_store_is_generated_once(tmp_path, train_cli):
     ("+model.nonsense=1", "model: "),
     ("model.lr=1e-3", "model.lr: Key 'lr' is not in struct; it moved to model.optimizer.lr"),
 ])
-def test_user_mistakes_give_one_line_and_exit_2(tiny_store, tmp_path, override, message, train_cli):
+def test_user_mistakes_give_one_line_and_exit_2(tiny_store, tmp_path, override, message, train_app, train_cli):
     base = [] if override.startswith("data.store") else [f"data.store={tiny_store}"]
-    p = train_cli(*base, override, "trainer.fast_dev_run=true")
+    train = train_cli if override == "data.frac=0" else train_app  # one of them as a user runs it
+    p = train(*base, override, "trainer.fast_dev_run=true")
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and message in err[0], p.stderr[-2000:]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from grouped import FEATURES, SIDE, grouped_frame, write_grouped
 
-from conftest import run_cli
+from conftest import run_data
 from jsmp.errors import UserError
 from jsmp.store.store import GROUP_ORDER, GROUP_POS, Store, StoreWriter
 
@@ -40,7 +40,7 @@ def test_a_store_without_a_group_reads_as_before(tiny_store):
 
 def test_info_names_the_group(tmp_path):
     write_grouped(tmp_path / "s", grouped_frame())
-    p = run_cli(["-m", "jsmp.data", "info", "s"], cwd=tmp_path)
+    p = run_data(["info", "s"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "groups    5 by symbol_id (time order date, time_id)" in p.stdout.splitlines()
 
@@ -59,7 +59,7 @@ def test_a_damaged_group_index_is_named(tmp_path):
     with pytest.raises(UserError, match=rf"store .*: group index {GROUP_POS} has \d+ bytes, the manifest says \d+ \(the store is damaged"):
         Store(store.path)
     (store.path / GROUP_POS).unlink()
-    line = run_cli(["-m", "jsmp.data", "verify", "s"], cwd=tmp_path).stderr.strip().splitlines()[-1]
+    line = run_data(["verify", "s"], cwd=tmp_path).stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: store s: group index {GROUP_POS} is missing (the store is damaged; rebuild it: ")
 
 

@@ -51,6 +51,16 @@ def test_shards_depend_on_rows_only_and_are_np_save_bytes(tmp_path):
         s.verify()
 
 
+def test_the_store_answers_what_other_stages_need_from_its_manifest(tmp_path):
+    """Other stages ask the Store, never its manifest (docs/store.md#caches)."""
+    s = Store(_write(tmp_path / "s", np.array([0, 0, 1, 1, 2, 2]), np.zeros((6, 2), np.float32), shard_rows=2))
+    assert s.side_names == ["date", "weight"] and s.has("weight") and not s.has("resp")
+    assert s.source == {"kind": "test"}
+    assert s.shard_files == ["features-00000.npy", "features-00001.npy", "features-00002.npy"]
+    assert s.shard_starts.tolist() == [0, 2, 4]
+    assert s.rebuild_command == f"python -m jsmp.data ingest SRC --store {s.path} --force"
+
+
 def test_tiny_store_gather_matches_full(tiny_store):
     s = Store(tiny_store)
     full = np.concatenate([np.asarray(sh) for sh in s.shards])
@@ -125,8 +135,8 @@ def test_gather_fills_nans_in_flagged_rows_in_any_order(tmp_path):
 
 def test_compiled_gather_fill_is_the_nan_to_value_rule(tmp_path):
     """Store.gather's compiled NaN -> value (jsmp.store.kernels.take_rows) equals the rule's one
-    implementation, jsmp.batches.fill.fill_nan, bit for bit (infinities and -0.0 untouched)."""
-    from jsmp.batches.fill import fill_nan
+    implementation, jsmp.inputs.fill.fill_nan, bit for bit (infinities and -0.0 untouched)."""
+    from jsmp.inputs.fill import fill_nan
 
     rng = np.random.default_rng(7)
     date = np.repeat(np.arange(30), 40)

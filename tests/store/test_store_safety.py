@@ -11,14 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, data_cli_error, run_cli
-from jsmp.batches.fill import FFILL_DIR, NAN_ROWS, NAN_ROWS_META, ffill_store, nan_rows
+from conftest import ROOT, data_cli_error, run_data
+from jsmp.batches.fill import NAN_ROWS_META, ffill_store, nan_rows
 from jsmp.data.synthetic import SynthSpec, write_csv, write_store
 from jsmp.errors import UserError
+from jsmp.store.caches import FFILL_DIR, NAN_ROWS
 from jsmp.store.store import MANIFEST, Store, StoreWriter, _days_problem, damage_at
 
 SPEC = SynthSpec(days=6, rows_per_day=40, seed=5)
-SYNTH = ["-m", "jsmp.data", "synth", "--days", "6", "--rows-per-day", "40", "--seed", "5"]
+SYNTH = ["synth", "--days", "6", "--rows-per-day", "40", "--seed", "5"]
 
 
 def _error_line(p) -> str:
@@ -63,8 +64,8 @@ def test_a_directory_of_other_files_is_never_replaced(tmp_path):
     write_csv(SPEC, data / "train.csv")
     (data / "notes.txt").write_text("mine")
     before = _snapshot(tmp_path)
-    for args in (["-m", "jsmp.data", "ingest", "data/train.csv", "--store", "data"], [*SYNTH, "--store", "data"]):
-        line = _error_line(run_cli(args, cwd=tmp_path))
+    for args in (["ingest", "data/train.csv", "--store", "data"], [*SYNTH, "--store", "data"]):
+        line = _error_line(run_data(args, cwd=tmp_path))
         assert "--store data:" in line and ("not a jsmp store" in line or "contains the input data/train.csv" in line)
         assert _snapshot(tmp_path) == before  # nothing touched, no temp or trash sibling
 
@@ -78,7 +79,7 @@ def test_a_regular_file_or_foreign_symlink_is_never_replaced(tmp_path):
     before = _snapshot(tmp_path)
     for name, found in [("f.txt", "an existing file that is not a jsmp store"), ("link", "a directory that is not a jsmp store"),
                         ("dangling", "an existing file that is not a jsmp store")]:
-        line = _error_line(run_cli([*SYNTH, "--store", name], cwd=tmp_path))
+        line = _error_line(run_data([*SYNTH, "--store", name], cwd=tmp_path))
         assert f"--store {name}: {found}" in line
     assert _snapshot(tmp_path) == before  # no `.f.txt.old-*` either
 
@@ -86,15 +87,15 @@ def test_a_regular_file_or_foreign_symlink_is_never_replaced(tmp_path):
 def test_the_current_directory_is_never_a_store(tmp_path):
     write_csv(SPEC, tmp_path / "train.csv")
     before = _snapshot(tmp_path)
-    assert "--store .:" in _error_line(run_cli(["-m", "jsmp.data", "ingest", "train.csv", "--store", "."], cwd=tmp_path))
-    assert "--store .:" in _error_line(run_cli([*SYNTH, "--store", "."], cwd=tmp_path))
+    assert "--store .:" in _error_line(run_data(["ingest", "train.csv", "--store", "."], cwd=tmp_path))
+    assert "--store .:" in _error_line(run_data([*SYNTH, "--store", "."], cwd=tmp_path))
     assert _snapshot(tmp_path) == before
     empty = tmp_path / "empty"
     empty.mkdir()
-    line = _error_line(run_cli([*SYNTH, "--store", "."], cwd=empty))
+    line = _error_line(run_data([*SYNTH, "--store", "."], cwd=empty))
     assert line == "error: --store .: is or contains the current directory; choose another --store"
     inside = write_store(SPEC, tmp_path / "s")
-    assert "is or contains the current directory" in _error_line(run_cli([*SYNTH, "--store", ".", "--force"], cwd=inside))
+    assert "is or contains the current directory" in _error_line(run_data([*SYNTH, "--store", ".", "--force"], cwd=inside))
 
 
 def test_a_store_holding_its_own_source_is_refused(tmp_path):
@@ -103,7 +104,7 @@ def test_a_store_holding_its_own_source_is_refused(tmp_path):
     before = _snapshot(tmp_path)
     with pytest.raises(UserError, match=r"--store .*/s: contains the input .*train.csv; writing there would destroy it"):
         StoreWriter(store, ["feature_0"], {"date": "int32"}, {}, inputs=[src])
-    line = _error_line(run_cli(["-m", "jsmp.data", "ingest", "s/train.csv", "--store", "s", "--force"], cwd=tmp_path))
+    line = _error_line(run_data(["ingest", "s/train.csv", "--store", "s", "--force"], cwd=tmp_path))
     assert "--store s: contains the input" in line
     assert _snapshot(tmp_path) == before
 
@@ -111,7 +112,7 @@ def test_a_store_holding_its_own_source_is_refused(tmp_path):
 def test_a_symlink_to_a_store_replaces_the_store_it_points_to(tmp_path):
     real = write_store(SynthSpec(days=3, rows_per_day=20), tmp_path / "real")
     (tmp_path / "link").symlink_to(real)
-    p = run_cli([*SYNTH, "--store", "link"], cwd=tmp_path)
+    p = run_data([*SYNTH, "--store", "link"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "link").is_symlink() and Store(real).manifest["source"]["days"] == 6
 
@@ -122,7 +123,7 @@ def test_an_unwritable_parent_is_named_before_any_work(tmp_path):
     if subprocess.run(["chattr", "+i", str(parent)], check=False, capture_output=True).returncode:
         pytest.skip("chattr +i is not available here")
     try:
-        line = _error_line(run_cli([*SYNTH, "--store", "ro/s"], cwd=tmp_path))
+        line = _error_line(run_data([*SYNTH, "--store", "ro/s"], cwd=tmp_path))
         assert line == "error: --store ro/s: its parent directory ro is not writable"
     finally:
         subprocess.run(["chattr", "-i", str(parent)], check=True)
@@ -139,13 +140,13 @@ def test_an_unwritable_parent_as_another_user(tmp_path_factory):
     base = tmp_path_factory.mktemp("nobody")
     os.chmod(base, 0o777)
     (base / "ro").mkdir(mode=0o555)
-    p = subprocess.run([sys.executable, *SYNTH, "--store", str(base / "ro" / "s")], cwd=ROOT, user=65534, check=False,
+    p = subprocess.run([sys.executable, "-m", "jsmp.data", *SYNTH, "--store", str(base / "ro" / "s")], cwd=ROOT, user=65534, check=False,
                        capture_output=True, text=True)
     assert _error_line(p).endswith(f"its parent directory {base / 'ro'} is not writable")
 
 
 def test_racing_writers_all_succeed_and_leave_one_whole_store(tmp_path):
-    procs = [subprocess.Popen([sys.executable, *SYNTH, "--store", "same", "--force"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-m", "jsmp.data", *SYNTH, "--store", "same", "--force"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0 and "Traceback" not in err and out.strip() == "wrote same", err
@@ -155,38 +156,38 @@ def test_racing_writers_all_succeed_and_leave_one_whole_store(tmp_path):
 
 # -- synth semantics -------------------------------------------------------------------------
 def test_synth_store_up_to_date_force_and_real_data(tmp_path):
-    p = run_cli([*SYNTH, "--store", "s"], cwd=tmp_path)
+    p = run_data([*SYNTH, "--store", "s"], cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.strip() == "wrote s"
     stamp = (tmp_path / "s" / MANIFEST).stat().st_mtime_ns
-    p = run_cli([*SYNTH, "--store", "s"], cwd=tmp_path)
+    p = run_data([*SYNTH, "--store", "s"], cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.strip() == "s is up to date with synthetic-d6-r40-s5 (--force regenerates it)"
     assert (tmp_path / "s" / MANIFEST).stat().st_mtime_ns == stamp
-    p = run_cli([*SYNTH, "--store", "s", "--force"], cwd=tmp_path)
+    p = run_data([*SYNTH, "--store", "s", "--force"], cwd=tmp_path)
     assert p.returncode == 0 and (tmp_path / "s" / MANIFEST).stat().st_mtime_ns != stamp
-    assert run_cli([*SYNTH[:-2], "--seed", "6", "--store", "s"], cwd=tmp_path).returncode == 0  # other synthetic data: replaced
+    assert run_data([*SYNTH[:-2], "--seed", "6", "--store", "s"], cwd=tmp_path).returncode == 0  # other synthetic data: replaced
     assert Store(tmp_path / "s").manifest["source"]["seed"] == 6
     real = _real_store(tmp_path / "real")
     before = _snapshot(real)
-    line = _error_line(run_cli([*SYNTH, "--store", "real"], cwd=tmp_path))
+    line = _error_line(run_data([*SYNTH, "--store", "real"], cwd=tmp_path))
     assert line == ("error: --store real: holds data ingested from /data/train.csv; synth would replace it with "
                     "synthetic data. Add --force to replace it, or choose another --store")
     assert _snapshot(real) == before
-    assert run_cli([*SYNTH, "--store", "real", "--force"], cwd=tmp_path).returncode == 0
+    assert run_data([*SYNTH, "--store", "real", "--force"], cwd=tmp_path).returncode == 0
     assert Store(real).manifest["source"]["kind"] == "synthetic"
 
 
 def test_synth_out_replaces_only_its_own_csv(tmp_path):
     (tmp_path / "mine.csv").write_text("date,weight\n1,2\n")
-    line = _error_line(run_cli([*SYNTH, "--out", "mine.csv"], cwd=tmp_path))
+    line = _error_line(run_data([*SYNTH, "--out", "mine.csv"], cwd=tmp_path))
     assert line == ("error: --out mine.csv: an existing file that synth did not write (no mine.csv.ideal.npy beside it); "
                     "synth replaces only its own CSVs. Choose another --out, or move that file away first")
     assert (tmp_path / "mine.csv").read_text() == "date,weight\n1,2\n"
-    assert run_cli([*SYNTH, "--out", "t.csv"], cwd=tmp_path).returncode == 0
+    assert run_data([*SYNTH, "--out", "t.csv"], cwd=tmp_path).returncode == 0
     first = (tmp_path / "t.csv").read_bytes()
-    assert run_cli([*SYNTH[:-2], "--seed", "9", "--out", "t.csv"], cwd=tmp_path).returncode == 0  # its own CSV: replaced
+    assert run_data([*SYNTH[:-2], "--seed", "9", "--out", "t.csv"], cwd=tmp_path).returncode == 0  # its own CSV: replaced
     assert (tmp_path / "t.csv").read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.csv", "t.csv", "t.csv.ideal.npy"]
-    assert "--force: only with --store" in _error_line(run_cli([*SYNTH, "--out", "t.csv", "--force"], cwd=tmp_path))
+    assert "--force: only with --store" in _error_line(run_data([*SYNTH, "--out", "t.csv", "--force"], cwd=tmp_path))
 
 
 # -- integrity of the store ------------------------------------------------------------------
@@ -199,11 +200,11 @@ def test_a_flipped_bit_in_a_side_column_is_named(tmp_path):
     hint = "python -m jsmp.data synth --store s --days 6 --rows-per-day 40 --seed 5 --force"
     with pytest.raises(UserError, match="column weight.npy does not match its checksum in the manifest"):
         store.verify()
-    line = _error_line(run_cli(["-m", "jsmp.data", "verify", "s"], cwd=tmp_path))
+    line = _error_line(run_data(["verify", "s"], cwd=tmp_path))
     assert line == ("error: store s: column weight.npy does not match its checksum in the manifest "
                     f"(the store is damaged; rebuild it: {hint})")
-    assert run_cli(hint.split()[1:], cwd=tmp_path).returncode == 0  # the command the message gives works
-    p = run_cli(["-m", "jsmp.data", "verify", "s"], cwd=tmp_path)
+    assert run_data(hint.split()[3:], cwd=tmp_path).returncode == 0  # the command the message gives works
+    p = run_data(["verify", "s"], cwd=tmp_path)
     assert p.returncode == 0 and p.stdout.startswith("store s: OK (10 files,")
 
 
@@ -246,12 +247,12 @@ def test_a_damaged_nan_rows_cache_is_named_and_rebuilt_on_request(tmp_path):
     with pytest.raises(UserError, match=r"cache nan-rows.npy has \d+ bytes, the manifest says \d+ \(remove .*nan-rows.npy, "
                                         r"a cache jsmp rebuilds on the next run, or run: python -m jsmp.data verify .* --rebuild-caches\)"):
         nan_rows(Store(path))
-    line = _error_line(run_cli(["-m", "jsmp.data", "verify", "s"], cwd=tmp_path))
+    line = _error_line(run_data(["verify", "s"], cwd=tmp_path))
     assert "cache nan-rows.npy has" in line and "--rebuild-caches" in line
-    p = run_cli(["-m", "jsmp.data", "verify", "s", "--rebuild-caches"], cwd=tmp_path)
+    p = run_data(["verify", "s", "--rebuild-caches"], cwd=tmp_path)
     assert p.returncode == 0 and "cache nan-rows.npy: rebuilt (nan-rows.npy has" in p.stdout, p.stderr
     np.testing.assert_array_equal(nan_rows(Store(path)), flags)
-    p = run_cli(["-m", "jsmp.data", "verify", "s"], cwd=tmp_path)
+    p = run_data(["verify", "s"], cwd=tmp_path)
     assert p.returncode == 0 and "cache nan-rows.npy: OK" in p.stdout
 
 
@@ -265,11 +266,11 @@ def test_a_flipped_bit_in_the_ffill_cache_is_caught_when_the_store_is_verified(t
     store.verify()
     with pytest.raises(UserError, match="cache fill-ffill/features-00001.npy does not match its checksum in the manifest"):
         ffill_store(store)
-    assert "cache fill-ffill/features-00001.npy does not match" in _error_line(run_cli(["-m", "jsmp.data", "verify", "s"], cwd=tmp_path))
+    assert "cache fill-ffill/features-00001.npy does not match" in _error_line(run_data(["verify", "s"], cwd=tmp_path))
     shard.write_bytes(shard.read_bytes()[:100])  # truncated: caught on every open
     with pytest.raises(UserError, match=r"cache fill-ffill/features-00001.npy has 100 bytes"):
         ffill_store(Store(path))
-    assert run_cli(["-m", "jsmp.data", "verify", "s", "--rebuild-caches"], cwd=tmp_path).returncode == 0
+    assert run_data(["verify", "s", "--rebuild-caches"], cwd=tmp_path).returncode == 0
     store = Store(path)
     store.verify()
     np.testing.assert_array_equal(ffill_store(store).gather(np.arange(50)), expected)

@@ -1,10 +1,13 @@
 """Search files written for the official hydra-optuna-sweeper run on ours unchanged: one in the
 shape of lightning-hydra-template's `hparams_search/*_optuna.yaml` (through train.py) and Hydra's
-docs' sphere example (tests/sweeper/sphere_app, a plain Hydra app), both run as a user runs them."""
+docs' sphere example (tests/sweeper/sphere_app, a plain Hydra app), both run in this process as their command
+lines run them (conftest run_main; the sphere app also once as a user runs it)."""
 
 from __future__ import annotations
 
 import json
+import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_main, train_in_process
 from hydra_plugins.jsmp_optuna_sweeper._loop import default_study_name, stable_sweep_dir
 from hydra_plugins.jsmp_optuna_sweeper.space import override_text, parse_space
 
@@ -101,10 +104,10 @@ def test_lht_search_file_runs_unchanged_and_resumes(tiny_store, tmp_path):
     conf = tmp_path / "myconf" / "hparams_search"
     conf.mkdir(parents=True)
     (conf / "lht.yaml").write_text(LHT_SEARCH)
-    args = ["train.py", "--config-dir", str(tmp_path / "myconf"), "hparams_search=lht", f"data.store={tiny_store}",
+    args = ["--config-dir", str(tmp_path / "myconf"), "hparams_search=lht", f"data.store={tiny_store}",
             "data.split.gap_days=1", "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "logger=none",
             "callbacks=none"]
-    p = run_cli([*args, "hydra.sweeper.n_trials=1"], env={"JSMP_ROOT": str(tmp_path)})
+    p = train_in_process([*args, "hydra.sweeper.n_trials=1"], {"JSMP_ROOT": str(tmp_path)})
     assert p.returncode == 0, p.stderr[-3000:]
     # study_name: null -> named after the search and model; the timestamped sweep dir -> that name
     multiruns = tmp_path / "logs" / "train" / "multiruns"
@@ -114,7 +117,7 @@ def test_lht_search_file_runs_unchanged_and_resumes(tiny_store, tmp_path):
     assert names == ["lht-mlp"] and len(first) == 1
 
     # the same command again (the file's n_trials: 2): the study continues
-    p = run_cli(args, env={"JSMP_ROOT": str(tmp_path)})
+    p = train_in_process(args, {"JSMP_ROOT": str(tmp_path)})
     assert p.returncode == 0, p.stderr[-3000:]
     names, trials = study_trials(sweep / "optuna.db")
     assert names == ["lht-mlp"] and len(trials) == 2 and trials[0].value == first[0].value
@@ -132,14 +135,28 @@ def test_lht_search_file_runs_unchanged_and_resumes(tiny_store, tmp_path):
         "name": "optuna", "best_params": best.params, "best_value": best.value}
 
 
-def sphere(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """`python sphere.py -m OVERRIDES` from tmp_path (Hydra's default dirs land there)."""
-    return subprocess.run([sys.executable, str(SPHERE), "-m", *overrides], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300, check=False)
+def sphere(tmp_path: Path, *overrides: str, user: bool = False) -> subprocess.CompletedProcess:
+    """`python sphere.py -m OVERRIDES` from tmp_path (Hydra's default dirs land there): in this process (the
+    script run as __main__ with that command line), or (user) as a user runs it."""
+    argv = [str(SPHERE), "-m", *overrides]
+    if user:
+        return subprocess.run([sys.executable, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+
+    def main(argv: list[str]) -> None:
+        cwd, sys_argv = Path.cwd(), sys.argv
+        os.chdir(tmp_path)
+        sys.argv = argv
+        try:
+            runpy.run_path(str(SPHERE), run_name="__main__")
+        finally:
+            os.chdir(cwd)
+            sys.argv = sys_argv
+
+    return run_main(main, argv)
 
 
 def test_hydra_docs_sphere_example_runs_and_resumes(tmp_path):
-    p = sphere(tmp_path, "hydra.sweeper.n_trials=5")
+    p = sphere(tmp_path, "hydra.sweeper.n_trials=5", user=True)
     assert p.returncode == 0, p.stderr[-3000:]
     sweep = tmp_path / "multirun" / "sphere"  # Hydra's multirun/<date>/<time>, stable
     names, trials = study_trials(sweep / "optuna.db")

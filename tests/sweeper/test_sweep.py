@@ -1,4 +1,6 @@
-"""The jsmp_optuna sweeper (hydra_plugins/jsmp_optuna_sweeper) and tune.py, run as a user runs them."""
+"""The jsmp_optuna sweeper (hydra_plugins/jsmp_optuna_sweeper) and tune.py: run in this process (conftest
+train_in_process; the trials run in it too, as Hydra's basic launcher runs them), and as a user runs them where
+a test needs processes of their own (a killed sweep, two workers, a hidden driver) or the command line's error."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from conftest import ROOT, compose_cfg, run_cli
+from conftest import ROOT, compose_cfg, run_cli, train_in_process
 from hydra_plugins.jsmp_optuna_sweeper._loop import StudyLoop, _counted
 from hydra_plugins.jsmp_optuna_sweeper.space import parse_space
 
@@ -46,7 +48,8 @@ def tune_args(store, tmp_path, n_trials=3, *extra):
 
 
 def tune(store, tmp_path, n_trials=3, *extra):
-    return run_cli(tune_args(store, tmp_path, n_trials, *extra), env={"JSMP_ROOT": str(tmp_path)})
+    """`python tune.py` with tune_args, in this process."""
+    return train_in_process(tune_args(store, tmp_path, n_trials, *extra)[1:], {"JSMP_ROOT": str(tmp_path)}, "tune.py")
 
 
 def trials(tmp_path, name="mlp", db=None):
@@ -117,8 +120,8 @@ def test_tune_end_to_end_writes_best_and_replays(tiny_store, tmp_path):
     assert all(t.intermediate_values[0] <= t.intermediate_values[1] == t.value for t in done)
 
     # the best trial replays through train.py with its exact params
-    p = run_cli(["train.py", f"+best={sweep / 'best.yaml'}", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}/replay"],
-                env={"JSMP_ROOT": str(tmp_path)})
+    p = train_in_process([f"+best={sweep / 'best.yaml'}", "trainer.fast_dev_run=true", f"hydra.run.dir={tmp_path}/replay"],
+                         {"JSMP_ROOT": str(tmp_path)})
     assert p.returncode == 0, p.stderr[-3000:]
     cfg = yaml.safe_load((tmp_path / "replay" / "config.yaml").read_text())
     assert cfg["model"]["hidden"] == [written["params"]["model.hidden.0"], written["params"]["model.hidden.1"]]

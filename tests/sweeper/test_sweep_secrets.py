@@ -15,7 +15,7 @@ import pytest
 from test_postgres import clean_env, postgres_server
 from test_sweep import tune_args
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, train_in_process
 
 PASSWORD = "Sw0rdfish-s3cret"
 
@@ -40,7 +40,8 @@ def one_error_line(p: subprocess.CompletedProcess) -> str:
     f"'postgresql://jsmp@127.0.0.1:1/jsmp?password={PASSWORD}'",  # quoted for Hydra: it has a =
 ])
 def test_password_in_the_command_line_url_is_refused_before_anything_is_written(url, tiny_store, tmp_path):
-    p = run_cli(tune_args(tiny_store, tmp_path, 2, f"hydra.sweeper.storage={url}"), env={"JSMP_ROOT": str(tmp_path)})
+    p = train_in_process(tune_args(tiny_store, tmp_path, 2, f"hydra.sweeper.storage={url}")[1:], {"JSMP_ROOT": str(tmp_path)},
+                         "tune.py")
     line = one_error_line(p)
     assert line.startswith("error: hydra.sweeper.storage=postgresql") and "the URL holds a password" in line
     assert "JSMP_STORAGE_PASSWORD" in line
@@ -55,8 +56,8 @@ def test_password_in_a_search_yaml_is_refused_before_anything_is_written(tiny_st
     (conf / "shared.yaml").write_text(
         "# @package _global_\ndefaults:\n  - mlp\nhydra:\n  sweeper:\n"
         f"    storage: postgresql://jsmp:{PASSWORD}@dbhost/jsmp\n")
-    p = run_cli(["tune.py", "--config-dir", str(tmp_path / "myconf"), "hparams_search=shared",
-                 *tune_args(tiny_store, tmp_path, 2)[1:]], env={"JSMP_ROOT": str(tmp_path)})
+    p = train_in_process(["--config-dir", str(tmp_path / "myconf"), "hparams_search=shared", *tune_args(tiny_store, tmp_path, 2)[1:]],
+                         {"JSMP_ROOT": str(tmp_path)}, "tune.py")
     line = one_error_line(p)
     assert "postgresql://jsmp:***@dbhost/jsmp" in line and "JSMP_STORAGE_PASSWORD" in line
     assert PASSWORD not in p.stdout + p.stderr

@@ -1,5 +1,5 @@
-"""Sliding windows over the store by index arithmetic: never materialised, gathered per batch
-(docs/sequence-models.md).
+"""Sliding windows by index arithmetic, the one rule for training batches (memory-mapped and
+device-resident) and serving (docs/sequence-models.md): never materialised, gathered per batch.
 
 The window of target row t holds the W rows t-W+1 .. t in `ts_id` (= store row) order, so
 its last step is always t itself. Rows before the window's first allowed row (the store's
@@ -11,6 +11,8 @@ positions in the group order instead of rows: the window of t is the W rows of t
 ending at t, positions group_pos[t] - W + 1 .. group_pos[t], read through group_order, and
 padded before the group's first row (with `cross_days=False`, its first row on t's day). Each
 target's position and first allowed position are computed once per split (`window_starts`).
+Serving's per-instrument ring of the last W rows (jsmp.inputs.state) takes which of its steps are
+real from the same rule (`window_index` on the count of the instrument's rows in its window).
 """
 
 from __future__ import annotations
@@ -94,9 +96,39 @@ def check_window(spec: WindowSpec, store: Store, n_features: int, batch_rows: in
                         "here) or data.batch_size / data.eval_batch_size")
 
 
+def window_start(ends, length: int, first):
+    """(B,) the first position each window reads: its earliest step, or `first` (B,) where it is
+    padded. numpy arrays or torch tensors alike."""
+    return _module(ends).maximum(ends - (length - 1), first)
+
+
+def window_positions(ends, length: int, first) -> tuple:
+    """Positions of each target's window and which of them are real, numpy arrays or torch
+    tensors alike (the result on `ends`' device).
+
+    ends: (B,) int64 the targets' positions; first: (B,) int64 the first position each window may
+    use. Returns positions (B, W) int64, ends - W + 1 .. ends with padded steps clamped to `first`
+    (a position that exists), and mask (B, W) bool, True where the step is a real row.
+    """
+    xp = _module(ends)
+    steps = np.arange(1 - length, 1, dtype=np.int64) if xp is np else xp.arange(1 - length, 1, device=ends.device)
+    pos, first = ends[:, None] + steps, first[:, None]
+    mask = pos >= first
+    return xp.maximum(pos, first), mask
+
+
+def _module(a):
+    """numpy for an array, torch for a tensor (then imported already: the caller holds one)."""
+    if isinstance(a, np.ndarray):
+        return np
+    import torch
+
+    return torch
+
+
 def window_index(ends: np.ndarray, length: int, first: np.ndarray | int = 0,
                  order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Store rows of each target's window and which of them are real.
+    """Store rows of each target's window and which of them are real (window_positions).
 
     ends: (B,) the targets' positions: store rows, or with `order` (a grouped store's
     group_order) positions in it. first: (B,) or scalar, the first position a window may use.
@@ -104,11 +136,8 @@ def window_index(ends: np.ndarray, length: int, first: np.ndarray | int = 0,
     and mask (B, W) bool, True where idx is a real row of the window.
     """
     ends = np.asarray(ends, dtype=np.int64)
-    idx = ends[:, None] + np.arange(1 - length, 1, dtype=np.int64)
-    first = np.broadcast_to(np.asarray(first, dtype=np.int64), ends.shape)[:, None]
-    mask = idx >= first
-    idx = np.maximum(idx, first)
-    return (idx if order is None else order[idx]), mask
+    pos, mask = window_positions(ends, length, np.broadcast_to(np.asarray(first, dtype=np.int64), ends.shape))
+    return (pos if order is None else order[pos]), mask
 
 
 def take_windows(features, idx: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
