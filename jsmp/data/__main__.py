@@ -82,11 +82,11 @@ def synth_store(gen, spec, path: Path, force: bool) -> None:
     """`synth --store`: a store already holding `spec`'s data, whole, is kept (`force` regenerates
     it); a store of other synthetic data, or a damaged one, is replaced; one of real data only with `force`.
     `gen`: the generator module (jsmp.data.synthetic or synthetic_rtmdf)."""
-    from jsmp.store.store import damage_at, read_manifest
+    from jsmp.store.store import damage_at, provenance
 
-    old = read_manifest(path)
-    if old is not None and not force:
-        src = old.get("source") or {}
+    made = provenance(path)
+    if made is not None and not force:
+        src = made.source
         if src.get("kind") != "synthetic":
             raise UserError(f"--store {path}: holds data ingested from {src.get('path', '?')}; synth would replace it "
                             f"with synthetic data. Add --force to replace it, or choose another --store")

@@ -6,7 +6,6 @@ StoreWriter, which leaves nothing at the store path unless the whole source was 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -21,7 +20,7 @@ from jsmp.data.schema import FEATURE_LIMIT, Layout, short
 from jsmp.data.sources import HASH, Source
 from jsmp.errors import UserError
 from jsmp.files import disk_full_error
-from jsmp.store.store import MANIFEST, StoreWriter, damage_at
+from jsmp.store.store import StoreWriter, damage_at, provenance
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +30,10 @@ SHARD_ROWS = 1 << 15  # 32,768 rows x 130 features x 4 B = 17 MB: bounds ingest 
 def up_to_date(store: Path, source: Source, feature_limit: float = FEATURE_LIMIT) -> str | None:
     """The store's source checksum when `store` was ingested from these very bytes with this
     `feature_limit`, else None."""
-    try:
-        manifest = json.loads((store / MANIFEST).read_text())
-        old = manifest.get("source", {})
-    except (OSError, json.JSONDecodeError, AttributeError):
+    made = provenance(store)
+    if made is None or made.feature_limit != feature_limit:
         return None
-    if not isinstance(old, dict) or manifest.get("feature_limit") != feature_limit:
-        return None
+    old = made.source
     if old.get("bytes") != source.size or "checksum" not in old:
         return None
     if old.get("files") == source.fingerprint():
@@ -58,7 +54,7 @@ def ingest(src: str | os.PathLike, store: str | os.PathLike, force: bool = False
     try:
         with StoreWriter(store, layout.features, layout.dtypes, {}, columns=layout.columns, shard_rows=shard_rows, inputs=[source.path],
                          group=layout.group, time=layout.time, feature_limit=feature_limit) as w:
-            if not force and (store / MANIFEST).is_file() and (checksum := up_to_date(store, source, feature_limit)):
+            if not force and (checksum := up_to_date(store, source, feature_limit)):
                 # every checksum: a read of the store, far cheaper than ingesting it again
                 if (damage := damage_at(store, full=True)) is None:
                     w.abort()

@@ -35,6 +35,7 @@ import os
 import shutil
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +346,26 @@ def read_manifest(path: str | os.PathLike) -> dict | None:
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a store was made from, as its manifest records it."""
+
+    source: dict
+    """The manifest's `source` record (ingest: path, bytes, checksum, files; synth: its spec); {} when absent."""
+    feature_limit: float | None
+    """The ±limit its feature values were checked against at ingest (None: written before the limit existed)."""
+
+
+def provenance(path: str | os.PathLike) -> Provenance | None:
+    """What the store at `path` was made from, read without opening it (a damaged store too, for
+    deciding whether to rebuild it); None when no store manifest is there."""
+    manifest = read_manifest(path)
+    if manifest is None:
+        return None
+    source = manifest.get("source")
+    return Provenance(source if isinstance(source, dict) else {}, manifest.get("feature_limit"))
 
 
 def is_store(path: str | os.PathLike) -> bool:

@@ -163,3 +163,19 @@ def test_a_feature_limit_is_enforced_and_recorded(tmp_path):
         w.append(x, side)
         w.close()
     assert Store(tmp_path / "s").feature_limit == 1e7 and Store(_write(tmp_path / "t", side["date"], x)).feature_limit is None
+
+
+def test_provenance_reads_what_a_store_was_made_from_even_when_damaged(tmp_path):
+    from jsmp.data.synthetic import SynthSpec, synth_source, write_store
+    from jsmp.store.store import FEATURE_LIMIT, provenance
+
+    spec = SynthSpec(days=3, rows_per_day=20, seed=1)
+    path = write_store(spec, tmp_path / "s")
+    made = provenance(path)
+    assert made.source == synth_source(spec) and made.feature_limit == FEATURE_LIMIT
+    shard = next(path.glob("features-*.npy"))
+    shard.write_bytes(shard.read_bytes()[:-4])  # damaged: Store(path) refuses it, its provenance is still read
+    with pytest.raises(UserError):
+        Store(path)
+    assert provenance(path) == made
+    assert provenance(tmp_path) is None and provenance(tmp_path / "absent") is None
