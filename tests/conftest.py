@@ -19,16 +19,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, open_dict
 
 from jsmp.data.synthetic import SynthSpec, write_store
 from jsmp.run import dataconfig  # noqa: F401  (registers the data config schemas with Hydra's ConfigStore)
-
-# Hydra's plugin scan first, as in a command's process: it executes hydra_plugins' modules again (their
-# classes made anew), so a test module that imported one before it would hold classes (SweepError) that
-# the plugin's code, run in this process, no longer raises or catches
-Plugins.instance()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -34,9 +34,6 @@ from . import errors
 from .jobs import DISK_FULL, LOG, disk_full, failure_line, job_files, log_traceback, where
 from .space import check_overrides
 
-# (errors.SweepError is looked up when raised: Hydra's plugin scan executes errors.py again after
-# this module is imported, and exit_on_sweep_error catches the class errors.py holds then)
-
 
 class BasicSweeper(HydraBasicSweeper):
     """Hydra's BasicSweeper, its failed jobs reported in one line (SweepError, exit 2) after their batch."""

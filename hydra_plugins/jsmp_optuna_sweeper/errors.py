@@ -18,8 +18,13 @@ EXIT_USAGE = 2
 F = TypeVar("F", bound=Callable)
 
 
-class SweepError(Exception):
-    """A sweep setting or outcome the user must act on; the message names the key and what was expected."""
+# Hydra's plugin scan executes every module of hydra_plugins again in its existing namespace
+# (hydra/core/plugins.py, `exec_module` on the module in sys.modules): the class is made once, so that
+# what a module imported before the scan raises (`from .errors import SweepError`) is what
+# exit_on_sweep_error catches after it.
+if "SweepError" not in globals():
+    class SweepError(Exception):
+        """A sweep setting or outcome the user must act on; the message names the key and what was expected."""
 
 
 def redact(text: str) -> str:

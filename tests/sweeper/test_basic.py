@@ -113,3 +113,23 @@ def test_train_m_with_a_failing_job_exits_2_with_one_line(tiny_store, tmp_path):
     assert p.returncode == 2, p.stderr[-3000:]
     (line,) = p.stderr.strip().splitlines()
     assert line.startswith("error: 1 of 2 jobs failed. Job 0 failed: UserError: model.optimizer.lr must be > 0, got -1 (run dir ")
+
+
+def test_the_plugin_scan_leaves_one_sweep_error_class(capsys):
+    """Hydra's plugin scan executes the plugin's modules again in their namespaces (hydra/core/plugins.py):
+    a SweepError raised by a module imported before it is still the one the entry points catch."""
+    import importlib.util
+
+    from hydra_plugins.jsmp_optuna_sweeper import errors, space
+
+    raised_by_space = space.SweepError
+    importlib.util.find_spec(errors.__name__).loader.exec_module(errors)  # what the scan does
+    assert errors.SweepError is raised_by_space
+
+    @errors.exit_on_sweep_error
+    def entry():
+        raise raised_by_space("hydra.sweeper.n_trials=-1: expected an integer >= 0")
+
+    with pytest.raises(SystemExit) as e:
+        entry()
+    assert e.value.code == 2 and capsys.readouterr().err == "error: hydra.sweeper.n_trials=-1: expected an integer >= 0\n"
