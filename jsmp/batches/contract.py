@@ -15,6 +15,12 @@ def wants_windows(model_class: type) -> bool:
     return bool(getattr(model_class, "sequence", False))
 
 
+def wants_days(model_class: type) -> bool:
+    """Whether `model_class` reads day samples (jsmp.batches.days.DayBatches: x (B, T, N, F), mask
+    (B, T, N), ...) rather than rows or windows: its class attribute `sample` is "day"."""
+    return getattr(model_class, "sample", None) == "day"
+
+
 @runtime_checkable
 class RecipeData(Protocol):
     """The recipe's side of a LightningDataModule, called in this order: `connect`, then (after
@@ -22,7 +28,8 @@ class RecipeData(Protocol):
 
     @abstractmethod
     def connect(self, model_class: type) -> None:
-        """Serve what `model_class` reads (windows when `wants_windows(model_class)`); before setup."""
+        """Serve what `model_class` reads (windows when `wants_windows(model_class)`, day samples when
+        `wants_days(model_class)`); before setup."""
 
     @abstractmethod
     def model_kwargs(self) -> dict:

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from jsmp.batches.config import LoaderConfig, RowsConfig
-from jsmp.batches.contract import RecipeData, wants_windows
+from jsmp.batches.contract import RecipeData, wants_days, wants_windows
 from jsmp.batches.fill import feature_means, fill_source, nan_rows
 from jsmp.batches.labels import Labels
 from jsmp.batches.lags import lag_names, lag_store
@@ -183,6 +183,7 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         self.held: dict[int, ResidentBatches] = {}  # id(train_set / val_set) -> its resident tensors
         self.store_path, self.verify = Path(store), verify
         self.window: WindowSpec | None = None  # set by connect() for sequence models
+        self.day_model: str | None = None  # set by connect() for a model of day samples: its class name
         self.store: Store | None = None
         self.split: Split | None = None
         self.spec: InputSpec | None = None
@@ -190,11 +191,19 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
 
     def connect(self, model_class: type) -> None:
         self.window = self.window_cfg if wants_windows(model_class) else None
+        self.day_model = model_class.__name__ if wants_days(model_class) else None
 
     def setup(self, stage: str | None = None) -> None:
         if self.store is not None:
             return
         store = Store(self.store_path)
+        if self.day_model is not None:
+            from jsmp.batches.days import check_days
+
+            check_days(store, self.day_model)
+            if self.resident == "true":
+                log.warning("data.resident=true: day samples (model %s) are gathered from the memory-mapped store; "
+                            "no resident path for them yet", self.day_model)
         if self.verify:
             store.verify()
         r = self.rows
@@ -214,20 +223,29 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         lag_features = list(lags.features) if lags is not None else []
         self.spec = InputSpec(names, r.fill, fill_value.tolist(), window, group=store.group,
                               feature_limit=store.feature_limit or FEATURE_LIMIT, targets=list(r.targets), task=r.task,
-                              ffill=forward_filled(names, lag_features, r.fill), lag_features=lag_features)
-        self.train_set = batches(source, train_rows, self.spec, labels, scoring=False, lags=lags)
-        self.val_set = batches(source, store.day_rows(self.split.val), self.spec, labels, scoring=True, lags=lags)
+                              ffill=forward_filled(names, lag_features, r.fill), lag_features=lag_features,
+                              day=self.day_model is not None)
+        if self.day_model is not None:
+            from jsmp.batches.days import DayBatches  # (days.py builds on RowBatches, defined here)
+
+            self.train_set = DayBatches(source, self.split.train, self.spec, labels, lags, r.drop_zero_weight)
+            self.val_set = DayBatches(source, self.split.val, self.spec, labels, lags)
+        else:
+            self.train_set = batches(source, train_rows, self.spec, labels, scoring=False, lags=lags)
+            self.val_set = batches(source, store.day_rows(self.split.val), self.spec, labels, scoring=True, lags=lags)
         self.store = store
         if self.window is not None:  # (before a batch is gathered: a window that cannot fit is one line)
             batch_rows = max(min(self.loader.batch_size, len(self.train_set)), min(self.eval_rows_per_batch(), len(self.val_set)))
             check_window(self.window, store, len(names), batch_rows, self.loader.num_workers)
         log.info("store %s: %d train rows on %d days, %d val rows on %d days", self.store_path,
-                 len(self.train_set), len(self.split.train), len(self.val_set), len(self.split.val))
+                 len(self.train_set.rows), len(self.split.train), len(self.val_set.rows), len(self.split.val))
         self.warn_few_batches()
 
     def warn_few_batches(self) -> None:
         """One warning line when the split leaves fewer than FEW_BATCHES training batches per epoch
         (per process under DDP), naming the numbers and the settings that would give more."""
+        if self.day_model is not None:  # a batch is one date (the log line above gives the dates)
+            return
         world = self.trainer.world_size if self.trainer is not None else 1
         rows, size = len(self.train_set), self.loader.batch_size
         n = -(-(rows // world) // size)
@@ -261,8 +279,9 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         if self.labels.score_column != "responder_6":
             return {}
         y = s.side("responder_6")[rows]
-        if self.rows.task == "regression":
-            return {"val/r2_ideal": r2_score(y, ideal, weight)}
+        if self.rows.task == "regression":  # with factors also the per-instrument ceiling (val/r2_instrument)
+            return {"val/r2_ideal": r2_score(y, ideal, weight),
+                    **({"val/r2_instrument": r2_score(y, s.side("ideal_instrument")[rows], weight)} if s.has("ideal_instrument") else {})}
         return {"val/utility_ideal": utility_score(date, weight, y, ideal > 0)}
 
     @property
@@ -290,7 +309,7 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         sampler = BatchIndexSampler(len(dataset), batch_size, shuffle and not overfit, seed=cfg.seed, rank=rank,
                                     world_size=world, block=block)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        if wanted(self.resident, device, estimate_bytes(dataset)):
+        if self.day_model is None and wanted(self.resident, device, estimate_bytes(dataset)):
             return ResidentLoader(self.resident_batches(dataset, device), sampler)
         # Pinned host memory lets Lightning copy batches to a CUDA device without blocking.
         on_cuda = device.type == "cuda"
@@ -308,10 +327,16 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         return held
 
     def train_dataloader(self) -> DataLoader | ResidentLoader:
-        return self._loader(self.train_set, self.loader.batch_size, shuffle=True)
+        return self._loader(self.train_set, self.day_batch() or self.loader.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | ResidentLoader:
-        return self._loader(self.val_set, self.eval_rows_per_batch(), shuffle=False)
+        return self._loader(self.val_set, self.day_batch() or self.eval_rows_per_batch(), shuffle=False)
+
+    def day_batch(self) -> int | None:
+        """Dates per batch of day samples (jsmp.batches.days.DAYS_PER_BATCH); None for rows and windows."""
+        from jsmp.batches.days import DAYS_PER_BATCH
+
+        return DAYS_PER_BATCH if self.day_model is not None else None
 
     def eval_rows_per_batch(self) -> int:
         """`eval_batch_size`, lowered for windows so a batch's x (B, W, F) float32 stays under

@@ -6,6 +6,10 @@ oracle (resp > 0), the ideal (the hidden state's sign, `val/utility_ideal`: no m
 it), and the Bayes-optimal rules on what a model does see (jsmp.data.synthetic.posterior_mean):
 a row's own features (the ceiling of the MLP and AE-MLP) and the last `--window` rows (the
 ceiling of a sequence model with that window). Each as a fraction of the ideal. See docs/results.md.
+
+`--layout rtmdf`: the 2024 layout's ceilings on the validation dates (the last `--val-frac`), the weighted R²
+of responder_6 given the row, its instrument's history, every instrument's (the ideal), each also with lags
+(jsmp.data.synthetic_rtmdf.ceilings; `--market`, `--sectors`, `--drift` as data.synthetic's).
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import numpy as np
 
 from jsmp.batches.splits import choose
 from jsmp.data.synthetic import SynthSpec, iter_days, posterior_mean, row_evidence
+from jsmp.data.synthetic_rtmdf import RtmdfSpec
+from jsmp.data.synthetic_rtmdf import ceilings as rtmdf_ceilings
+from jsmp.errors import UserError
 from jsmp.metrics import utility_score
 
 
@@ -45,11 +52,36 @@ def ceilings(spec: SynthSpec, window: int = 32, val_frac: float = 0.2, gap_days:
     return out
 
 
+RTMDF_LABELS = {"row": "row (own features: MLP)", "instrument": "instrument (own history: any per-instrument model)",
+                "ideal": "ideal (all instruments: the joint filter)"}
+
+
+def rtmdf_main(args: argparse.Namespace) -> int:
+    """Print the 2024 layout's ceilings (`--layout rtmdf`), each without and with lags and as a fraction of the ideal."""
+    given = {k: getattr(args, k) for k in ("days", "times", "symbols", "market", "sectors", "drift") if getattr(args, k) is not None}
+    try:
+        spec = RtmdfSpec(seed=args.seed, **given)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    c = rtmdf_ceilings(spec, args.val_frac)
+    print(f"{spec.name}: {c['rows']:,} validation rows (the last {args.val_frac:g} of the dates); weighted R² of responder_6")
+    print(f"  {'given':<52} {'R²':>8} {'with lags':>10}  of the ideal")
+    for name, label in RTMDF_LABELS.items():
+        print(f"  {label:<52} {c[name]:>8.4f} {c[name + '_lags']:>10.4f}  {c[name] / c['ideal']:.2f}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m jsmp.bench ceilings", description=__doc__.splitlines()[0])
+    ap.add_argument("--layout", choices=["jsmp", "rtmdf"], default="jsmp", help="which generator: 2021 (jsmp) or 2024 (rtmdf)")
     ap.add_argument("--window", type=int, default=32, help="rows the window rule sees (data.window.length)")
-    ap.add_argument("--days", type=int, default=500)
+    ap.add_argument("--days", type=int, default=None, help="default: 500 (jsmp), RtmdfSpec's (rtmdf)")
     ap.add_argument("--rows-per-day", type=int, default=1000)
+    ap.add_argument("--times", type=int, default=None, help="rtmdf: time_ids per date")
+    ap.add_argument("--symbols", type=int, default=None, help="rtmdf: instruments")
+    ap.add_argument("--market", type=float, default=None, help="rtmdf: data.synthetic.market")
+    ap.add_argument("--sectors", type=int, default=None, help="rtmdf: data.synthetic.sectors")
+    ap.add_argument("--drift", type=float, default=None, help="rtmdf: data.synthetic.drift")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-frac", type=float, default=0.2, help="data.split.val_frac")
     ap.add_argument("--gap-days", type=int, default=5, help="data.split.gap_days")
@@ -58,7 +90,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--cv-gap-days", type=int, default=31, help="data.cv.gap_days")
     ap.add_argument("--min-date", type=int, default=None, help="data.min_date")
     args = ap.parse_args(argv)
-    spec = SynthSpec(days=args.days, rows_per_day=args.rows_per_day, seed=args.seed)
+    if args.layout == "rtmdf":
+        return rtmdf_main(args)
+    if only := [f"--{k}" for k in ("times", "symbols", "market", "sectors", "drift") if getattr(args, k) is not None]:
+        raise UserError(f"{', '.join(only)}: only with --layout rtmdf")
+    spec = SynthSpec(days=args.days or 500, rows_per_day=args.rows_per_day, seed=args.seed)
     c = ceilings(spec, args.window, args.val_frac, args.gap_days, args.fold, args.folds, args.cv_gap_days, args.min_date)
     where = (f"holdout val_frac {args.val_frac}, gap {args.gap_days}" if args.fold is None else
              f"fold {args.fold} of {args.folds}, gap {args.cv_gap_days}")

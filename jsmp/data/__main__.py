@@ -40,7 +40,7 @@ def _limit(v: str) -> float:
     return x
 
 
-LAYOUT_FLAGS = {"jsmp": ("rows_per_day", "test_layout"), "rtmdf": ("times", "symbols", "partitions", "drift")}
+LAYOUT_FLAGS = {"jsmp": ("rows_per_day", "test_layout"), "rtmdf": ("times", "symbols", "partitions", "drift", "market", "sectors")}
 SYNTH_DEFAULTS = {"jsmp": SynthSpec.real_size(), "rtmdf": RtmdfSpec()}  # what synth generates without settings
 
 
@@ -60,7 +60,7 @@ def cmd_synth(args: argparse.Namespace) -> None:
         from jsmp.data import synthetic_rtmdf as gen
 
         try:
-            spec = replace(SYNTH_DEFAULTS["rtmdf"], **_settings(args, ("days", "times", "symbols", "seed", "drift")))
+            spec = replace(SYNTH_DEFAULTS["rtmdf"], **_settings(args, ("days", "times", "symbols", "seed", "drift", "market", "sectors")))
         except ValueError as e:
             raise UserError(f"synth --layout rtmdf: {e}") from None
         if args.out:
@@ -138,6 +138,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--partitions", type=_positive, help=f"rtmdf --out: train.parquet partitions (default {PARTITIONS})")
     s.add_argument("--drift", type=float, help="rtmdf: radians per date the features' relation to the target turns "
                                                f"(default {rtmdf.drift:g}: stationary; 0.01: the online-learning demo; docs/rtmdf-data.md)")
+    s.add_argument("--market", type=float, help="rtmdf: mean loading on a market factor shared by all instruments, in [0, 1) "
+                                                f"(default {rtmdf.market:g}: independent instruments; docs/rtmdf-data.md)")
+    s.add_argument("--sectors", type=int, help=f"rtmdf: sector factors (default {rtmdf.sectors})")
     s.add_argument("--seed", type=int, help=f"generator seed (default {jsmp.seed}; rtmdf: {rtmdf.seed})")
     s.add_argument("--test-layout", action="store_true", help="jsmp --out: without resp columns, as example_test.csv")
     s.add_argument("--force", action="store_true",

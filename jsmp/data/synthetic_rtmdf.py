@@ -10,19 +10,24 @@ per instrument; `responder_0..8` clipped to [-5, 5], the target `responder_6`.
 
 The planted signal: each instrument has a latent state `z`, an AR(1) process over its consecutive time
 steps (PHI within a date, PHI_NIGHT from a date's last time_id to the next date's first), stationary
-N(0, 1). Eight features see `z` through noise (LOADINGS); the responders are `beta * z` plus correlated
-noise (RESPONDERS). `ideal` is E[responder_6 | the instrument's features up to and including this row]
-(a Kalman filter, `kalman_means`), so the weighted R² of `ideal` is the ceiling of a model that reads
-features (`ceilings` also gives it with every earlier date's responders known, as lag features reveal them).
+N(0, 1). With `market` > 0 (and/or `sectors`) `z` = an instrument's loadings on shared factors (a market state,
+one per sector: the same AR(1)) plus its own part (`factor_loadings`), so instruments move together. Eight
+features see `z` through noise (LOADINGS); the responders are `beta * z` plus correlated noise (RESPONDERS).
+`ideal` is E[responder_6 | every instrument's features up to and including this row's time step] (a Kalman
+filter, `kalman_means`; over all instruments jointly, `JointState`, when there are factors), so the weighted R²
+of `ideal` is the ceiling of a model that reads features (`ceilings` gives it and the per-instrument and per-row
+ceilings, each also with every earlier date's responders known, as lag features reveal them).
 With `drift` > 0 the features' view of `z` rotates slowly over dates (`feature_loadings`): a model frozen at
 the end of training decays on later dates, while `ideal` (the filter with each date's true loadings) does not.
 
-Generation streams date by date with one RNG stream, so memory stays at one date and the output is
+Generation streams date by date (the factors from streams of their own, [seed, 2] and [seed, 3], so `market=0`
+and `sectors=0` draw exactly the data of before they existed), so memory stays at one date and the output is
 identical for a seed whatever is written (a store, or Parquet files in the real layout).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Iterator
@@ -47,6 +52,7 @@ TRAIN_COLUMNS = ["date_id", "time_id", "symbol_id", "weight", *FEATURES, *RESPON
 KEY_DTYPES = {"date_id": "int16", "time_id": "int16", "symbol_id": "int8"}  # the real file's
 STORE_SIDE = {"date": "int32", "time_id": "int32", "symbol_id": "int32", "weight": "float32",
               **dict.fromkeys(RESPONDERS, "float32"), "ideal": "float32", "ts_id": "int64"}
+INSTRUMENT = "ideal_instrument"  # side column with factors: the per-instrument filter's prediction (`ideal` is the joint one)
 
 PHI = 0.95  # persistence of z from one time_id to the next within a date
 PHI_NIGHT = 0.6  # ... from a date's last time_id to the next date's first
@@ -70,19 +76,25 @@ START_SHARE = 0.5  # of the instruments are there from the first row; the rest e
 LEAVE_SHARE = 0.1  # of the instruments leave (after a date in the middle third onwards)
 WEIGHT_SIGMA = (1.0, 0.5)  # log-normal weight: per instrument, then per row around it
 CLIP = 5.0
+SECTOR_LOADING = 0.4  # mean of an instrument's loading on its sector's factor (with `sectors` > 0)
+LOADING_MAX = 0.95  # the largest length of an instrument's factor loadings: its own part keeps >= 1 - 0.95² of z's variance
 PARTITIONS = 10  # train.parquet partitions write_parquet writes by default (the real file's: 10)
 
 
 @dataclass(frozen=True)
 class RtmdfSpec:
     """A synthetic data set: `days` dates of up to `times` time_ids, `symbols` instruments over the whole set;
-    `drift` radians per date by which the features' loadings on z turn (0: a stationary relation)."""
+    `drift` radians per date by which the features' loadings on z turn (0: a stationary relation); `market` the
+    mean loading of each instrument's z on a market factor shared by all, `sectors` how many sector factors
+    (instrument i in sector i % sectors; 0, 0: independent instruments, the data of before)."""
 
     days: int = 200
     times: int = 60
     symbols: int = 20
     seed: int = 0
     drift: float = 0.0
+    market: float = 0.0
+    sectors: int = 0
 
     def __post_init__(self):
         for name, top in (("days", 2**15), ("times", 2**15), ("symbols", 2**7)):  # the real dtypes: int16, int16, int8
@@ -92,6 +104,11 @@ class RtmdfSpec:
         d = self.drift
         if isinstance(d, bool) or not isinstance(d, int | float) or not (0 <= d <= 1):
             raise ValueError(f"drift must be a number in [0, 1] (radians per date), got {d!r}")
+        m = self.market
+        if isinstance(m, bool) or not isinstance(m, int | float) or not (0 <= m < 1):
+            raise ValueError(f"market must be a number in [0, 1) (a mean loading), got {m!r}")
+        if not (isinstance(self.sectors, int) and not isinstance(self.sectors, bool) and 0 <= self.sectors <= self.symbols):
+            raise ValueError(f"sectors must be an integer in [0, symbols={self.symbols}], got {self.sectors!r}")
 
     @classmethod
     def real_size(cls, seed: int = 0) -> RtmdfSpec:
@@ -100,7 +117,8 @@ class RtmdfSpec:
 
     @property
     def name(self) -> str:
-        return f"rtmdf-d{self.days}-t{self.times}-n{self.symbols}-s{self.seed}" + (f"-drift{self.drift:g}" if self.drift else "")
+        return (f"rtmdf-d{self.days}-t{self.times}-n{self.symbols}-s{self.seed}" + (f"-drift{self.drift:g}" if self.drift else "")
+                + (f"-market{self.market:g}" if self.market else "") + (f"-sectors{self.sectors}" if self.sectors else ""))
 
 
 @dataclass(frozen=True)
@@ -176,6 +194,33 @@ def feature_loadings(spec: RtmdfSpec, date: int) -> np.ndarray:
     return loadings
 
 
+def factor_loadings(spec: RtmdfSpec) -> np.ndarray | None:
+    """Each instrument's loadings on the shared factors, (symbols, 1 + sectors) float64 (from the RNG stream
+    [seed, 2]): on the market `market * (0.5 + U(0, 1))`, on its sector's (column 1 + i % sectors)
+    `SECTOR_LOADING * (0.5 + U(0, 1))`, scaled down to length LOADING_MAX where longer. None without factors."""
+    if not spec.market and not spec.sectors:
+        return None
+    rng, n = np.random.default_rng([spec.seed, 2]), spec.symbols
+    lam = np.zeros((n, 1 + spec.sectors))
+    lam[:, 0] = spec.market * (0.5 + rng.random(n))
+    if spec.sectors:
+        lam[np.arange(n), 1 + np.arange(n) % spec.sectors] = SECTOR_LOADING * (0.5 + rng.random(n))
+    length = np.linalg.norm(lam, axis=1, keepdims=True)
+    return lam * np.minimum(1.0, LOADING_MAX / np.maximum(length, LOADING_MAX))
+
+
+def ar1(state: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Step AR(1) processes over one date's time_ids: `state` (k,) the values before the date (updated in place
+    to its last time_id's), eps (times, k) N(0, 1) innovations; PHI_NIGHT into time_id 0, PHI after.
+    Returns the path, (times, k) float64."""
+    path = np.empty_like(eps)
+    for t in range(len(eps)):
+        phi = PHI_NIGHT if t == 0 else PHI
+        state[:] = phi * state + math.sqrt(1 - phi * phi) * eps[t]
+        path[t] = state
+    return path
+
+
 def _responder_model() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(beta, sigma, rho), each (9,) float64 (RESPONDER_MODEL)."""
     return tuple(np.array([RESPONDER_MODEL[k][i] for k in range(N_RESPONDERS)]) for i in range(3))
@@ -235,11 +280,61 @@ class KalmanState:
         return out
 
 
+class JointState:
+    """The filter of all instruments' z jointly, given their loadings `lam` (symbols, k) on k shared factors:
+    the state is (the factors, each instrument's own part), z = `h` @ state with h (symbols, k + symbols) =
+    [lam, diag(sqrt(1 - |lam_i|²))]; every part an AR(1) with PHI / PHI_NIGHT, stationary N(0, 1). `mean`
+    (k + symbols,) and `cov` (k + symbols, k + symbols): the Gaussian posterior (exact: the model is linear)."""
+
+    def __init__(self, lam: np.ndarray):
+        self.h = np.concatenate([lam, np.diag(np.sqrt(1 - np.sum(lam**2, axis=1)))], axis=1)
+        self.mean = np.zeros(self.h.shape[1])
+        self.cov = np.eye(self.h.shape[1])
+
+    def copy(self) -> JointState:
+        other = copy.copy(self)  # `h` shared: it never changes
+        other.mean, other.cov = self.mean.copy(), self.cov.copy()
+        return other
+
+    def run_date(self, time_id: np.ndarray, symbol: np.ndarray, b: np.ndarray, p: np.ndarray, times: int) -> np.ndarray:
+        """As KalmanState.run_date: each row's evidence (b, p) on its z, all rows of a time step at once (as the
+        measurement sqrt(p) * z + N(0, 1) = b / sqrt(p)). Returns E[z | evidence so far] after each time step, (n,)."""
+        out = np.empty(len(time_id))
+        bounds = np.searchsorted(time_id, np.arange(times + 1))
+        diag = np.diag_indices_from(self.cov)
+        for t in range(times):
+            phi = PHI_NIGHT if t == 0 else PHI
+            self.mean *= phi
+            self.cov *= phi * phi
+            self.cov[diag] += 1 - phi * phi
+            rows = slice(bounds[t], bounds[t + 1])
+            h = self.h[symbol[rows]]
+            if len(h):
+                root = np.sqrt(p[rows])
+                g = root[:, None] * h
+                c = np.divide(b[rows], root, out=np.zeros(len(root)), where=root > 0)
+                gp = g @ self.cov
+                gain = np.linalg.solve(gp @ g.T + np.eye(len(g)), gp)  # (G P G' + I)^-1 G P
+                self.mean += gain.T @ (c - g @ self.mean)
+                self.cov -= gp.T @ gain
+                self.cov = (self.cov + self.cov.T) / 2
+            out[rows] = h @ self.mean
+        return out
+
+
+def filter_state(spec: RtmdfSpec, joint: bool) -> KalmanState | JointState:
+    """A filter at the start of `spec`'s dates: over all instruments jointly (`joint`, the ideal) or each
+    instrument's own history alone; the same filter when `spec` has no factors (KalmanState)."""
+    lam = factor_loadings(spec)
+    return JointState(lam) if joint and lam is not None else KalmanState(spec.symbols)
+
+
 def kalman_means(spec: RtmdfSpec, date: np.ndarray, time_id: np.ndarray, symbol: np.ndarray,
-                 b: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """E[z of each row | the evidence (b, p) of its instrument's rows up to and including it], (n,) float64,
-    for rows of `spec`'s dates in (date, time_id, symbol) order (dates without rows are stepped through)."""
-    state, times = KalmanState(spec.symbols), times_of(spec)
+                 b: np.ndarray, p: np.ndarray, joint: bool = True) -> np.ndarray:
+    """E[z of each row | the evidence (b, p) of the rows up to and including its time step: of all instruments
+    (`joint`) or its own instrument's], (n,) float64, for rows of `spec`'s dates in (date, time_id, symbol)
+    order (dates without rows are stepped through)."""
+    state, times = filter_state(spec, joint), times_of(spec)
     out = np.empty(len(date))
     bounds = np.searchsorted(date, np.arange(spec.days + 1))
     for d in range(spec.days):
@@ -250,21 +345,22 @@ def kalman_means(spec: RtmdfSpec, date: np.ndarray, time_id: np.ndarray, symbol:
 
 def iter_dates(spec: RtmdfSpec) -> Iterator[dict[str, np.ndarray]]:
     """Yield one dict per date: `x` (n, 79) float32 and the store's side columns (n,) (STORE_SIDE's names;
-    `date` is the date_id), rows in (time_id, symbol_id) order."""
+    `date` is the date_id, with factors also INSTRUMENT), rows in (time_id, symbol_id) order."""
     sched = schedule(spec)
     rng = np.random.default_rng([spec.seed, 1])
     scales = feature_scales(rng)
     beta, sigma, rho = _responder_model()
     z = rng.standard_normal(spec.symbols)  # the state before the first time_id: stationary
-    state = KalmanState(spec.symbols)
+    lam = factor_loadings(spec)
+    if lam is not None:
+        factor_rng = np.random.default_rng([spec.seed, 3])
+        factors, own = factor_rng.standard_normal(lam.shape[1]), np.sqrt(1 - np.sum(lam**2, axis=1))
+    state, alone = filter_state(spec, joint=True), None if lam is None else KalmanState(spec.symbols)
     ts = 0
     for d, times in enumerate(times_of(spec)):
-        eps = rng.standard_normal((times, spec.symbols))
-        zs = np.empty((times, spec.symbols))
-        for t in range(times):
-            phi = PHI_NIGHT if t == 0 else PHI
-            z = phi * z + math.sqrt(1 - phi * phi) * eps[t]
-            zs[t] = z
+        zs = ar1(z, rng.standard_normal((times, spec.symbols)))
+        if lam is not None:
+            zs = own * zs + ar1(factors, factor_rng.standard_normal((times, lam.shape[1]))) @ lam.T
         time_id, symbol = np.nonzero(active(sched, d, int(times)))
         n, zr = len(time_id), zs[time_id, symbol]
         loadings = feature_loadings(spec, d)
@@ -280,7 +376,9 @@ def iter_dates(spec: RtmdfSpec) -> Iterator[dict[str, np.ndarray]]:
         v = rng.standard_normal((n, N_RESPONDERS))
         y = np.clip(zr[:, None] * beta + sigma * (np.sqrt(rho) * u[:, None] + np.sqrt(1 - rho) * v), -CLIP, CLIP).astype(np.float32)
         weight = sched.weight[symbol] * np.exp(WEIGHT_SIGMA[1] * rng.standard_normal(n))
-        ideal = state.run_date(time_id, symbol, *feature_evidence(x, scales, loadings), int(times))
+        evidence = feature_evidence(x, scales, loadings)
+        ideal = state.run_date(time_id, symbol, *evidence, int(times))
+        instrument = {} if alone is None else {INSTRUMENT: alone.run_date(time_id, symbol, *evidence, int(times))}
         yield {
             "x": x,
             "date": np.full(n, d, dtype=np.int32),
@@ -290,53 +388,69 @@ def iter_dates(spec: RtmdfSpec) -> Iterator[dict[str, np.ndarray]]:
             **{r: y[:, k] for k, r in enumerate(RESPONDERS)},
             "ideal": (beta[TARGET] * ideal).astype(np.float32),
             "ts_id": np.arange(ts, ts + n, dtype=np.int64),
+            **{k: (beta[TARGET] * v).astype(np.float32) for k, v in instrument.items()},
         }
         ts += n
 
 
 def ideal_of(spec: RtmdfSpec, x: np.ndarray, date: np.ndarray, time_id: np.ndarray, symbol: np.ndarray,
-             believed: np.ndarray | None = None) -> np.ndarray:
+             believed: np.ndarray | None = None, joint: bool = True) -> np.ndarray:
     """The `ideal` column recomputed from the rows' features alone, (n,) float64: rows of `spec` as
     generated (x (n, 79), the keys (n,), in (date, time_id, symbol) order), features possibly changed.
     `believed`: (79,) loadings assumed on every date (a frozen model's; with drift, wrong on other dates);
-    None: each date's own (`feature_loadings`)."""
+    None: each date's own (`feature_loadings`). `joint`: over all instruments (`ideal`), else each instrument's
+    own rows (INSTRUMENT)."""
     scales = feature_scales(np.random.default_rng([spec.seed, 1]))
     bounds = np.searchsorted(date, np.arange(spec.days + 1))
     b, p = np.empty(len(date)), np.empty(len(date))
     for d in range(spec.days):
         rows = slice(bounds[d], bounds[d + 1])
         b[rows], p[rows] = feature_evidence(x[rows], scales, feature_loadings(spec, d) if believed is None else believed)
-    return RESPONDER_MODEL[TARGET][0] * kalman_means(spec, date, time_id, symbol, b, p)
+    return RESPONDER_MODEL[TARGET][0] * kalman_means(spec, date, time_id, symbol, b, p, joint)
+
+
+CEILINGS = ("row", "instrument", "ideal")  # what each predicts from: the row, its instrument's rows, all rows
 
 
 def ceilings(spec: RtmdfSpec, val_frac: float = 0.2) -> dict[str, float]:
     """Weighted zero-mean R² of responder_6 on the last `val_frac` of the dates (as data.split.val_frac),
-    with the validation `rows`: `ideal` (the column); `ideal_lags` (the filter given also every earlier
-    date's responders, what lag features reveal); `row` (the filter on the row's own features only, as a
-    model without a window sees them); `frozen` (the filter believing, on every date, the loadings averaged
-    over the dates before validation: what one fit over those dates learns, then frozen; `ideal` without drift)."""
+    with the validation `rows`, of E[responder_6 | ...] given: `row` the row's own features (a model without a
+    window); `instrument` its instrument's features so far (the filter over its own history: the best any
+    per-instrument model can do); `ideal` every instrument's features so far (the joint filter, the column;
+    = `instrument` without factors); each `*_lags` given also every earlier date's responders (what lag
+    features reveal; `row_lags`: its instrument's). `frozen`: the ideal filter believing, on every date, the
+    loadings averaged over the dates before validation (what one fit over those dates learns, then frozen;
+    `ideal` without drift)."""
     from jsmp.metrics import r2_score  # (torch: not for generating)
 
     first = spec.days - max(1, round(val_frac * spec.days))
     scales = feature_scales(np.random.default_rng([spec.seed, 1]))
     beta = RESPONDER_MODEL[TARGET][0]
-    full = KalmanState(spec.symbols)  # given every earlier date's responders too
-    frozen = KalmanState(spec.symbols)  # believing the training dates' mean loadings throughout
+    filters = {"instrument": KalmanState(spec.symbols), "ideal": filter_state(spec, joint=True)}
+    lagged = {k: f.copy() for k, f in filters.items()}  # given every earlier date's responders too
+    told = KalmanState(spec.symbols)  # each instrument's responders alone, up to the previous date's end
+    frozen = filter_state(spec, joint=True)  # believing the training dates' mean loadings throughout
     frozen_loadings = np.mean([feature_loadings(spec, d) for d in range(first)], axis=0)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "weight", "ideal", "ideal_lags", "row", "frozen")}
+    parts: dict[str, list[np.ndarray]] = {}
     for d, (times, day) in enumerate(zip(times_of(spec), iter_dates(spec))):
-        key = day["time_id"], day["symbol_id"]
+        key, times = (day["time_id"], day["symbol_id"]), int(times)
         b, p = feature_evidence(day["x"], scales, feature_loadings(spec, d))
-        lags = full.copy().run_date(*key, b, p, int(times))
         by, py = responder_evidence(np.stack([day[r] for r in RESPONDERS], axis=1))
-        full.run_date(*key, b + by, p + py, int(times))  # the date's responders, revealed after it
-        stale = frozen.run_date(*key, *feature_evidence(day["x"], scales, frozen_loadings), int(times))
+        decay = PHI_NIGHT * PHI ** day["time_id"]  # from the previous date's end to this row's time step
+        mean, var = decay * told.mean[key[1]], decay**2 * told.var[key[1]] + 1 - decay**2
+        means = {"row": b / (1 + p), "row_lags": (mean / var + b) / (1 / var + p),
+                 **{k: f.run_date(*key, b, p, times) for k, f in filters.items()},
+                 **{f"{k}_lags": f.copy().run_date(*key, b, p, times) for k, f in lagged.items()},
+                 "frozen": frozen.run_date(*key, *feature_evidence(day["x"], scales, frozen_loadings), times)}
+        for f in lagged.values():
+            f.run_date(*key, b + by, p + py, times)  # the date's responders, revealed after it
+        told.run_date(*key, by, py, times)
         if d >= first:
-            for k, v in (("y", day[RESPONDERS[TARGET]]), ("weight", day["weight"]), ("ideal", day["ideal"]),
-                         ("ideal_lags", beta * lags), ("row", beta * b / (1 + p)), ("frozen", beta * stale)):
-                parts[k].append(v)
-    d = {k: np.concatenate(v) for k, v in parts.items()}
-    return {"rows": len(d["y"]), **{k: r2_score(d["y"], d[k], d["weight"]) for k in ("ideal", "ideal_lags", "row", "frozen")}}
+            for k, v in (("y", day[RESPONDERS[TARGET]]), ("weight", day["weight"]), *means.items()):
+                parts.setdefault(k, []).append(v)
+    v = {k: np.concatenate(a) for k, a in parts.items()}
+    names = [*CEILINGS, *(f"{k}_lags" for k in CEILINGS), "frozen"]
+    return {"rows": len(v["y"]), **{k: r2_score(v["y"], beta * v[k], v["weight"]) for k in names}}
 
 
 def _progress(spec: RtmdfSpec, what: str):
@@ -344,9 +458,9 @@ def _progress(spec: RtmdfSpec, what: str):
 
 
 def synth_source(spec: RtmdfSpec) -> dict:
-    """The manifest `source` of a store generated from `spec` (`drift` only when > 0: a stationary store's is
-    as before the key existed)."""
-    settings = {k: v for k, v in asdict(spec).items() if k != "drift" or v}
+    """The manifest `source` of a store generated from `spec` (`drift`, `market`, `sectors` only when > 0: a
+    stationary store of independent instruments has the source of before the keys existed)."""
+    settings = {k: v for k, v in asdict(spec).items() if k not in ("drift", "market", "sectors") or v}
     return {"kind": "synthetic", "layout": "rtmdf", **settings, "checksum": f"synthetic:{spec.name}"}
 
 
@@ -354,7 +468,8 @@ def write_store(spec: RtmdfSpec, path: str | os.PathLike, shard_rows: int | None
     """Generate `spec` into a grouped store at `path` (instruments `symbol_id`, time order (date, time_id);
     atomically; `path` is checked first, see StoreWriter)."""
     kw = {"shard_rows": shard_rows} if shard_rows else {}
-    with StoreWriter(path, FEATURES, STORE_SIDE, synth_source(spec), columns=TRAIN_COLUMNS, group="symbol_id",
+    side = {**STORE_SIDE, INSTRUMENT: "float32"} if factor_loadings(spec) is not None else STORE_SIDE
+    with StoreWriter(path, FEATURES, side, synth_source(spec), columns=TRAIN_COLUMNS, group="symbol_id",
                      time=["date", "time_id"], feature_limit=FEATURE_LIMIT, **kw) as w, _progress(spec, f"synthesising {Path(path).name}") as bar:
         for day in iter_dates(spec):
             w.append(day["x"], day)
@@ -362,7 +477,7 @@ def write_store(spec: RtmdfSpec, path: str | os.PathLike, shard_rows: int | None
         return w.close()
 
 
-IDEAL_FILE = "ideal.parquet"  # beside train.parquet: date_id, time_id, symbol_id, ideal
+IDEAL_FILE = "ideal.parquet"  # beside train.parquet: date_id, time_id, symbol_id, ideal (with factors, INSTRUMENT)
 ROW_GROUP = 1 << 17  # rows buffered per Parquet row group (whole dates)
 
 
@@ -432,7 +547,7 @@ def write_parquet(spec: RtmdfSpec, out_dir: str | os.PathLike, partitions: int =
     (K = 0.., consecutive runs of dates: `partition_of`), `lags.parquet` (for each date whose previous date
     there is, jsmp.inputs.lags.is_lag_date: that date's rows with its date_id, their time_id, symbol_id and
     responders as `responder_N_lag_1`)
-    and IDEAL_FILE (the keys and `ideal` of every train row, in the same order).
+    and IDEAL_FILE (the keys and `ideal`, with factors also INSTRUMENT, of every train row, in the same order).
 
     `out_dir` may be absent, empty or a directory this function wrote, never anything else (one-line
     UserError naming `--out`); it is built in a temp directory and renamed into place when complete.
@@ -452,7 +567,7 @@ def write_parquet(spec: RtmdfSpec, out_dir: str | os.PathLike, partitions: int =
                     files.finish(_train_name(part[d - 1]))
                 files.append(_train_name(part[d]), _table(*keys, {
                     "weight": day["weight"], **{f: day["x"][:, j] for j, f in enumerate(FEATURES)}, **{r: day[r] for r in RESPONDERS}}))
-                files.append(IDEAL_FILE, _table(*keys, {"ideal": day["ideal"]}))
+                files.append(IDEAL_FILE, _table(*keys, {k: day[k] for k in ("ideal", INSTRUMENT) if k in day}))
                 lagged = prev is not None and is_lag_date(prev[0], d)
                 src, rows = (prev[1], slice(None)) if lagged else (day, slice(0))  # else none (the first date: the file's schema)
                 files.append("lags.parquet", _table(np.full(len(src["date"][rows]), d), src["time_id"][rows], src["symbol_id"][rows],

@@ -62,6 +62,9 @@ class InputSpec:
     (store) features when fill is 'ffill', else []."""
     lag_features: list[str] = field(default_factory=list)
     """The trailing features that are lags (`responder_N_lag_1`: jsmp.inputs.lags); [] without."""
+    day: bool = False
+    """The model reads whole dates, (time_ids x instruments x features) each (day samples:
+    jsmp.batches.days), not rows or windows; a grouped store's only, without a window."""
     version: int = VERSION
     """The preprocess.json format: 2; a file without it is version 1, upgraded by `load`."""
 
@@ -131,7 +134,7 @@ def _checked(state, path: Path) -> dict:
                          f"restore the run's original file)")
 
     keys = {f.name for f in fields(InputSpec) if f.name != "_"}
-    required = keys - {"window", "group", "feature_limit"}
+    required = keys - {"window", "group", "feature_limit", "day"}
     if not isinstance(state, dict):
         raise bad(f"expected a JSON object with keys {sorted(keys)}, got {type(state).__name__}")
     if state.get("version") != VERSION:
@@ -173,8 +176,11 @@ def _checked(state, path: Path) -> dict:
     group = state.get("group")
     if group is not None and not (isinstance(group, str) and group):
         raise bad(f"group must be null or a column name, got {group!r}")
+    day = state.get("day", False)
+    if not isinstance(day, bool) or (day and (group is None or window is not None)):
+        raise bad(f"day must be false, or true for a grouped store's run without a window, got {day!r}")
     limit = state.get("feature_limit", FEATURE_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit < math.inf:
         raise bad(f"feature_limit must be a number > 0, got {limit!r}")
     return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window, "group": group,
-            "feature_limit": float(limit), "targets": targets, "task": task, "ffill": ffill, "lag_features": lags}
+            "feature_limit": float(limit), "targets": targets, "task": task, "ffill": ffill, "lag_features": lags, "day": day}

@@ -29,7 +29,7 @@ class StepPredictor(Predictor):
 
     @classmethod
     def serves(cls, spec: InputSpec) -> bool:
-        return spec.group is not None and spec.task == "regression"
+        return spec.group is not None and spec.task == "regression" and not spec.day
 
     def member(self, run: OpenRun, online: OnlineConfig | None) -> GroupedMember:
         return GroupedMember(run, online)

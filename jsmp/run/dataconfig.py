@@ -89,6 +89,10 @@ class RtmdfSyntheticConfig:
     """Generator seed."""
     drift: float = RtmdfSpec.drift
     """Radians per date by which the features' relation to the target turns (docs/rtmdf-data.md); 0: stationary."""
+    market: float = RtmdfSpec.market
+    """Mean loading of each instrument's state on a market factor shared by all, in [0, 1); 0: independent instruments."""
+    sectors: int = RtmdfSpec.sectors
+    """Sector factors (instrument i in sector i % sectors); 0: none."""
 
 
 @dataclass

@@ -165,7 +165,8 @@ def train_once(cfg: DictConfig) -> float:
 
 
 # shown after the monitored metric when the run logged them (the trade models do)
-SUMMARY_EXTRAS = (("oracle", "val/utility_oracle"), ("ideal", "val/utility_ideal"), ("ideal", "val/r2_ideal"), ("auc", "val/auc"))
+SUMMARY_EXTRAS = (("oracle", "val/utility_oracle"), ("ideal", "val/utility_ideal"), ("ideal", "val/r2_ideal"),
+                  ("instrument", "val/r2_instrument"), ("auc", "val/auc"))
 
 
 def summary(metrics: dict, monitor: str, ckpt: str | None) -> str:

@@ -92,3 +92,21 @@ def test_command_prints_each_ceiling_against_the_ideal(capsys):
     out = capsys.readouterr().out
     assert "synthetic-d40-r100-s0" in out and "last 8 rows" in out
     assert out.count("of the ideal") == 4 and "1.00 of the ideal" in out
+
+
+def test_rtmdf_command_prints_each_ceiling_with_and_without_lags(capsys):
+    from jsmp.data.synthetic_rtmdf import RtmdfSpec
+    from jsmp.data.synthetic_rtmdf import ceilings as rtmdf_ceilings
+
+    argv = ["--layout", "rtmdf", "--days", "20", "--times", "10", "--symbols", "6", "--market", "0.7", "--seed", "3"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    c = rtmdf_ceilings(RtmdfSpec(days=20, times=10, symbols=6, seed=3, market=0.7))
+    assert out.splitlines()[0].startswith(f"rtmdf-d20-t10-n6-s3-market0.7: {c['rows']:,} validation rows")
+    for name in ("row", "instrument", "ideal"):
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(name))
+        assert line.split()[-3:] == [f"{c[name]:.4f}", f"{c[name + '_lags']:.4f}", f"{c[name] / c['ideal']:.2f}"]
+    with pytest.raises(UserError, match=r"^market must be a number in \[0, 1\)"):
+        bench.main(["--layout", "rtmdf", "--market", "1.5"])
+    with pytest.raises(UserError, match="^--market: only with --layout rtmdf$"):
+        bench.main(["--market", "0.5"])

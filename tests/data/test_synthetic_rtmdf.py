@@ -16,18 +16,27 @@ from jsmp.data.synthetic_rtmdf import (
     CATEGORICAL,
     FEATURES,
     IDEAL_FILE,
+    INSTRUMENT,
+    LOADING_MAX,
     LOADINGS,
     NAN_START,
     NAN_WHOLE,
     PARTNERS,
+    PHI,
+    PHI_NIGHT,
     RESPONDERS,
     TRAIN_COLUMNS,
     WEIGHT_SIGMA,
+    JointState,
     RtmdfSpec,
     ceilings,
+    factor_loadings,
+    feature_evidence,
     feature_loadings,
+    feature_scales,
     ideal_of,
     iter_dates,
+    kalman_means,
     rows_per_date,
     times_of,
     write_parquet,
@@ -324,6 +333,10 @@ def test_synth_rtmdf_cli(tmp_path):
     assert r.returncode == 0 and Store(tmp_path / "st").group == "symbol_id"
     r = run_data([*args, "--store", str(tmp_path / "st")])
     assert r.returncode == 0 and "is up to date with rtmdf-d4-t5-n4-s0" in r.stdout
+    r = run_data([*args, "--store", str(tmp_path / "mk"), "--market", "0.7", "--sectors", "2"])
+    assert r.returncode == 0 and Store(tmp_path / "mk").manifest["source"]["sectors"] == 2 and Store(tmp_path / "mk").has(INSTRUMENT)
+    r = run_data([*args, "--store", str(tmp_path / "st"), "--market", "1"])
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: synth --layout rtmdf: market must be a number in [0, 1)")
     r = run_data([*args, "--store", str(tmp_path / "st"), "--rows-per-day", "5"])
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == "error: --rows-per-day: only with --layout jsmp"
 
@@ -335,3 +348,102 @@ def test_drift_from_the_data_config():
     assert synth_spec({**asdict(RtmdfSyntheticConfig()), "drift": 0.02}).name == "rtmdf-d200-t60-n20-s0-drift0.02"
     with pytest.raises(UserError, match=r"^data.synthetic: drift must be a number in \[0, 1\] \(radians per date\), got -1.0$"):
         synth_spec({"layout": "rtmdf", "drift": -1.0})
+
+
+MARKET = RtmdfSpec(days=40, times=30, symbols=20, seed=4, market=0.7)
+HEAD_TINY_SHA256 = "6806e4415ae6e28597694a12947bc03c1be16ee6092f9ef6fa2f0d5635c683e7"  # TINY's iter_dates at 6e0e906, before `market`
+
+
+def test_market_zero_is_the_data_of_before(tmp_path):
+    import hashlib
+
+    h = hashlib.sha256()
+    for day in iter_dates(RtmdfSpec(days=6, times=7, symbols=5, seed=2, market=0.0, sectors=0)):
+        for k in sorted(day):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(day[k]).tobytes())
+    assert h.hexdigest() == HEAD_TINY_SHA256
+    assert factor_loadings(TINY) is None and RtmdfSpec(market=0.0).name == RtmdfSpec().name
+    store = Store(write_store(TINY, tmp_path / "s"))
+    assert not store.has(INSTRUMENT) and not {"market", "sectors"} & set(store.manifest["source"])
+    assert RtmdfSpec(market=0.7, sectors=3).name == "rtmdf-d200-t60-n20-s0-market0.7-sectors3"
+    for bad, match in (({"market": 1.0}, r"market must be a number in \[0, 1\)"), ({"sectors": 21}, r"sectors must be an integer in \[0, symbols=20\]")):
+        with pytest.raises(ValueError, match=match):
+            RtmdfSpec(**bad)
+
+
+def test_factor_loadings():
+    lam = factor_loadings(RtmdfSpec(symbols=40, market=0.7, sectors=4))
+    assert lam.shape == (40, 5) and np.all(np.linalg.norm(lam, axis=1) <= LOADING_MAX + 1e-12)
+    assert 0.5 < lam[:, 0].mean() < 0.8 and (lam[:, 1:] > 0).sum(axis=1).tolist() == [1] * 40
+    assert np.flatnonzero(lam[6, 1:]).tolist() == [6 % 4]  # instrument i in sector i % sectors
+
+
+def test_without_factors_the_ideal_is_the_instrument_filter():
+    d = _all(SMALL)
+    keys = d["date"], d["time_id"], d["symbol_id"]
+    scales = feature_scales(np.random.default_rng([SMALL.seed, 1]))
+    b, p = feature_evidence(d["x"], scales, feature_loadings(SMALL, 0))
+    joint = JointState(np.zeros((SMALL.symbols, 1)))
+    times = times_of(SMALL)
+    bounds = np.searchsorted(d["date"], np.arange(SMALL.days + 1))
+    together = np.concatenate([joint.run_date(*(a[bounds[k]:bounds[k + 1]] for a in (keys[1], keys[2], b, p)), int(times[k]))
+                               for k in range(SMALL.days)])
+    np.testing.assert_allclose(together, kalman_means(SMALL, *keys, b, p, joint=False), rtol=1e-10, atol=1e-12)
+    c = ceilings(SMALL)
+    assert c["ideal"] == pytest.approx(c["instrument"], rel=1e-9) and c["ideal_lags"] == pytest.approx(c["instrument_lags"], rel=1e-9)
+
+
+def test_with_a_market_looking_across_instruments_pays():
+    c = ceilings(MARKET)
+    assert c["ideal"] > 1.1 * c["instrument"] and c["instrument"] > 1.5 * c["row"] > 0
+    assert c["ideal_lags"] > c["instrument_lags"] > c["row_lags"] > 0
+    d = _all(MARKET)
+    val = d["date"] >= 32
+    y, w = d["responder_6"][val], d["weight"][val]
+    assert c["ideal"] == pytest.approx(r2_score(y, d["ideal"][val], w), rel=1e-5)  # the columns the store keeps
+    assert c["instrument"] == pytest.approx(r2_score(y, d[INSTRUMENT][val], w), rel=1e-5)
+    keys = d["date"], d["time_id"], d["symbol_id"]
+    np.testing.assert_allclose(d[INSTRUMENT], ideal_of(MARKET, d["x"], *keys, joint=False), rtol=1e-5, atol=1e-7)
+
+
+def test_the_joint_filter_is_the_gaussian_posterior():
+    """Brute force on 2 instruments (one entering mid-date 1) over 2 dates of 3 steps: the joint Gaussian of every
+    z (Cov = rho(steps) * (lam_i . lam_j + own_i² [i = j])) and every seen informative feature (u = k z + N(0, 1))."""
+    spec = RtmdfSpec(days=2, times=3, symbols=2, seed=5, market=0.7)
+    d = _all(spec)
+    keys = d["date"], d["time_id"], d["symbol_id"]
+    lam = factor_loadings(spec)
+    scales, loadings = feature_scales(np.random.default_rng([spec.seed, 1])), feature_loadings(spec, 0)
+    step = np.concatenate([[0], np.cumsum(times_of(spec))])[d["date"]] + d["time_id"]
+    phis = np.array([PHI_NIGHT if t == 0 else PHI for n in times_of(spec) for t in range(n)])
+    log_rho = np.concatenate([[0], np.cumsum(np.log(phis[1:]))])
+    rho = np.exp(-np.abs(log_rho[step][:, None] - log_rho[step][None, :]))
+    prior = rho * (lam @ lam.T + np.diag(1 - np.sum(lam**2, axis=1)))[d["symbol_id"][:, None], d["symbol_id"][None, :]]
+    informative = np.flatnonzero(loadings)
+    k = loadings[informative] / np.sqrt(1 - loadings[informative] ** 2)
+    u = d["x"][:, informative].astype(np.float64) / (scales[informative] * np.sqrt(1 - loadings[informative] ** 2))
+    rows, feats = np.nonzero(~np.isnan(u))
+    brute = np.empty(len(step))
+    for r in range(len(step)):
+        seen = step[rows] <= step[r]
+        h = np.zeros((seen.sum(), len(step)))
+        h[np.arange(seen.sum()), rows[seen]] = k[feats[seen]]
+        brute[r] = prior[r] @ h.T @ np.linalg.solve(h @ prior @ h.T + np.eye(len(h)), u[rows[seen], feats[seen]])
+    b, p = feature_evidence(d["x"], scales, loadings)
+    np.testing.assert_allclose(kalman_means(spec, *keys, b, p), brute, rtol=1e-9, atol=1e-12)
+    assert np.abs(kalman_means(spec, *keys, b, p, joint=False) - brute).max() > 1e-3  # alone, each instrument knows less
+
+
+def test_a_run_on_market_data_logs_the_instrument_ceiling(tmp_path):
+    from conftest import cfg_for, train_cfg
+    from jsmp.run.dataconfig import RtmdfSyntheticConfig, synth_spec
+
+    assert synth_spec({**asdict(RtmdfSyntheticConfig()), "market": 0.7, "sectors": 2}) == RtmdfSpec(market=0.7, sectors=2)
+    size = ["data.synthetic.days=20", "data.synthetic.times=10", "data.synthetic.symbols=6", "data.synthetic.market=0.7"]
+    train_cfg(cfg_for(tmp_path, "data=rtmdf", *size, "model=mlp", "trainer.max_epochs=1", "logger=none"))
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    store = Store(tmp_path / "data" / "rtmdf-d20-t10-n6-s0-market0.7")
+    assert store.manifest["source"]["market"] == 0.7 and store.has(INSTRUMENT)
+    c = ceilings(RtmdfSpec(days=20, times=10, symbols=6, market=0.7), val_frac=0.2)
+    assert m["val/r2_ideal"] == pytest.approx(c["ideal"], rel=1e-4) and m["val/r2_instrument"] == pytest.approx(c["instrument"], rel=1e-4)

@@ -51,6 +51,17 @@ def test_a_version_1_file_is_upgraded(tmp_path, fill, ffill):
     assert InputSpec.load(path, legacy=legacy).lag_features == []  # a run without lags
 
 
+def test_a_day_sample_run_says_so_and_earlier_version_2_files_do_not(tmp_path):
+    path = tmp_path / "preprocess.json"
+    day = spec(window=None, day=True)
+    day.save(path)
+    assert json.loads(path.read_text())["day"] is True and InputSpec.load(path) == day
+    state = json.loads(path.read_text())
+    del state["day"]  # as version 2 was first written
+    path.write_text(json.dumps(state))
+    assert InputSpec.load(path) == spec(window=None) and not InputSpec.load(path).day
+
+
 def test_a_version_2_file_does_not_ask_the_run(tmp_path):
     path = tmp_path / "preprocess.json"
     spec().save(path)
@@ -68,6 +79,9 @@ def test_a_version_2_file_does_not_ask_the_run(tmp_path):
     ({"task": "classify"}, "task must be one of ['action', 'regression'], got 'classify'"),
     ({"targets": []}, "targets must be a non-empty list of column names, got []"),
     ({"targets": "responder_6"}, "targets must be a non-empty list of column names"),
+    ({"day": "yes"}, "day must be false, or true for a grouped store's run without a window, got 'yes'"),
+    ({"day": True}, "day must be false, or true for a grouped store's run without a window, got True"),  # (a window)
+    ({"day": True, "window": None, "group": None}, "day must be false, or true for a grouped store's run"),
 ])
 def test_bad_new_keys_are_one_line(tmp_path, change, fragment):
     path = tmp_path / "preprocess.json"

@@ -1,0 +1,144 @@
+"""The axial model (model=axial): whole days, a GRU along each instrument's time axis and attention across
+the instruments present at each time step, stacked (the 2024 first place's family, docs/models.md#axial).
+
+Input: a day sample (docs/rtmdf.md, jsmp.batches): x (B, T, N, F), time of day (B, T) in [0, 1) and the
+presence mask (B, T, N); outputs (B, T, N, n_targets), 0 at absent cells.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from jsmp.errors import UserError
+from jsmp.models.base import TradeModule
+
+LOSSES = ("mse", "r2")
+
+
+def r2_loss(out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """1 - the weighted zero-mean R² (jsmp.metrics.r2_score) of each target, averaged over targets: the mean
+    over k of Σ w (y_k - out_k)² / Σ w y_k², for rows out, y (P, K) with weights (P,) (None: all 1). A target
+    with Σ w y² = 0 counts 1, as r2_score scores it 0."""
+    w = torch.ones(len(y), dtype=y.dtype, device=y.device) if weight is None else weight
+    sse = (w[:, None] * (y - out) ** 2).sum(0)
+    sst = (w[:, None] * y * y).sum(0)
+    return torch.where(sst > 0, sse / sst.clamp_min(1e-30), torch.ones_like(sse)).mean()
+
+
+def present_first(mask: torch.Tensor) -> torch.Tensor:
+    """(S, T) bool -> (S, T) long: each row's present steps in time order, then its absent ones (a permutation
+    of 0..T-1 per row: gather by it to pack a row's present steps at the front, scatter by it to undo)."""
+    return torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+
+
+def gru_over_present(gru: nn.GRU, seq: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """`gru` along each row of seq (S, T, H) reading only its present steps (mask (S, T)), from state h0 (H,)
+    before its first one -> (S, T, H), 0 at absent steps: a row's state skips its absent steps unchanged."""
+    S, T, H = seq.shape
+    state = h0.expand(1, S, H).contiguous()
+    if bool(mask.all()):
+        return gru(seq, state)[0]
+    order = present_first(mask)[..., None].expand(S, T, H)
+    lengths = mask.sum(1).clamp_min(1).cpu()  # a row with no present step reads one (masked) step, then is zeroed
+    packed = pack_padded_sequence(seq.gather(1, order), lengths, batch_first=True, enforce_sorted=False)
+    out = pad_packed_sequence(gru(packed, state)[0], batch_first=True, total_length=T)[0]
+    return torch.zeros_like(out).scatter(1, order, out) * mask[..., None]
+
+
+class AxialLayer(nn.Module):
+    """One layer on h (B, T, N, H): a GRU along each instrument's time axis over its present cells only (an
+    instrument starts from the learned state h0 at its first row of the day; its state skips the steps it is
+    absent), then multi-head attention across the instruments present at each step; each sub-layer adds its
+    output to h and applies a LayerNorm."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
+        self.h0 = nn.Parameter(torch.zeros(hidden))  # the learned state before an instrument's first step
+        self.attn = nn.MultiheadAttention(hidden, heads, dropout=dropout, batch_first=True)
+        self.norm_time, self.norm_cross = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """h (B, T, N, H), mask (B, T, N) -> (B, T, N, H)."""
+        B, T, N, H = h.shape
+        seq = h.permute(0, 2, 1, 3).reshape(B * N, T, H)  # each instrument's day, causal
+        g = gru_over_present(self.gru, seq, mask.permute(0, 2, 1).reshape(B * N, T), self.h0)
+        h = self.norm_time(h + self.drop(g.reshape(B, N, T, H).permute(0, 2, 1, 3)))
+        cells, present = h.reshape(B * T, N, H), mask.reshape(B * T, N)
+        empty = ~present.any(-1)  # steps with no instrument: every key unmasked (no NaN), the output zeroed
+        a, _ = self.attn(cells, cells, cells, key_padding_mask=~present & ~empty[:, None], need_weights=False)
+        a = a.masked_fill(empty[:, None, None], 0.0)
+        return self.norm_cross(h + self.drop(a.reshape(B, T, N, H)))
+
+
+class Axial(TradeModule):
+    """Day samples -> outputs (B, T, N, n_targets): each cell's predictions of the targets (0 where absent).
+
+    Needs n_features, n_days (and n_targets, optimizer: `**base`, see TradeModule) from the data; the task
+    is regression. `sample = "day"` makes the data serve day samples: x (B, T, N, F), mask (B, T, N),
+    time (B, T), y (B, T, N, K), sample_weight, weight (B, T, N), day (B,). Each cell's features and its
+    time of day are embedded (Linear -> hidden), then `layers` AxialLayers, then a linear head. The output at
+    step t reads no input after t and no absent cell's x.
+
+    hidden: width (a multiple of heads); heads: attention heads; dropout: after each sub-layer and on the
+    attention weights. loss: `mse`, the regression task's weighted MSE (train/mse), or `r2`, 1 - each
+    target's weighted zero-mean R², averaged over targets (train/r2_loss); both over the present cells,
+    weighted by sample_weight. Validation scores the present cells as rows (val/r2 as the row models').
+    """
+
+    sample = "day"
+
+    def __init__(self, n_features: int, n_days: int, hidden: int = 64, layers: int = 2, heads: int = 4,
+                 dropout: float = 0.0, loss: str = "mse", task: str = "regression", **base):
+        super().__init__(n_days, task=task, **base)
+        if task != "regression":
+            raise UserError(f"model=axial predicts the responders' values: it needs data.task=regression, got {task!r}")
+        if hidden < 1 or layers < 1 or heads < 1 or hidden % heads:
+            raise UserError(f"model.hidden, model.layers and model.heads must be >= 1 and hidden a multiple of "
+                            f"heads, got {hidden!r}, {layers!r}, {heads!r}")
+        if not 0 <= dropout < 1:
+            raise UserError(f"model.dropout must be in [0, 1), got {dropout!r}")
+        if loss not in LOSSES:
+            raise UserError(f"model.loss must be one of {list(LOSSES)}, got {loss!r}")
+        self.loss_kind = loss
+        self.embed = nn.Linear(n_features + 1, hidden)  # the features and the time of day
+        self.blocks = nn.ModuleList(AxialLayer(hidden, heads, dropout) for _ in range(layers))
+        self.head = nn.Linear(hidden, self.n_targets)
+
+    def inputs(self, batch: dict) -> tuple:
+        return batch["x"], batch["time"], batch["mask"]
+
+    def forward(self, x: torch.Tensor, time: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, N, F), time (B, T), mask (B, T, N) bool -> (B, T, N, n_targets)."""
+        mask = mask.bool()
+        x = x.masked_fill(~mask[..., None], 0.0)  # an absent cell's x is never read (NaN included)
+        t = time[:, :, None, None].expand(*x.shape[:3], 1).to(x.dtype)
+        h = self.embed(torch.cat([x, t], dim=-1))
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.head(h) * mask[..., None]
+
+    def logits(self, batch: dict) -> torch.Tensor:
+        """(P, n_targets): the outputs of the batch's P present cells, in (b, t, n) order (rows())."""
+        return self(*self.inputs(batch))[batch["mask"].bool()]
+
+    def rows(self, batch: dict) -> dict:
+        """The present cells of a day-sample batch as a row batch: y (P, K), sample_weight, weight, day (P,),
+        what the task's loss and metrics read, in logits()' order."""
+        mask = batch["mask"].bool()
+        rows = {k: batch[k][mask] for k in ("y", "sample_weight", "weight") if batch.get(k) is not None}
+        if "day" in batch:
+            rows["day"] = batch["day"][:, None, None].expand(mask.shape)[mask]
+        return rows
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        out, rows = self.logits(batch), self.rows(batch)
+        if self.loss_kind == "r2":
+            return {"r2_loss": r2_loss(out, rows["y"], rows.get("sample_weight"))}
+        return {self.task.loss_name: self.loss(out, rows)}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.task.validate(self, self.logits(batch), self.rows(batch))
