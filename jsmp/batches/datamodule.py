@@ -224,7 +224,7 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         self.spec = InputSpec(names, r.fill, fill_value.tolist(), window, group=store.group,
                               feature_limit=store.feature_limit or FEATURE_LIMIT, targets=list(r.targets), task=r.task,
                               ffill=forward_filled(names, lag_features, r.fill), lag_features=lag_features,
-                              day=self.day_model is not None)
+                              day=self.day_model is not None, time_ids=self.time_ids(store))
         if self.day_model is not None:
             from jsmp.batches.days import DayBatches  # (days.py builds on RowBatches, defined here)
 
@@ -331,6 +331,14 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
 
     def val_dataloader(self) -> DataLoader | ResidentLoader:
         return self._loader(self.val_set, self.day_batch() or self.eval_rows_per_batch(), shuffle=False)
+
+    def time_ids(self, store: Store) -> list[int] | None:
+        """A day model's time grid (jsmp.inputs.daygrid.time_grid: the store's time_id values in rank order); None otherwise."""
+        if self.day_model is None:
+            return None
+        from jsmp.inputs.daygrid import time_grid
+
+        return time_grid(store)[0].tolist()
 
     def day_batch(self) -> int | None:
         """Dates per batch of day samples (jsmp.batches.days.DAYS_PER_BATCH); None for rows and windows."""

@@ -16,6 +16,7 @@ import torch
 from jsmp.batches.datamodule import RowBatches
 from jsmp.batches.labels import Labels
 from jsmp.errors import UserError
+from jsmp.inputs.daygrid import time_grid, time_of_day
 from jsmp.inputs.spec import InputSpec
 from jsmp.store.store import Store
 
@@ -27,18 +28,6 @@ def check_days(store: Store, model: str) -> None:
     if store.group is None or not store.has("time_id"):
         raise UserError(f"model {model} reads day samples (sample = 'day'), but data store {store.path} has no instruments "
                         f"and time_id (a 2021-layout store); give a store of the 2024 layout (data=rtmdf)")
-
-
-def time_grid(store: Store) -> tuple[np.ndarray, int]:
-    """The store's distinct time_id values (ascending; a row's time step is its time_id's rank among
-    them) and T, the most distinct time_ids on one date. Rows are in time order within a date."""
-    time = np.asarray(store.side("time_id"))
-    new = np.ones(len(time), dtype=bool)  # a row whose time_id differs from the row before, or starts a date
-    new[1:] = time[1:] != time[:-1]
-    new[store.day_offsets[:-1]] = True
-    per_day = np.add.reduceat(new, store.day_offsets[:-1], dtype=np.int64) if store.n_rows else np.zeros(0, np.int64)
-    values = np.unique(time[new])
-    return values, int(per_day.max(initial=0))
 
 
 class DayBatches(RowBatches):
@@ -107,7 +96,7 @@ class DayBatches(RowBatches):
 
         present = np.ones(len(rows), dtype=bool)
         batch = {"x": x.reshape(B, T, N, -1), "mask": grid(present, bool),
-                 "time": np.broadcast_to((np.arange(T) / T).astype(np.float32), (B, T)).copy(),
+                 "time": np.broadcast_to(time_of_day(np.arange(T), T), (B, T)).copy(),
                  "y": grid(cols["y"].astype(np.float32).reshape(len(rows), self.n_targets), np.float32, self.n_targets),
                  "sample_weight": grid(cols["sample_weight"] if self.sample_weight else present),
                  "weight": grid(cols["weight"]), "day": self.days[positions]}

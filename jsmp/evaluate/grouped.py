@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 from jsmp.batches.datamodule import batches
+from jsmp.batches.days import DayBatches
 from jsmp.errors import UserError
 from jsmp.evaluate.report import R2_CSV, R2_PNG, claim_out, plot_r2, r2_table, write_report
 from jsmp.evaluate.rows import config, span, split_of, validation_batches
 from jsmp.evaluate.scoring import daily_r2
+from jsmp.predict.days import day_sample_rows
 from jsmp.predict.grouped import GroupedMember
 from jsmp.predict.predictor import mean_proba
 from jsmp.predict.replay import read_days, replay
@@ -50,6 +52,9 @@ class Scored:
 def predictions(member: GroupedMember, dm, val) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(date, y, pred, weight) (n,) of `val` (RowBatches of `dm`'s store): the target (data.targets[0]), the
     member's prediction of it (float32), the competition weight; batches of eval_rows_per_batch rows in store order."""
+    if isinstance(val, DayBatches):  # a day-sample run: its outputs read at each row's cell
+        day, y, pred, weight = day_sample_rows(member.model, val)
+        return dm.store.days[day], y, pred, weight
     step, n = dm.eval_rows_per_batch(), len(val)
     pred, y, weight, day = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.int64)
     member.model.eval()
@@ -93,8 +98,9 @@ def store_rows(members: list[GroupedMember], fold: int | None) -> Scored:
     if fold is not None:
         index = split_of(config(members[0].run_dir), dm0.store.days, fold, str(members[0].run_dir / "config.yaml")).val
         what = f"store {dm0.store_path}, fold {fold} validation days ({span(dm0.store.days, index)})"
-        sets = [(dm, batches(dm.val_set.store, dm.store.day_rows(index), dm.spec, dm.labels, scoring=True,
-                             lags=dm.val_set.lags), what) for dm, _, _ in sets]
+        sets = [(dm, DayBatches(dm.val_set.store, index, dm.spec, dm.labels, dm.val_set.lags) if dm.spec.day else
+                 batches(dm.val_set.store, dm.store.day_rows(index), dm.spec, dm.labels, scoring=True,
+                         lags=dm.val_set.lags), what) for dm, _, _ in sets]
     same_rows(members, [(dm, val) for dm, val, _ in sets])
     scored = [predictions(m, dm, val) for m, (dm, val, _) in zip(members, sets)]
     date, y, _, weight = scored[0]

@@ -65,6 +65,9 @@ class InputSpec:
     day: bool = False
     """The model reads whole dates, (time_ids x instruments x features) each (day samples:
     jsmp.batches.days), not rows or windows; a grouped store's only, without a window."""
+    time_ids: list[int] | None = None
+    """A day run's time grid: the training store's time_id values in rank order (jsmp.inputs.daygrid.time_grid;
+    a time_id's time of day is its rank / len(time_ids)); None otherwise (and not written then)."""
     version: int = VERSION
     """The preprocess.json format: 2; a file without it is version 1, upgraded by `load`."""
 
@@ -86,6 +89,8 @@ class InputSpec:
         """Write as JSON (version first), atomically (float32 values round-trip exactly through JSON's doubles)."""
         state = asdict(self)
         state = {"version": state.pop("version"), **state}
+        if state["time_ids"] is None:  # (files of runs without a time grid stay as they were)
+            del state["time_ids"]
         write_text_atomic(path, json.dumps(state, indent=1) + "\n")
 
     @classmethod
@@ -134,7 +139,7 @@ def _checked(state, path: Path) -> dict:
                          f"restore the run's original file)")
 
     keys = {f.name for f in fields(InputSpec) if f.name != "_"}
-    required = keys - {"window", "group", "feature_limit", "day"}
+    required = keys - {"window", "group", "feature_limit", "day", "time_ids"}
     if not isinstance(state, dict):
         raise bad(f"expected a JSON object with keys {sorted(keys)}, got {type(state).__name__}")
     if state.get("version") != VERSION:
@@ -179,8 +184,14 @@ def _checked(state, path: Path) -> dict:
     day = state.get("day", False)
     if not isinstance(day, bool) or (day and (group is None or window is not None)):
         raise bad(f"day must be false, or true for a grouped store's run without a window, got {day!r}")
+    time_ids = state.get("time_ids")
+    if time_ids is not None and (not day or not isinstance(time_ids, list) or not time_ids
+                                 or any(isinstance(t, bool) or not isinstance(t, int) for t in time_ids)
+                                 or any(a >= b for a, b in zip(time_ids, time_ids[1:]))):
+        raise bad(f"time_ids must be null, or for a day run an ascending non-empty list of integers, got {time_ids!r}")
     limit = state.get("feature_limit", FEATURE_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit < math.inf:
         raise bad(f"feature_limit must be a number > 0, got {limit!r}")
     return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window, "group": group,
-            "feature_limit": float(limit), "targets": targets, "task": task, "ffill": ffill, "lag_features": lags, "day": day}
+            "feature_limit": float(limit), "targets": targets, "task": task, "ffill": ffill, "lag_features": lags, "day": day,
+            "time_ids": time_ids}

@@ -73,6 +73,14 @@ class AxialLayer(nn.Module):
         a = a.masked_fill(empty[:, None, None], 0.0)
         return self.norm_cross(h + self.drop(a.reshape(B, T, N, H)))
 
+    def step(self, h: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step of forward() for the P instruments present: h (P, H) and their GRU states (P, H)
+        -> (the layer's output (P, H), their new states (P, H))."""
+        g, new = self.gru(h[:, None], state[None].contiguous())
+        h = self.norm_time(h + self.drop(g[:, 0]))
+        a, _ = self.attn(h[None], h[None], h[None], need_weights=False)
+        return self.norm_cross(h + self.drop(a[0])), new[0]
+
 
 class Axial(TradeModule):
     """Day samples -> outputs (B, T, N, n_targets): each cell's predictions of the targets (0 where absent).
@@ -120,6 +128,28 @@ class Axial(TradeModule):
         for block in self.blocks:
             h = block(h, mask)
         return self.head(h) * mask[..., None]
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        """(layers, n, hidden): the state of n instrument slots before their first step of a date (each layer's h0)."""
+        return torch.stack([block.h0.detach().expand(n, -1) for block in self.blocks]).clone()
+
+    def step(self, x: torch.Tensor, time: torch.Tensor | float, present: torch.Tensor,
+             state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step of forward() for n instrument slots, O(1) in the date's length: x (n, F), time of day
+        (n,) or a scalar, present (n,) bool, state (layers, n, hidden) (initial_state, then each step's) ->
+        (outputs (n, n_targets), 0 where absent; the new state). Only the present slots' GRU states advance
+        (an absent one keeps its own); attention reads the present slots only."""
+        present = present.bool()
+        out = torch.zeros(len(x), self.n_targets, dtype=x.dtype, device=x.device)
+        if not bool(present.any()):
+            return out, state
+        t = torch.as_tensor(time, dtype=x.dtype, device=x.device).expand(len(x))[present, None]
+        h = self.embed(torch.cat([x[present], t], dim=-1))
+        state = state.clone()
+        for layer, block in enumerate(self.blocks):
+            h, state[layer, present] = block.step(h, state[layer, present])
+        out[present] = self.head(h)
+        return out, state
 
     def logits(self, batch: dict) -> torch.Tensor:
         """(P, n_targets): the outputs of the batch's P present cells, in (b, t, n) order (rows())."""

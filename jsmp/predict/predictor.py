@@ -143,10 +143,6 @@ class Predictor:
 def serving(run: OpenRun) -> type[Predictor]:
     """The Predictor subclass that serves `run` (by its spec's group, task and sample); a run none serves is refused."""
     kinds = [k for k in Predictor.__subclasses__() if k.serves(run.spec)]
-    if not kinds and run.spec.day:
-        raise UserError(f"{run.run_dir}: {type(run.model).__name__} was trained on whole dates (day samples); serving such a "
-                        f"model per time_id, its state carried from one step to the next, is not built yet: its validation "
-                        f"R² is in the run's metrics.json (val/r2)")
     if not kinds:
         spec = run.spec
         what = f"per instrument ({spec.group}) for data.task={spec.task}" if spec.group is not None else f"for data.task={spec.task}"

@@ -10,6 +10,7 @@ from jsmp.data.checks import check_feature_limit
 from jsmp.errors import UserError
 from jsmp.inputs.columns import require_columns
 from jsmp.inputs.spec import InputSpec
+from jsmp.predict.days import DayMember
 from jsmp.predict.grouped import KEYS, GroupedMember, LagTable, check_symbols, frame_column, frame_matrix, row_ids
 from jsmp.predict.model import OpenRun
 from jsmp.predict.online import OnlineConfig
@@ -29,10 +30,10 @@ class StepPredictor(Predictor):
 
     @classmethod
     def serves(cls, spec: InputSpec) -> bool:
-        return spec.group is not None and spec.task == "regression" and not spec.day
+        return spec.group is not None and spec.task == "regression"
 
-    def member(self, run: OpenRun, online: OnlineConfig | None) -> GroupedMember:
-        return GroupedMember(run, online)
+    def member(self, run: OpenRun, online: OnlineConfig | None) -> GroupedMember | DayMember:
+        return (DayMember if run.spec.day else GroupedMember)(run, online)
 
     def __init__(self, run, online: OnlineConfig | None = None, threads: int | None = 1):
         super().__init__(run, online, threads)

@@ -10,8 +10,8 @@ import pytest
 from jsmp.batches.config import RowsConfig, SplitConfig
 from jsmp.batches.contract import wants_days
 from jsmp.batches.datamodule import JsmpDataModule
-from jsmp.batches.days import time_grid
 from jsmp.errors import UserError
+from jsmp.inputs.daygrid import time_grid
 from jsmp.models.mlp import MLP
 from jsmp.run.dataconfig import jsmp_data
 from jsmp.store.store import Store

@@ -158,27 +158,51 @@ def test_model_axial_config(tmp_path, monkeypatch):
     assert exp.model._target_ == "jsmp.models.axial.Axial" and exp.data.task == "regression"
 
 
-def test_a_trained_day_sample_run_records_it_and_serving_refuses_it_in_one_line(train_app, tiny_rtmdf_store, tmp_path):
-    """preprocess.json says `day`; Predictor, `python -m jsmp.predict` and `jsmp eval` refuse the run in one line
-    (per-time_id serving of day models is not built yet) instead of feeding it rows."""
+def test_stepping_through_a_day_equals_forward_on_it():
+    """Axial.step, one time step at a time from initial_state, gives forward()'s outputs (float32 rounding), with
+    instruments absent at some steps, one entering mid-day, a step with none present and NaN in absent cells."""
+    m, b = model(), day_batch(seed=4)
+    mask = b["mask"].clone()
+    mask[0, :3, 4] = False  # instrument 4 enters mid-day
+    mask[0, 3:, 4] = True
+    x = b["x"].masked_fill(~mask[..., None], float("nan"))
+    with torch.no_grad():
+        want = m(x, b["time"], mask)
+        for d in range(B):
+            state = m.initial_state(N)
+            assert state.shape == (2, N, 8)
+            for t in range(T):
+                out, state = m.step(x[d, t], b["time"][d, t], mask[d, t], state)
+                torch.testing.assert_close(out, want[d, t], atol=1e-5, rtol=1e-5)
+
+
+def test_a_trained_day_sample_run_records_it_and_is_served_without_online_learning(train_app, tiny_rtmdf_store, tmp_path):
+    """preprocess.json says `day` and holds the time grid; `python -m jsmp.predict` serves the run per time_id
+    (jsmp.predict.days) and refuses --online-learning in one line; `jsmp eval` scores its validation rows as
+    training logged them."""
+    import json
+
     from conftest import run_main
     from jsmp.evaluate.cli import main as eval_main
     from jsmp.inputs.spec import InputSpec
-    from jsmp.predict import Predictor
     from jsmp.predict.cli import main as predict_main
+    from jsmp.store.store import Store
 
     p = train_app("experiment=rtmdf_axial", f"data.store={tiny_rtmdf_store}", "trainer.max_epochs=1", "logger=none",
                   "model.hidden=8", "model.layers=1", "model.heads=2")
     assert p.returncode == 0, p.stderr[-2000:]
     run = tmp_path / "run"
-    assert InputSpec.load(run / "preprocess.json").day
-    want = (f"{run}: Axial was trained on whole dates (day samples); serving such a model per time_id, its state carried "
-            f"from one step to the next, is not built yet: its validation R² is in the run's metrics.json (val/r2)")
-    with pytest.raises(UserError) as e:
-        Predictor(run)
-    assert str(e.value) == want
-    for main, argv in ((predict_main, ["--run", str(run), "--data", str(tiny_rtmdf_store), "--out", str(tmp_path / "s.csv")]),
-                       (eval_main, ["--run", str(run), "--out", str(tmp_path / "eval")])):
-        r = run_main(main, argv)
-        assert (r.returncode, r.stderr) == (2, f"error: {want}\n")
-    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "eval").exists()
+    spec = InputSpec.load(run / "preprocess.json")
+    assert spec.day and spec.time_ids == list(range(8))
+    argv = ["--run", str(run), "--data", str(tiny_rtmdf_store), "--out", str(tmp_path / "s.csv")]
+    r = run_main(predict_main, argv)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len((tmp_path / "s.csv").read_text().splitlines()) == Store(tiny_rtmdf_store).n_rows + 1  # header, a line a row
+    r = run_main(predict_main, [*argv[:-1], str(tmp_path / "o.csv"), "--online-learning"])
+    assert (r.returncode, r.stderr) == (2, f"error: {run}: online learning of a run trained on whole dates (day samples) "
+                                           f"is not built yet; serve it without online learning\n")
+    assert not (tmp_path / "o.csv").exists()
+    r = run_main(eval_main, ["--run", str(run), "--out", str(tmp_path / "eval")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    scored = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert scored["rows"] == 240 and scored["r2"] == pytest.approx(scored["logged_val_r2"]["value"], abs=1e-6)

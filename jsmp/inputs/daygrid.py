@@ -1,0 +1,26 @@
+"""The day-sample grid, one rule for training and serving: a date of a grouped store is laid out as
+T time steps x N instruments (jsmp.batches.days), a row's time step being its time_id's rank among the
+store's time_id values, and a model reads each step's time of day as rank / T."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jsmp.store.store import Store
+
+
+def time_grid(store: Store) -> tuple[np.ndarray, int]:
+    """The store's distinct time_id values (ascending; a row's time step is its time_id's rank among
+    them) and T, the most distinct time_ids on one date. Rows are in time order within a date."""
+    time = np.asarray(store.side("time_id"))
+    new = np.ones(len(time), dtype=bool)  # a row whose time_id differs from the row before, or starts a date
+    new[1:] = time[1:] != time[:-1]
+    new[store.day_offsets[:-1]] = True
+    per_day = np.add.reduceat(new, store.day_offsets[:-1], dtype=np.int64) if store.n_rows else np.zeros(0, np.int64)
+    values = np.unique(time[new])
+    return values, int(per_day.max(initial=0))
+
+
+def time_of_day(rank, steps: int) -> np.ndarray:
+    """The time-of-day input of time steps `rank` (an int or an int array) in a grid of `steps`: rank / steps, float32."""
+    return (np.asarray(rank) / steps).astype(np.float32)
