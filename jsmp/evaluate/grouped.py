@@ -154,8 +154,7 @@ def evaluate(args: argparse.Namespace, predictor: StepPredictor, run_dir: Path, 
     own = data is None and args.fold is None  # each member's own validation rows: its logged val/r2 applies
     logs = [logged(m, "best/val/r2") if own else None for m in members]
     per_member = [daily_r2(s.date, s.y, p, s.weight) for p in s.preds] if ensemble else []
-    print("scored " + (predictor.describe() if not ensemble else f"ensemble of {len(members)} models, their mean "
-                       f"prediction: " + ", ".join(f"{type(m.model).__name__} {m.name}" for m in members)))
+    print(f"scored {predictor.describe()}")
     print(f"on {s.what}: {len(s.y):,} rows, {len(d.dates)} days")
     print(f"r2 {d.r2:.4f}  (weighted zero-mean R² of {target}; per date: median {np.median(d.daily):.4f}, "
           f"> 0 on {int((d.daily > 0).sum())} of {len(d.dates)} dates)")

@@ -60,6 +60,8 @@ class Predictor:
 
     layout = ""
     """The runs a subclass serves, in words."""
+    averaged = ""
+    """How an ensemble's members are combined, in words."""
     calls = ""
     """The calls that serve them."""
 
@@ -136,7 +138,7 @@ class Predictor:
         """Which model(s) serve: `model MLP from CKPT`, or the ensemble's members."""
         if len(self.members) == 1:
             return f"model {type(self.model).__name__} from {self.checkpoint}"
-        return f"ensemble of {len(self.members)} models averaged in probability: " + ", ".join(
+        return f"ensemble of {len(self.members)} models {self.averaged}: " + ", ".join(
             f"{type(m.model).__name__} {m.name}" for m in self.members)
 
 

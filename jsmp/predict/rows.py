@@ -114,6 +114,7 @@ class RowPredictor(Predictor):
     """
 
     layout = "the 2021 layout (one global row order), trade decisions"
+    averaged = "averaged in probability"
     calls = "predict_row(row) per row, or predict_batch(date, x) for consecutive rows"
 
     @classmethod

@@ -26,6 +26,7 @@ class StepPredictor(Predictor):
     order (what `jsmp eval` scores an ensemble's members by)."""
 
     layout = "the 2024 layout (per instrument), regression"
+    averaged = "averaged"
     calls = "predict_batch(test_df, lags_df) once per time_id"
 
     @classmethod

@@ -92,7 +92,7 @@ def test_an_ensemble_is_scored_by_its_members_mean_prediction_each_member_by_its
         assert m["run"] == str(run) and m["r2"] == pytest.approx(metrics["best/val/r2"], abs=1e-6)
         assert m["logged_val_r2"] == {"value": metrics["best/val/r2"], "epoch": metrics["best_epoch"], "key": "best/val/r2"}
         assert f"  member {k}: r2 {m['r2']:.4f}  (logged at epoch {metrics['best_epoch']}: " in "\n".join(lines)
-    assert lines[0] == "scored ensemble of 2 models, their mean prediction: GRU gru, MLP mlp6"
+    assert lines[0] == "scored ensemble of 2 models averaged: GRU gru, MLP mlp6"
     assert not any(line.startswith("logged by training") for line in lines)
     dates = np.unique(date)
     assert list(daily.columns) == ["date", "r2", "rows", "weight", "member_0", "member_1"]

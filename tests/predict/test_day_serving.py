@@ -93,3 +93,21 @@ def test_the_time_grid_in_preprocess_json(axial_run, tmp_path):
         Predictor(axial_run)
     assert str(e.value) == (f"{axial_run / 'preprocess.json'}: a day-sample run without its time grid (time_ids; "
                             f"trained before serving recorded it): retrain it to serve it")
+
+
+def test_a_seed_ensemble_of_day_runs_serves_its_members_mean(tiny_rtmdf_store, tmp_path):
+    """`train.py -m experiment=rtmdf_axial seed=0,1`: the multirun dir is one Predictor whose output per time step is
+    the float32 mean of its members' outputs, each member served as it is alone."""
+    from conftest import train_in_process
+
+    p = train_in_process(["-m", f"hydra.sweep.dir={tmp_path / 'multi'}", *AXIAL, f"data.store={tiny_rtmdf_store}", "seed=0,1"],
+                         {"JSMP_ROOT": str(tmp_path)})
+    assert p.returncode == 0, p.stderr[-2000:]
+    members = sorted(d for d in (tmp_path / "multi").iterdir() if d.is_dir())
+    ensemble, alone = Predictor(tmp_path / "multi"), [Predictor(m) for m in members]
+    assert len(members) == len(ensemble.members) == 2 and ensemble.describe().startswith("ensemble of 2 models averaged: Axial ")
+    steps = list(time_steps(tiny_rtmdf_store))[:20]
+    got = np.concatenate([ensemble.predict_batch(t, lags)["responder_6"].to_numpy() for t, lags in steps])
+    each = [np.concatenate([a.predict_batch(t, lags)["responder_6"].to_numpy() for t, lags in steps]) for a in alone]
+    np.testing.assert_array_equal(got, (each[0] + each[1]) / np.float32(2))
+    assert not np.array_equal(each[0], each[1])  # two seeds, two models
