@@ -46,7 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from . import config as _config  # noqa: F401  (registers the configs)
 from .errors import SweepError, exit_on_sweep_error
 from .files import write_text_atomic
-from .jobs import LOG, RUN_DIR, failure_line, job_files, log_traceback, where
+from .jobs import LOG, failure_line, job_files, log_traceback, where
 from .reports import OVERRIDES_ATTR, report
 from .space import override_text, parse_space
 from .storage import check_url, display, for_jobs, open_storage
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 WORKER_ATTR = "worker"  # user attr: "host:pid" of the process running the trial
 SURPLUS_ATTR = "surplus"  # user attr of a trial asked beyond n_trials by a racing worker
 ERROR_ATTR = "error"  # user attr of a failed trial: why, in one line
-RUN_DIR_ATTR, LOG_ATTR = RUN_DIR, LOG  # user attrs: the trial's run dir and log file
 CHILD_ENV = "JSMP_SWEEP_CHILD"  # set in the worker processes this sweeper starts
 TRIAL_KEYS = ("study", "storage", "engine_kwargs", "id", "number", "threads")  # optuna_trial.* (_trial_keys)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -225,8 +224,8 @@ class StudyLoop:
             log.info("trial %d pruned: %s", trial.number, err)
             return _tell(study, trial, state=TrialState.PRUNED)
         _fail(study, trial, failure_line(err))
-        if trial.user_attrs.get(LOG_ATTR):
-            log_traceback(Path(trial.user_attrs[LOG_ATTR]), f"trial {trial.number}", err)
+        if trial.user_attrs.get(LOG):
+            log_traceback(Path(trial.user_attrs[LOG]), f"trial {trial.number}", err)
 
     def _check_failures(self, finished: list[FrozenTrial]) -> None:
         failed = [t for t in finished if t.state == TrialState.FAIL]

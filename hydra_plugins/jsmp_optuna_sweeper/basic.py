@@ -73,14 +73,14 @@ class _StopAfterFailedBatch:
             jobs = f"job {last}" if last == initial_job_idx else f"jobs {initial_job_idx}-{last}"
             raise errors.SweepError(f"the launcher ({type(self.launcher).__name__}) failed running {jobs} of {total}: "
                              f"{failure_line(e, str(self.sweeper.config.hydra.sweep.dir))}{_not_run(total, last)}") from None
-        failed = [(initial_job_idx + i, ret) for i, ret in enumerate(rets) if ret.status != JobStatus.COMPLETED]
-        for number, ret in failed:
-            if LOG in (files := job_files(ret)):
+        failed = [(initial_job_idx + i, ret, job_files(ret)) for i, ret in enumerate(rets) if ret.status != JobStatus.COMPLETED]
+        for number, ret, files in failed:
+            if LOG in files:
                 log_traceback(Path(files[LOG]), f"job {number}", ret._return_value)  # (.return_value re-raises)
         if failed:
-            number, ret = failed[0]
+            number, ret, files = failed[0]
             raise errors.SweepError(f"{len(failed)} of {total} jobs failed. Job {number} failed: "
-                             f"{failure_line(ret._return_value)}{where(job_files(ret))}{_not_run(total, last)}")
+                             f"{failure_line(ret._return_value)}{where(files)}{_not_run(total, last)}")
         return rets
 
 

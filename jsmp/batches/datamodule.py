@@ -23,6 +23,7 @@ from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.batches.splits import Split, choose
 from jsmp.data.schema import FEATURE_LIMIT
 from jsmp.errors import UserError
+from jsmp.inputs.daygrid import time_grid
 from jsmp.inputs.fill import FILLS
 from jsmp.inputs.spec import InputSpec, forward_filled
 from jsmp.inputs.windows import WindowSpec, check_window, gather_windows, take_windows, window_index, window_starts
@@ -224,12 +225,13 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         self.spec = InputSpec(names, r.fill, fill_value.tolist(), window, group=store.group,
                               feature_limit=store.feature_limit or FEATURE_LIMIT, targets=list(r.targets), task=r.task,
                               ffill=forward_filled(names, lag_features, r.fill), lag_features=lag_features,
-                              day=self.day_model is not None, time_ids=self.time_ids(store))
+                              day=self.day_model is not None,
+                              time_ids=time_grid(store).tolist() if self.day_model is not None else None)
         if self.day_model is not None:
             from jsmp.batches.days import DayBatches  # (days.py builds on RowBatches, defined here)
 
-            self.train_set = DayBatches(source, self.split.train, self.spec, labels, lags, r.drop_zero_weight)
-            self.val_set = DayBatches(source, self.split.val, self.spec, labels, lags)
+            self.train_set = DayBatches(source, self.split.train, train_rows, self.spec, labels, lags)
+            self.val_set = DayBatches(source, self.split.val, store.day_rows(self.split.val), self.spec, labels, lags)
         else:
             self.train_set = batches(source, train_rows, self.spec, labels, scoring=False, lags=lags)
             self.val_set = batches(source, store.day_rows(self.split.val), self.spec, labels, scoring=True, lags=lags)
@@ -331,14 +333,6 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
 
     def val_dataloader(self) -> DataLoader | ResidentLoader:
         return self._loader(self.val_set, self.day_batch() or self.eval_rows_per_batch(), shuffle=False)
-
-    def time_ids(self, store: Store) -> list[int] | None:
-        """A day model's time grid (jsmp.inputs.daygrid.time_grid: the store's time_id values in rank order); None otherwise."""
-        if self.day_model is None:
-            return None
-        from jsmp.inputs.daygrid import time_grid
-
-        return time_grid(store)[0].tolist()
 
     def day_batch(self) -> int | None:
         """Dates per batch of day samples (jsmp.batches.days.DAYS_PER_BATCH); None for rows and windows."""

@@ -16,9 +16,9 @@ import torch
 from jsmp.batches.datamodule import RowBatches
 from jsmp.batches.labels import Labels
 from jsmp.errors import UserError
-from jsmp.inputs.daygrid import time_grid, time_of_day
+from jsmp.inputs.daygrid import time_of_day
 from jsmp.inputs.spec import InputSpec
-from jsmp.store.store import Store
+from jsmp.store.store import Store, concat_ranges
 
 DAYS_PER_BATCH = 1  # dates per training and validation batch: a date is already ~N * T rows
 
@@ -44,14 +44,11 @@ class DayBatches(RowBatches):
     T and N are the whole store's (time_grid, store.group_values), the same for every date.
     """
 
-    def __init__(self, store: Store, days: np.ndarray, spec: InputSpec, labels: Labels | None = None,
-                 lags: Store | None = None, drop_zero_weight: bool = False):
+    def __init__(self, store: Store, days: np.ndarray, rows: np.ndarray, spec: InputSpec, labels: Labels | None = None,
+                 lags: Store | None = None):
         self.days = np.asarray(days, dtype=np.int64)
-        self.times, self.n_times = time_grid(store)
-        self.n_groups = len(store.group_values)
-        rows = store.day_rows(self.days)
-        if drop_zero_weight:
-            rows = rows[np.asarray(store.side("weight")[rows]) > 0]
+        self.times = np.asarray(spec.time_ids, dtype=np.int64)  # the run's grid (jsmp.inputs.daygrid.time_grid)
+        self.n_times, self.n_groups = len(self.times), len(store.group_values)
         # this split's rows of date k: rows[self.starts[k] : self.starts[k + 1]]
         self.starts = np.append(np.searchsorted(rows, store.day_offsets[self.days]), len(rows)).astype(np.int64)
         super().__init__(store, rows, spec, labels, scoring=False, lags=lags)
@@ -63,9 +60,6 @@ class DayBatches(RowBatches):
         competition weight (float32), packed in the split's table with the labels."""
         t = np.searchsorted(self.times, self.store.side("time_id")[rows])
         n = np.searchsorted(self.store.group_values, self.store.side(self.store.group)[rows])
-        if len(t) and t.max() >= self.n_times:
-            raise UserError(f"store {self.store.path}: its dates use {len(self.times)} distinct time_ids, but at most "
-                            f"{self.n_times} on one date; day samples need the same time_ids on every date")
         return {"row": rows.astype(np.int32), "t": t.astype(np.int16), "n": n.astype(np.int16),
                 "weight": self.store.side("weight")[rows].astype(np.float32)}
 
@@ -76,9 +70,7 @@ class DayBatches(RowBatches):
         """The split-row positions of the dates at `positions` (concatenated, ascending within each date)
         and each one's batch index b."""
         a, b = self.starts[positions], self.starts[np.asarray(positions) + 1]
-        lengths = b - a
-        sample = np.repeat(np.arange(len(a)), lengths)
-        return np.repeat(a - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum()), sample
+        return concat_ranges(a, b), np.repeat(np.arange(len(a)), b - a)
 
     def __getitem__(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         positions = np.asarray(positions, dtype=np.int64)

@@ -75,8 +75,8 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m jsmp.bench ceilings", description=__doc__.splitlines()[0])
     ap.add_argument("--layout", choices=["jsmp", "rtmdf"], default="jsmp", help="which generator: 2021 (jsmp) or 2024 (rtmdf)")
     ap.add_argument("--window", type=int, default=32, help="rows the window rule sees (data.window.length)")
-    ap.add_argument("--days", type=int, default=None, help="default: 500 (jsmp), RtmdfSpec's (rtmdf)")
-    ap.add_argument("--rows-per-day", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=None, help="default: SynthSpec's (jsmp), RtmdfSpec's (rtmdf)")
+    ap.add_argument("--rows-per-day", type=int, default=SynthSpec.rows_per_day)
     ap.add_argument("--times", type=int, default=None, help="rtmdf: time_ids per date")
     ap.add_argument("--symbols", type=int, default=None, help="rtmdf: instruments")
     ap.add_argument("--market", type=float, default=None, help="rtmdf: data.synthetic.market")
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
         return rtmdf_main(args)
     if only := [f"--{k}" for k in ("times", "symbols", "market", "sectors", "drift") if getattr(args, k) is not None]:
         raise UserError(f"{', '.join(only)}: only with --layout rtmdf")
-    spec = SynthSpec(days=args.days or 500, rows_per_day=args.rows_per_day, seed=args.seed)
+    spec = SynthSpec(days=SynthSpec.days if args.days is None else args.days, rows_per_day=args.rows_per_day, seed=args.seed)
     c = ceilings(spec, args.window, args.val_frac, args.gap_days, args.fold, args.folds, args.cv_gap_days, args.min_date)
     where = (f"holdout val_frac {args.val_frac}, gap {args.gap_days}" if args.fold is None else
              f"fold {args.fold} of {args.folds}, gap {args.cv_gap_days}")

@@ -98,7 +98,7 @@ def store_rows(members: list[GroupedMember], fold: int | None) -> Scored:
     if fold is not None:
         index = split_of(config(members[0].run_dir), dm0.store.days, fold, str(members[0].run_dir / "config.yaml")).val
         what = f"store {dm0.store_path}, fold {fold} validation days ({span(dm0.store.days, index)})"
-        sets = [(dm, DayBatches(dm.val_set.store, index, dm.spec, dm.labels, dm.val_set.lags) if dm.spec.day else
+        sets = [(dm, DayBatches(dm.val_set.store, index, dm.val_set.store.day_rows(index), dm.spec, dm.labels, dm.val_set.lags) if dm.spec.day else
                  batches(dm.val_set.store, dm.store.day_rows(index), dm.spec, dm.labels, scoring=True,
                          lags=dm.val_set.lags), what) for dm, _, _ in sets]
     same_rows(members, [(dm, val) for dm, val, _ in sets])

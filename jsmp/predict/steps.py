@@ -45,6 +45,10 @@ class StepPredictor(Predictor):
         self.target = targets.pop()
         self.features = list(dict.fromkeys(f for m in self.members for f in m.features))
         self.lag_features = list(dict.fromkeys(f for m in self.members for f in m.lags))
+        # lags_df's columns kept: the lag features, then the online learners' labels
+        self.lag_columns = self.lag_features + [c for m in self.members if m.learner is not None
+                                                for c in m.learner.labels if c not in self.lag_features]
+        self.columns = [[self.features.index(f) for f in m.features] for m in self.members]  # each member's, of `features`
         self.reset()
 
     def reset(self) -> None:
@@ -91,17 +95,16 @@ class StepPredictor(Predictor):
         check_feature_limit(x, self.features, self.feature_limit, lambda i, c: f"test_df row_id {row_id[i]}, column {c!r}")
         date = int(date[0])
         if lags_df is not None:
-            self.lags = LagTable(date, lags_df, self.lag_features + [
-                c for m in self.members if m.learner is not None for c in m.learner.labels if c not in self.lag_features])
+            self.lags = LagTable(date, lags_df, self.lag_columns)
+        lags = self.lags if self.lags is not None and self.lags.date == date else None
         if date != self.day:
             for m in self.members:
                 if m.learner is not None:
-                    m.learner.reveal(date, self.lags if self.lags is not None and self.lags.date == date else None)
+                    m.learner.reveal(date, lags)
             self.day = date
-        lags = self.lags if self.lags is not None and self.lags.date == date else None
         weight = frame_column(test_df, "weight").astype(np.float32)
-        self.member_outputs = [m.predict(date, time_id, symbol, x[:, [self.features.index(f) for f in m.features]], lags, weight)
-                               for m in self.members]
+        self.member_outputs = [m.predict(date, time_id, symbol, x[:, cols], lags, weight)
+                               for m, cols in zip(self.members, self.columns)]
         return self._frame(test_df, row_id, mean_proba(self.member_outputs))
 
     def _frame(self, like, row_id: np.ndarray, pred: np.ndarray):

@@ -422,9 +422,19 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _ints(v, n: int | None = None) -> bool:
-    """Whether `v` is a list of ints (of length `n`)."""
-    return isinstance(v, list) and all(_is_int(x) for x in v) and (n is None or len(v) == n)
+def _ints(v) -> bool:
+    """Whether `v` is a list of ints."""
+    return isinstance(v, list) and all(_is_int(x) for x in v)
+
+
+def concat_ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """starts[0]..stops[0]-1, starts[1]..stops[1]-1, ... as one int64 array (vectorised: each range's
+    offsets plus its start)."""
+    lengths = np.asarray(stops, dtype=np.int64) - starts
+    if len(lengths) == 0:
+        return np.zeros(0, dtype=np.int64)
+    base = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+    return base + np.arange(lengths.sum(), dtype=np.int64)
 
 
 def _dtype_name(v) -> bool:
@@ -773,13 +783,7 @@ class Store:
     def day_rows(self, day_index: np.ndarray) -> np.ndarray:
         """Store row indices of the days with indices `day_index` (ascending), as one int64 array."""
         day_index = np.asarray(day_index, dtype=np.int64)
-        starts, stops = self.day_offsets[day_index], self.day_offsets[day_index + 1]
-        if len(starts) == 0:
-            return np.zeros(0, dtype=np.int64)
-        lengths = stops - starts
-        # Vectorised concatenation of aranges: offsets within each day plus the day's start.
-        base = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
-        return base + np.arange(lengths.sum(), dtype=np.int64)
+        return concat_ranges(self.day_offsets[day_index], self.day_offsets[day_index + 1])
 
     def row_day_index(self) -> np.ndarray:
         """(n_rows,) int32: the day index (0..n_days-1) of every row."""
