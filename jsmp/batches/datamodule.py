@@ -17,7 +17,7 @@ from jsmp.batches.contract import RecipeData, wants_days, wants_windows
 from jsmp.batches.fill import feature_means, fill_source, nan_rows
 from jsmp.batches.labels import Labels
 from jsmp.batches.lags import lag_names, lag_store
-from jsmp.batches.resident import ResidentBatches, ResidentLoader, estimate_bytes, setting, wanted
+from jsmp.batches.resident import ResidentBatches, ResidentDays, ResidentLoader, estimate_bytes, resident, setting, wanted
 from jsmp.batches.rowtable import RowTable
 from jsmp.batches.sampler import BatchIndexSampler
 from jsmp.batches.splits import Split, choose
@@ -168,11 +168,15 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
             jsmp.batches.resident: batches gathered from tensors on the training device).
         window: the windows served to a sequence model (jsmp.inputs.windows.WindowSpec).
         verify: check the store's shard checksums at set-up (one read of the store).
+        days_per_batch: dates per training and validation batch of day samples (data.days_per_batch).
     """
 
     def __init__(self, store: str | os.PathLike, rows: RowsConfig | None = None, loader: LoaderConfig | None = None,
-                 window: WindowSpec | None = None, verify: bool = True):
+                 window: WindowSpec | None = None, verify: bool = True, days_per_batch: int = 1):
+        from jsmp.batches.days import check_days_per_batch
+
         super().__init__()
+        self.days_per_batch = check_days_per_batch(days_per_batch)
         self.rows, self.loader = rows or RowsConfig(), loader or LoaderConfig()
         self.window_cfg = window or WindowSpec()
         if self.rows.fill not in FILLS:
@@ -181,7 +185,7 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
             raise UserError(f"data.batch_size and data.eval_batch_size must be >= 1, "
                             f"got {self.loader.batch_size}, {self.loader.eval_batch_size}")
         self.resident = setting(self.loader.resident)
-        self.held: dict[int, ResidentBatches] = {}  # id(train_set / val_set) -> its resident tensors
+        self.held: dict[int, ResidentBatches | ResidentDays] = {}  # id(train_set / val_set) -> its resident tensors
         self.store_path, self.verify = Path(store), verify
         self.window: WindowSpec | None = None  # set by connect() for sequence models
         self.day_model: str | None = None  # set by connect() for a model of day samples: its class name
@@ -202,9 +206,6 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
             from jsmp.batches.days import check_days
 
             check_days(store, self.day_model)
-            if self.resident == "true":
-                log.warning("data.resident=true: day samples (model %s) are gathered from the memory-mapped store; "
-                            "no resident path for them yet", self.day_model)
         if self.verify:
             store.verify()
         r = self.rows
@@ -311,7 +312,7 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         sampler = BatchIndexSampler(len(dataset), batch_size, shuffle and not overfit, seed=cfg.seed, rank=rank,
                                     world_size=world, block=block)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        if self.day_model is None and wanted(self.resident, device, estimate_bytes(dataset)):
+        if wanted(self.resident, device, estimate_bytes(dataset)):
             return ResidentLoader(self.resident_batches(dataset, device), sampler)
         # Pinned host memory lets Lightning copy batches to a CUDA device without blocking.
         on_cuda = device.type == "cuda"
@@ -320,11 +321,11 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=whole_batch, num_workers=cfg.num_workers,
                           pin_memory=cfg.pin_memory or on_cuda, persistent_workers=cfg.num_workers > 0)
 
-    def resident_batches(self, dataset: RowBatches, device: torch.device) -> ResidentBatches:
+    def resident_batches(self, dataset: RowBatches, device: torch.device) -> ResidentBatches | ResidentDays:
         """`dataset`'s tensors on `device`, built once (data.resident)."""
         held = self.held.get(id(dataset))
         if held is None or held.device != device:
-            held = self.held[id(dataset)] = ResidentBatches(dataset, device)
+            held = self.held[id(dataset)] = resident(dataset, device)
             log.info("data.resident: %d rows' batches held on %s (%.1f MB)", len(held), device, held.nbytes / 2**20)
         return held
 
@@ -335,10 +336,8 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         return self._loader(self.val_set, self.day_batch() or self.eval_rows_per_batch(), shuffle=False)
 
     def day_batch(self) -> int | None:
-        """Dates per batch of day samples (jsmp.batches.days.DAYS_PER_BATCH); None for rows and windows."""
-        from jsmp.batches.days import DAYS_PER_BATCH
-
-        return DAYS_PER_BATCH if self.day_model is not None else None
+        """Dates per batch of day samples (data.days_per_batch); None for rows and windows."""
+        return self.days_per_batch if self.day_model is not None else None
 
     def eval_rows_per_batch(self) -> int:
         """`eval_batch_size`, lowered for windows so a batch's x (B, W, F) float32 stays under

@@ -1,7 +1,8 @@
 """Device-resident batches (`data.resident`): a split's filled features, labels and per-row fields
 held as tensors on the training device, each batch gathered there by tensor indexing: no DataLoader
 worker, no host copy of the data per step. The batches equal the memory-mapped path's
-(jsmp.batches.datamodule.RowBatches / WindowBatches) for the same seed and epoch.
+(jsmp.batches.datamodule.RowBatches / WindowBatches, jsmp.batches.days.DayBatches: ResidentDays)
+for the same seed and epoch.
 
 Under DDP each rank holds its own copy of its split (every rank samples its share from all of it).
 """
@@ -108,6 +109,52 @@ class ResidentBatches:
         return batch
 
 
+class ResidentDays:
+    """The day samples of `dataset` (a jsmp.batches.days.DayBatches) from tensors on `device`.
+
+    Holds the split's rows' filled features (R + 1, F [+ L]) float32 and their y (R + 1, K), sample_weight
+    and weight (R + 1,) (row R: zeros, which absent cells read), each row's cell t * N + n in its date's
+    grid (R,) and the dates' row offsets (D + 1,). A batch's cells are found by the memory-mapped path's
+    index arithmetic (jsmp.batches.days.day_cells) and every grid is one index_select of its rows.
+    `self[positions]` ((B,) int64 tensor on `device`) -> the same batch dict as `dataset[positions]`.
+    """
+
+    def __init__(self, dataset, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        cols = dataset.table.take(np.arange(len(dataset.rows)))
+        n, K = len(dataset.rows), dataset.n_targets
+        self.T, self.N, self.K, self.absent = dataset.n_times, dataset.n_groups, K, n
+        sample_weight = cols["sample_weight"] if dataset.sample_weight else np.ones(n, np.float32)
+        x = dataset.features(cols["row"].astype(np.int64), cols["has_nan"])
+        columns = {"x": x, "y": cols["y"].astype(np.float32).reshape(n, K), "sample_weight": sample_weight,
+                   "weight": cols["weight"]}
+        self.columns = {k: self.put(np.concatenate([v, np.zeros((1, *v.shape[1:]), v.dtype)])) for k, v in columns.items()}
+        self.cell = self.put(cols["t"].astype(np.int64) * self.N + cols["n"])
+        self.starts, self.days = self.put(dataset.starts), self.put(dataset.days)
+        self.time = self.put(dataset.time)
+
+    put = ResidentBatches.put
+
+    @property
+    def nbytes(self) -> int:
+        tensors = [*self.columns.values(), self.cell, self.starts, self.days]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+    def __getitem__(self, positions: torch.Tensor) -> dict[str, torch.Tensor]:
+        from jsmp.batches.days import day_cells
+
+        B, T, N = len(positions), self.T, self.N
+        pos, sample = day_cells(self.starts, positions)
+        index = torch.full((B * T * N,), self.absent, dtype=torch.int64, device=self.device)
+        index[sample * (T * N) + self.cell[pos]] = pos  # each cell's split row; absent cells read the zero row
+        grid = {k: v.index_select(0, index).view(B, T, N, *v.shape[1:]) for k, v in self.columns.items()}
+        return {"x": grid.pop("x"), "mask": (index < self.absent).view(B, T, N), "time": self.time.expand(B, T).clone(),
+                **grid, "day": self.days.index_select(0, positions)}
+
+
 class ResidentLoader:
     """The loader of resident batches: iterates `data`'s batches in `batch_sampler`'s order (the
     memory-mapped DataLoader's), the epoch's positions copied to the device in one go."""
@@ -125,6 +172,13 @@ class ResidentLoader:
         flat = torch.from_numpy(np.concatenate(batches)).to(self.data.device)
         for positions in flat.split([len(b) for b in batches]):
             yield self.data[positions]
+
+
+def resident(dataset, device: torch.device) -> ResidentBatches | ResidentDays:
+    """`dataset`'s resident tensors on `device`: ResidentDays for day samples, else ResidentBatches."""
+    from jsmp.batches.days import DayBatches  # (days.py builds on the datamodule, which imports this module)
+
+    return (ResidentDays if isinstance(dataset, DayBatches) else ResidentBatches)(dataset, device)
 
 
 def estimate_bytes(dataset) -> int:

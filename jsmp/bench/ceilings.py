@@ -68,6 +68,7 @@ def rtmdf_main(args: argparse.Namespace) -> int:
     print(f"  {'given':<52} {'R²':>8} {'with lags':>10}  of the ideal")
     for name, label in RTMDF_LABELS.items():
         print(f"  {label:<52} {c[name]:>8.4f} {c[name + '_lags']:>10.4f}  {c[name] / c['ideal']:.2f}")
+    print(f"  {'ideal, each date afresh (a day sample: model=axial)':<52} {c['day']:>8.4f} {'':>10}  {c['day'] / c['ideal']:.2f}")
     return 0
 
 

@@ -1,15 +1,16 @@
 """`python -m jsmp.bench days`: day-sample gather throughput vs a raw Store.gather of the same rows.
 
 Rows/s of the day-sample train DataLoader (jsmp.batches.days.DayBatches: a date's rows by index
-arithmetic, one gather with the NaN fill, the scatter into the (T, N, F) grid, mask, targets and
-weights, tensors) against a raw Store.gather (no fill) of the same store rows, on a synthetic
-2024-layout store (jsmp.data.synthetic_rtmdf: --times time_ids x --symbols instruments entering and
-leaving, 79 features; --days dates, 1,700 for the real size). Like for like: no lag features, mean
-fill. The same dates, the same memmap, measured alternately; best of `--repeat`. Also printed: the
-grid's density (present cells / (T x N) over the timed dates: a sample writes x for every cell, the
-raw gather only for the present rows), the process's peak anonymous memory (its heap, sampled every
-20 ms from set-up on: jsmp.bench.rtmdf.PeakAnon) and its peak RSS (which also counts the store pages
-it mapped, and the store's generation on a first run). Target: day samples / raw >= 0.75.
+arithmetic, copied with the NaN fill straight into their cells of the (T, N, F) grid and the absent
+cells zeroed in one compiled pass, mask, targets and weights, tensors) against a raw Store.gather
+(no fill) of the same store rows, on a synthetic 2024-layout store (jsmp.data.synthetic_rtmdf: --times
+time_ids x --symbols instruments entering and leaving, 79 features; --days dates, 1,700 for the real
+size). Like for like: no lag features, mean fill. The same dates, the same memmap, measured
+alternately; best of `--repeat`. Also printed: the grid's density (present cells / (T x N) over the
+timed dates: a sample writes x for every cell, the raw gather only for the present rows), the
+process's peak anonymous memory (its heap, sampled every 20 ms from set-up on: jsmp.bench.rtmdf.PeakAnon)
+and its peak RSS (which also counts the store pages it mapped, and the store's generation on a first
+run). Target: day samples / raw >= 0.75.
 """
 
 from __future__ import annotations

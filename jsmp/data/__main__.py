@@ -139,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--drift", type=float, help="rtmdf: radians per date the features' relation to the target turns "
                                                f"(default {rtmdf.drift:g}: stationary; 0.01: the online-learning demo; docs/rtmdf-data.md)")
     s.add_argument("--market", type=float, help="rtmdf: mean loading on a market factor shared by all instruments, in [0, 1) "
-                                                f"(default {rtmdf.market:g}: independent instruments; docs/rtmdf-data.md)")
+                                                f"(default {rtmdf.market:g}; 0: independent instruments; docs/rtmdf-data.md)")
     s.add_argument("--sectors", type=int, help=f"rtmdf: sector factors (default {rtmdf.sectors})")
     s.add_argument("--seed", type=int, help=f"generator seed (default {jsmp.seed}; rtmdf: {rtmdf.seed})")
     s.add_argument("--test-layout", action="store_true", help="jsmp --out: without resp columns, as example_test.csv")

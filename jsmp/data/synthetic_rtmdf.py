@@ -85,15 +85,15 @@ PARTITIONS = 10  # train.parquet partitions write_parquet writes by default (the
 class RtmdfSpec:
     """A synthetic data set: `days` dates of up to `times` time_ids, `symbols` instruments over the whole set;
     `drift` radians per date by which the features' loadings on z turn (0: a stationary relation); `market` the
-    mean loading of each instrument's z on a market factor shared by all, `sectors` how many sector factors
-    (instrument i in sector i % sectors; 0, 0: independent instruments, the data of before)."""
+    mean loading of each instrument's z on a market factor shared by all (0.7 by default), `sectors` how many sector
+    factors (instrument i in sector i % sectors; market=0, sectors=0: independent instruments, the data of before)."""
 
     days: int = 200
     times: int = 60
     symbols: int = 20
     seed: int = 0
     drift: float = 0.0
-    market: float = 0.0
+    market: float = 0.7  # the default data rewards looking across instruments (docs/rtmdf-data.md); 0: the data of before
     sectors: int = 0
 
     def __post_init__(self):
@@ -420,7 +420,8 @@ def ceilings(spec: RtmdfSpec, val_frac: float = 0.2) -> dict[str, float]:
     = `instrument` without factors); each `*_lags` given also every earlier date's responders (what lag
     features reveal; `row_lags`: its instrument's). `frozen`: the ideal filter believing, on every date, the
     loadings averaged over the dates before validation (what one fit over those dates learns, then frozen;
-    `ideal` without drift)."""
+    `ideal` without drift). `day`: the ideal filter started afresh at each date's first time step, as a day
+    sample starts a model (jsmp.batches.days): the ceiling of a day model without lags."""
     from jsmp.metrics import r2_score  # (torch: not for generating)
 
     first = spec.days - max(1, round(val_frac * spec.days))
@@ -441,7 +442,8 @@ def ceilings(spec: RtmdfSpec, val_frac: float = 0.2) -> dict[str, float]:
         means = {"row": b / (1 + p), "row_lags": (mean / var + b) / (1 / var + p),
                  **{k: f.run_date(*key, b, p, times) for k, f in filters.items()},
                  **{f"{k}_lags": f.copy().run_date(*key, b, p, times) for k, f in lagged.items()},
-                 "frozen": frozen.run_date(*key, *feature_evidence(day["x"], scales, frozen_loadings), times)}
+                 "frozen": frozen.run_date(*key, *feature_evidence(day["x"], scales, frozen_loadings), times),
+                 "day": filter_state(spec, joint=True).run_date(*key, b, p, times)}
         for f in lagged.values():
             f.run_date(*key, b + by, p + py, times)  # the date's responders, revealed after it
         told.run_date(*key, by, py, times)
@@ -449,7 +451,7 @@ def ceilings(spec: RtmdfSpec, val_frac: float = 0.2) -> dict[str, float]:
             for k, v in (("y", day[RESPONDERS[TARGET]]), ("weight", day["weight"]), *means.items()):
                 parts.setdefault(k, []).append(v)
     v = {k: np.concatenate(a) for k, a in parts.items()}
-    names = [*CEILINGS, *(f"{k}_lags" for k in CEILINGS), "frozen"]
+    names = [*CEILINGS, *(f"{k}_lags" for k in CEILINGS), "frozen", "day"]
     return {"rows": len(v["y"]), **{k: r2_score(v["y"], beta * v[k], v["weight"]) for k in names}}
 
 

@@ -2,14 +2,14 @@
 the instruments present at each time step, stacked (the 2024 first place's family, docs/models.md#axial).
 
 Input: a day sample (docs/rtmdf.md, jsmp.batches): x (B, T, N, F), time of day (B, T) in [0, 1) and the
-presence mask (B, T, N); outputs (B, T, N, n_targets), 0 at absent cells.
+presence mask (B, T, N); outputs (B, T, N, n_targets), 0 at absent cells. DayModel, their base (the inputs, the
+loss, validation, stepping for serving), is shared with jsmp.models.day_gru.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from jsmp.errors import UserError
 from jsmp.models.base import TradeModule
@@ -34,17 +34,18 @@ def present_first(mask: torch.Tensor) -> torch.Tensor:
 
 
 def gru_over_present(gru: nn.GRU, seq: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-    """`gru` along each row of seq (S, T, H) reading only its present steps (mask (S, T)), from state h0 (H,)
-    before its first one -> (S, T, H), 0 at absent steps: a row's state skips its absent steps unchanged."""
-    S, T, H = seq.shape
-    state = h0.expand(1, S, H).contiguous()
+    """`gru` along each row of seq (S, T, C) reading only its present steps (mask (S, T)), from state h0 (H,),
+    or (layers, H) for a stacked GRU, before its first one -> (S, T, H), 0 at absent steps: a row's state
+    skips its absent steps unchanged."""
+    S, T, C = seq.shape
+    state = h0.reshape(-1, 1, h0.shape[-1]).expand(-1, S, -1).contiguous()
     if bool(mask.all()):
         return gru(seq, state)[0]
-    order = present_first(mask)[..., None].expand(S, T, H)
-    lengths = mask.sum(1).clamp_min(1).cpu()  # a row with no present step reads one (masked) step, then is zeroed
-    packed = pack_padded_sequence(seq.gather(1, order), lengths, batch_first=True, enforce_sorted=False)
-    out = pad_packed_sequence(gru(packed, state)[0], batch_first=True, total_length=T)[0]
-    return torch.zeros_like(out).scatter(1, order, out) * mask[..., None]
+    order = present_first(mask)[..., None]
+    # the GRU is causal, so a row's outputs at its present steps (packed first) never read the absent tail after
+    # them: no packing needed (pack_padded_sequence's backward on CPU grows with T², 25x slower at T = 968)
+    out = gru(seq.gather(1, order.expand(S, T, C)), state)[0]
+    return torch.zeros_like(out).scatter(1, order.expand_as(out), out) * mask[..., None]
 
 
 class AxialLayer(nn.Module):
@@ -82,39 +83,51 @@ class AxialLayer(nn.Module):
         return self.norm_cross(h + self.drop(a[0])), new[0]
 
 
-class Axial(TradeModule):
-    """Day samples -> outputs (B, T, N, n_targets): each cell's predictions of the targets (0 where absent).
+class DayModel(TradeModule):
+    """Day samples -> outputs (B, T, N, n_targets): each cell's predictions of the targets (0 where absent); the
+    base of the models that read whole dates (Axial, jsmp.models.day_gru.DayGRU).
 
-    Needs n_features, n_days (and n_targets, optimizer: `**base`, see TradeModule) from the data; the task
-    is regression. `sample = "day"` makes the data serve day samples: x (B, T, N, F), mask (B, T, N),
-    time (B, T), y (B, T, N, K), sample_weight, weight (B, T, N), day (B,). Each cell's features and its
-    time of day are embedded (Linear -> hidden), then `layers` AxialLayers, then a linear head. The output at
-    step t reads no input after t and no absent cell's x.
+    Needs n_days (and n_targets, optimizer: `**base`, see TradeModule) from the data; the task is regression.
+    `sample = "day"` makes the data serve day samples: x (B, T, N, F), mask (B, T, N), time (B, T), y (B, T, N, K),
+    sample_weight, weight (B, T, N), day (B,). Each cell's input is its features and its time of day (F + 1);
+    a subclass's `body` maps the cells to (B, T, N, hidden), reading no later step and no absent cell, and its
+    `head` (Linear hidden -> n_targets) gives the outputs. `body_step` is its one time step for the instruments
+    present, on the per-instrument state (layers, P, hidden) that `initial_state` starts, so that serving
+    (jsmp.predict.days) steps through a date in O(1) per step.
 
-    hidden: width (a multiple of heads); heads: attention heads; dropout: after each sub-layer and on the
-    attention weights. loss: `mse`, the regression task's weighted MSE (train/mse), or `r2`, 1 - each
-    target's weighted zero-mean R², averaged over targets (train/r2_loss); both over the present cells,
-    weighted by sample_weight. Validation scores the present cells as rows (val/r2 as the row models').
+    loss: `mse`, the regression task's weighted MSE (train/mse), or `r2`, 1 - each target's weighted zero-mean
+    R², averaged over targets (train/r2_loss); both over the present cells, weighted by sample_weight.
+    Validation scores the present cells as rows (val/r2 as the row models').
     """
 
     sample = "day"
+    config: str  # how errors name the model: model=NAME
+    head: nn.Linear
 
-    def __init__(self, n_features: int, n_days: int, hidden: int = 64, layers: int = 2, heads: int = 4,
-                 dropout: float = 0.0, loss: str = "mse", task: str = "regression", **base):
+    def __init__(self, n_days: int, hidden: int, layers: int, dropout: float, loss: str, task: str, **base):
         super().__init__(n_days, task=task, **base)
         if task != "regression":
-            raise UserError(f"model=axial predicts the responders' values: it needs data.task=regression, got {task!r}")
-        if hidden < 1 or layers < 1 or heads < 1 or hidden % heads:
-            raise UserError(f"model.hidden, model.layers and model.heads must be >= 1 and hidden a multiple of "
-                            f"heads, got {hidden!r}, {layers!r}, {heads!r}")
+            raise UserError(f"{self.config} predicts the responders' values: it needs data.task=regression, got {task!r}")
+        if hidden < 1 or layers < 1:
+            raise UserError(f"model.hidden and model.layers must be >= 1, got {hidden!r}, {layers!r}")
         if not 0 <= dropout < 1:
             raise UserError(f"model.dropout must be in [0, 1), got {dropout!r}")
         if loss not in LOSSES:
             raise UserError(f"model.loss must be one of {list(LOSSES)}, got {loss!r}")
         self.loss_kind = loss
-        self.embed = nn.Linear(n_features + 1, hidden)  # the features and the time of day
-        self.blocks = nn.ModuleList(AxialLayer(hidden, heads, dropout) for _ in range(layers))
-        self.head = nn.Linear(hidden, self.n_targets)
+
+    def body(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cells z (B, T, N, F + 1), 0 where absent, mask (B, T, N) bool -> (B, T, N, hidden)."""
+        raise NotImplementedError
+
+    def body_step(self, z: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step of body() for the P instruments present: z (P, F + 1), their states (layers, P, hidden)
+        -> ((P, hidden), their new states)."""
+        raise NotImplementedError
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        """(layers, n, hidden): the state of n instrument slots before their first step of a date."""
+        raise NotImplementedError
 
     def inputs(self, batch: dict) -> tuple:
         return batch["x"], batch["time"], batch["mask"]
@@ -124,30 +137,26 @@ class Axial(TradeModule):
         mask = mask.bool()
         x = x.masked_fill(~mask[..., None], 0.0)  # an absent cell's x is never read (NaN included)
         t = time[:, :, None, None].expand(*x.shape[:3], 1).to(x.dtype)
-        h = self.embed(torch.cat([x, t], dim=-1))
-        for block in self.blocks:
-            h = block(h, mask)
-        return self.head(h) * mask[..., None]
-
-    def initial_state(self, n: int) -> torch.Tensor:
-        """(layers, n, hidden): the state of n instrument slots before their first step of a date (each layer's h0)."""
-        return torch.stack([block.h0.detach().expand(n, -1) for block in self.blocks]).clone()
+        return self.head(self.body(torch.cat([x, t], dim=-1), mask)) * mask[..., None]
 
     def step(self, x: torch.Tensor, time: torch.Tensor | float, present: torch.Tensor,
              state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step of forward() for n instrument slots, O(1) in the date's length: x (n, F), time of day
         (n,) or a scalar, present (n,) bool, state (layers, n, hidden) (initial_state, then each step's) ->
-        (outputs (n, n_targets), 0 where absent; the new state). Only the present slots' GRU states advance
-        (an absent one keeps its own); attention reads the present slots only."""
+        (outputs (n, n_targets), 0 where absent; the new state). Only the present slots' states advance (an
+        absent one keeps its own)."""
         present = present.bool()
+        if bool(present.all()):  # no slot to leave out
+            t = torch.as_tensor(time, dtype=x.dtype, device=x.device).expand(len(x), 1)
+            h, state = self.body_step(torch.cat([x, t], dim=-1), state)
+            return self.head(h), state
         out = torch.zeros(len(x), self.n_targets, dtype=x.dtype, device=x.device)
         if not bool(present.any()):
             return out, state
         t = torch.as_tensor(time, dtype=x.dtype, device=x.device).expand(len(x))[present, None]
-        h = self.embed(torch.cat([x[present], t], dim=-1))
+        h, new = self.body_step(torch.cat([x[present], t], dim=-1), state[:, present])
         state = state.clone()
-        for layer, block in enumerate(self.blocks):
-            h, state[layer, present] = block.step(h, state[layer, present])
+        state[:, present] = new
         out[present] = self.head(h)
         return out, state
 
@@ -172,3 +181,40 @@ class Axial(TradeModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.task.validate(self, self.logits(batch), self.rows(batch))
+
+
+class Axial(DayModel):
+    """The axial model (model=axial), a DayModel: each cell's features and its time of day are embedded
+    (Linear -> hidden), then `layers` AxialLayers. The output at step t reads no input after t and no absent
+    cell's x. Needs n_features from the data.
+
+    hidden: width (a multiple of heads); heads: attention heads; dropout: after each sub-layer and on the
+    attention weights; loss: as DayModel's.
+    """
+
+    config = "model=axial"
+
+    def __init__(self, n_features: int, n_days: int, hidden: int = 64, layers: int = 2, heads: int = 4,
+                 dropout: float = 0.0, loss: str = "mse", task: str = "regression", **base):
+        super().__init__(n_days, hidden, layers, dropout, loss, task, **base)
+        if heads < 1 or hidden % heads:
+            raise UserError(f"model.heads must be >= 1 and model.hidden a multiple of it, got {hidden!r}, {heads!r}")
+        self.embed = nn.Linear(n_features + 1, hidden)  # the features and the time of day
+        self.blocks = nn.ModuleList(AxialLayer(hidden, heads, dropout) for _ in range(layers))
+        self.head = nn.Linear(hidden, self.n_targets)
+
+    def body(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.embed(z)
+        for block in self.blocks:
+            h = block(h, mask)
+        return h
+
+    def body_step(self, z: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, new = self.embed(z), torch.empty_like(state)
+        for layer, block in enumerate(self.blocks):
+            h, new[layer] = block.step(h, state[layer])
+        return h, new
+
+    def initial_state(self, n: int) -> torch.Tensor:
+        """(layers, n, hidden): each layer's h0 for each of n slots."""
+        return torch.stack([block.h0.detach().expand(n, -1) for block in self.blocks]).clone()

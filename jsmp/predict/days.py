@@ -3,7 +3,8 @@ from one step to the next (docs/inference.md): each step's rows are filled as tr
 (jsmp.inputs.state.OnlineState, no window), lags looked up as jsmp.predict.grouped looks them up, and
 the model's `step` advances one slot per instrument (symbol_id). A new date starts every slot afresh,
 as a day sample starts each date; a time_id's time of day is its rank in the run's time grid
-(spec.time_ids) over the grid's length, as jsmp.batches.days lays a date out.
+(spec.time_ids) over the grid's length, as jsmp.batches.days lays a date out. With online learning a
+DayLearner keeps each step's filled inputs: the day sample served, fine-tuned on once its answers arrive.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from jsmp.inputs.daygrid import time_of_day
 from jsmp.inputs.state import OnlineState
 from jsmp.predict.grouped import LagTable
 from jsmp.predict.model import OpenRun
-from jsmp.predict.online import OnlineConfig
+from jsmp.predict.online import DayLearner, OnlineConfig
 
 
 def day_sample_rows(model, days: DayBatches) -> tuple[np.ndarray, ...]:
@@ -39,18 +40,15 @@ def day_sample_rows(model, days: DayBatches) -> tuple[np.ndarray, ...]:
 
 class DayMember:
     """One day run's model with its inputs (preprocess.json), per-instrument fill state and per-instrument
-    model state (model.initial_state / model.step: (layers, slots, hidden)); GroupedMember's interface.
+    model state (model.initial_state / model.step: (layers, slots, hidden)) and, with `online`, its
+    DayLearner (on the spec's targets); GroupedMember's interface.
 
     `features`: the store features it reads from test_df; `lags`: its lag features, from lags_df."""
 
-    learner = None  # online learning of day runs (whole-date fine-tuning) is not built: refused below
     window = None
 
     def __init__(self, run: OpenRun, online: OnlineConfig | None = None):
         self.run_dir, self.checkpoint, self.prep, self.model = run.run_dir, run.checkpoint, run.spec, run.model
-        if online is not None:
-            raise UserError(f"{self.run_dir}: online learning of a run trained on whole dates (day samples) is not built "
-                            f"yet; serve it without online learning")
         if self.prep.time_ids is None:
             raise UserError(f"{self.run_dir / 'preprocess.json'}: a day-sample run without its time grid (time_ids; "
                             f"trained before serving recorded it): retrain it to serve it")
@@ -59,6 +57,7 @@ class DayMember:
             raise UserError(f"{self.run_dir / 'preprocess.json'}: {len(self.targets)} targets but the model has "
                             f"{self.model.n_targets} outputs")
         self.time_ids = np.asarray(self.prep.time_ids, np.int64)
+        self.learner = None if online is None else DayLearner(self.model, self.targets, online, len(self.time_ids))
         self.fill = OnlineState(self.prep)
         self.reset()
 
@@ -73,13 +72,13 @@ class DayMember:
     def name(self) -> str:
         return self.run_dir.name
 
-    def time_of_day(self, time_id: int) -> float:
-        """A time_id's time of day: its rank in the time grid / the grid's length (float32, as DayBatches' `time`)."""
+    def rank(self, time_id: int) -> int:
+        """A time_id's time step: its rank in the time grid (a time_id off the grid is one line)."""
         rank = int(np.searchsorted(self.time_ids, time_id))
         if rank == len(self.time_ids) or self.time_ids[rank] != time_id:
             raise UserError(f"test_df: time_id {time_id} is not in the time grid run {self.run_dir} was trained on "
                             f"({len(self.time_ids)} time_ids, {self.time_ids[0]} to {self.time_ids[-1]})")
-        return float(time_of_day(rank, len(self.time_ids)))
+        return rank
 
     def slots(self, symbol: np.ndarray) -> np.ndarray:
         """(n,) int64 each symbol's slot, new ones added with the model's initial state."""
@@ -94,11 +93,14 @@ class DayMember:
                 weight: np.ndarray) -> np.ndarray:
         """(n,) float32 predictions of target 0 for one time step's rows (one time_id, distinct symbols): raw
         store features x (n, F) in this member's order; lag features from `lags` (None: all missing)."""
-        time = self.time_of_day(int(time_id[0]))
+        rank = self.rank(int(time_id[0]))
+        time = float(time_of_day(rank, len(self.time_ids)))  # as DayBatches' `time`
         if date != self.date:  # a day sample starts every instrument afresh
             self.date, self.slot, self.state = date, {}, self.model.initial_state(0)
         lag = lags(time_id, symbol, self.lags) if lags is not None else np.full((len(x), len(self.lags)), np.nan, np.float32)
         filled = self.fill.inputs(date, symbol, np.concatenate([x, lag], axis=1))["x"]
+        if self.learner is not None:
+            self.learner.keep(date, rank, time_id, symbol, filled, weight)
         with torch.inference_mode():
             slot = self.slots(symbol)
             inputs = torch.zeros(len(self.slot), filled.shape[1])

@@ -23,17 +23,51 @@ from jsmp.predict.online import Learner, OnlineConfig
 KEYS = ["date_id", "time_id", "symbol_id"]  # a test row's keys (besides row_id, weight, is_scored)
 
 
+def is_polars(df) -> bool:
+    return type(df).__module__.startswith("polars")
+
+
 def frame_matrix(df, names: list[str]) -> np.ndarray:
     """(n, len(names)) float32 of a pandas or polars frame's columns (nulls -> NaN)."""
     if not names:  # polars selects no rows with no columns (a run trained with data.lags=false)
         return np.empty((len(df), 0), np.float32)
-    if type(df).__module__.startswith("polars"):
+    if is_polars(df):
         return df.select(names).to_numpy().astype(np.float32)
     return df[names].to_numpy(dtype=np.float32, na_value=np.nan)
 
 
 def frame_column(df, name: str) -> np.ndarray:
     return np.asarray(df[name].to_numpy())
+
+
+class FrameColumns:
+    """The reading of `names` from test frames whose column layout rarely changes (the API hands each time step
+    a frame of the same columns): `matrix(df)` is frame_matrix(df, names); `required` (names among them) are
+    checked (require_columns, naming `what`) and the names located once per layout. A pandas frame whose
+    columns all convert to float32 is converted whole (one block copy, ~10 us for a time step) and the names
+    taken by position: the same values as frame_matrix, which selects a sub-frame (~0.5 ms)."""
+
+    def __init__(self, names: list[str], required: list[str], what: str):
+        self.names, self.required, self.what = names, required, what
+        self.layout: tuple[bool, list] | None = None  # (polars, the columns) of the last frame
+
+    def check(self, df) -> None:
+        """A one-line UserError when `df` lacks a required column (checked when its layout is new)."""
+        polars = is_polars(df)
+        columns = list(df.columns) if polars else df.columns.tolist()
+        if (polars, columns) != self.layout:
+            require_columns(columns, self.required, self.what)
+            self.layout, self.at = (polars, columns), [columns.index(c) for c in self.names]
+            self.whole = not polars and len(set(columns)) == len(columns)
+
+    def matrix(self, df) -> np.ndarray:
+        """(n, len(names)) float32 of df's columns `names` (nulls -> NaN); check(df) first."""
+        if self.whole:
+            try:
+                return df.to_numpy(dtype=np.float32, na_value=np.nan)[:, self.at]
+            except (TypeError, ValueError):  # a column that is not numeric (text, say): select the names
+                self.whole = False
+        return frame_matrix(df, self.names)
 
 
 def row_ids(df) -> np.ndarray:
@@ -61,14 +95,15 @@ class LagTable:
     came with. Its date_id column, when it has one, must be that date (the date served, as the API labels lags)."""
 
     def __init__(self, date: int, lags_df, names: list[str]):
-        require_columns(lags_df.columns, ["time_id", "symbol_id", *names], "lags_df")
+        columns = FrameColumns(names, ["time_id", "symbol_id", *names], "lags_df")
+        columns.check(lags_df)
         if "date_id" in lags_df.columns and (other := frame_column(lags_df, "date_id") != date).any():
             raise UserError(f"lags_df: date_id {frame_column(lags_df, 'date_id')[other][0]} handed with test_df's date_id {date}; "
                             f"expected the lags of date_id {date} (the previous date's responders, labelled with the date served)")
         self.date, self.names = date, names
         symbol = np.asarray(frame_column(lags_df, "symbol_id"), np.int64)
         check_symbols(symbol, lambda i: f"lags_df row {i}")
-        self.index, self.values = KeyIndex(frame_column(lags_df, "time_id"), symbol), frame_matrix(lags_df, names)
+        self.index, self.values = KeyIndex(frame_column(lags_df, "time_id"), symbol), columns.matrix(lags_df)
 
     def __call__(self, time_id: np.ndarray, symbol: np.ndarray, names: list[str]) -> np.ndarray:
         """(n, len(names)) float32 values of the rows (time_id, symbol) (n,), NaN where absent."""

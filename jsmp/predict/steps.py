@@ -8,10 +8,9 @@ import numpy as np
 
 from jsmp.data.checks import check_feature_limit
 from jsmp.errors import UserError
-from jsmp.inputs.columns import require_columns
 from jsmp.inputs.spec import InputSpec
 from jsmp.predict.days import DayMember
-from jsmp.predict.grouped import KEYS, GroupedMember, LagTable, check_symbols, frame_column, frame_matrix, row_ids
+from jsmp.predict.grouped import KEYS, FrameColumns, GroupedMember, LagTable, check_symbols, frame_column, is_polars, row_ids
 from jsmp.predict.model import OpenRun
 from jsmp.predict.online import OnlineConfig
 from jsmp.predict.predictor import Predictor, mean_proba
@@ -49,6 +48,8 @@ class StepPredictor(Predictor):
         self.lag_columns = self.lag_features + [c for m in self.members if m.learner is not None
                                                 for c in m.learner.labels if c not in self.lag_features]
         self.columns = [[self.features.index(f) for f in m.features] for m in self.members]  # each member's, of `features`
+        self.test_columns = FrameColumns(self.features, ["row_id", *KEYS, "weight", *self.features], "test_df")
+        self.output_columns = None  # the output frame's column names, made once (pandas' Index of str costs ~50 us)
         self.reset()
 
     def reset(self) -> None:
@@ -75,23 +76,23 @@ class StepPredictor(Predictor):
         as lag features until the date ends, and, with online learning, label the rows served on the
         previous date, on which each model is fine-tuned before this step is served.
         """
-        require_columns(test_df.columns, ["row_id", *KEYS, "weight", *self.features], "test_df")
+        self.test_columns.check(test_df)
         n = len(test_df)
-        date = np.unique(frame_column(test_df, "date_id"))
+        date = frame_column(test_df, "date_id")
         time_id = np.asarray(frame_column(test_df, "time_id"), np.int64)
         symbol = np.asarray(frame_column(test_df, "symbol_id"), np.int64)
-        if len(date) > 1 or len(np.unique(time_id)) > 1:
-            raise UserError(f"test_df: expected the rows of one date_id and time_id, got date_id {date.tolist()[:5]} "
+        if n and ((date != date[0]).any() or (time_id != time_id[0]).any()):
+            raise UserError(f"test_df: expected the rows of one date_id and time_id, got date_id {np.unique(date).tolist()[:5]} "
                             f"and time_id {np.unique(time_id).tolist()[:5]}")
-        values, counts = np.unique(symbol, return_counts=True)
-        if (counts > 1).any():
-            raise UserError(f"test_df: symbol_id {int(values[counts > 1][0])} appears more than once at one time step")
+        ordered = np.sort(symbol)
+        if (twice := ordered[1:] == ordered[:-1]).any():
+            raise UserError(f"test_df: symbol_id {int(ordered[1:][twice][0])} appears more than once at one time step")
         row_id = row_ids(test_df)
         if n == 0:
             self.member_outputs = [np.empty(0, np.float32) for _ in self.members]
             return self._frame(test_df, row_id, np.empty(0, np.float32))
         check_symbols(symbol, lambda i: f"test_df row_id {row_id[i]}")
-        x = frame_matrix(test_df, self.features)
+        x = self.test_columns.matrix(test_df)
         check_feature_limit(x, self.features, self.feature_limit, lambda i, c: f"test_df row_id {row_id[i]}, column {c!r}")
         date = int(date[0])
         if lags_df is not None:
@@ -109,10 +110,14 @@ class StepPredictor(Predictor):
 
     def _frame(self, like, row_id: np.ndarray, pred: np.ndarray):
         """row_id, `target` as a frame of `like`'s kind (polars imported only when given one)."""
-        if type(like).__module__.startswith("polars"):
+        if is_polars(like):
             import polars as pl
 
             return pl.DataFrame({"row_id": row_id, self.target: pred})
         import pandas as pd
 
-        return pd.DataFrame({"row_id": row_id, self.target: pred})
+        if self.output_columns is None:
+            self.output_columns = pd.Index(["row_id", self.target])
+        out = pd.DataFrame({0: row_id.copy(), 1: pred}, copy=False)  # row_id may be a view of test_df's
+        out.columns = self.output_columns
+        return out

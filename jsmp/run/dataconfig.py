@@ -90,7 +90,8 @@ class RtmdfSyntheticConfig:
     drift: float = RtmdfSpec.drift
     """Radians per date by which the features' relation to the target turns (docs/rtmdf-data.md); 0: stationary."""
     market: float = RtmdfSpec.market
-    """Mean loading of each instrument's state on a market factor shared by all, in [0, 1); 0: independent instruments."""
+    """Mean loading of each instrument's state on a market factor shared by all, in [0, 1); 0: independent instruments
+    (the default data before the market factor, byte for byte)."""
     sectors: int = RtmdfSpec.sectors
     """Sector factors (instrument i in sector i % sectors); 0: none."""
 
@@ -128,6 +129,9 @@ class RtmdfDataConfig(JsmpDataConfig):
 
     synthetic: RtmdfSyntheticConfig = field(default_factory=RtmdfSyntheticConfig)
     """The default synthetic store's generator settings."""
+    days_per_batch: int = 1
+    """Dates per training and validation batch of day samples (a model with `sample = "day"`, e.g. model=axial;
+    jsmp.batches.days); data.batch_size counts rows and serves the other models."""
 
 
 @dataclass
@@ -173,4 +177,5 @@ def jsmp_data(**settings) -> JsmpDataModule:
         write_synthetic(synth_spec(asdict(cfg.synthetic)), store)
     rows = RowsConfig(**{f.name: getattr(cfg, f.name) for f in fields(RowsConfig)})
     loader = LoaderConfig(**{f.name: getattr(cfg, f.name) for f in fields(LoaderConfig)})
-    return JsmpDataModule(store, rows, loader, cfg.window, cfg.verify)
+    days = {"days_per_batch": cfg.days_per_batch} if isinstance(cfg, RtmdfDataConfig) else {}
+    return JsmpDataModule(store, rows, loader, cfg.window, cfg.verify, **days)

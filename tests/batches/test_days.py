@@ -129,3 +129,86 @@ def test_the_benchmark_runs_on_a_small_store(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "a sample T=20 x N=6 x F=" in out
     assert re.search(r"^\s+\d+\s+\d+\s+[\d.]+\s+>=0.75\s+[\d.]+\s+\d+\s+\d+\s+(ok|MISSED)$", out, re.M), out
+
+
+def reference_batch(day_set, row_set, positions):
+    """The day samples of `positions` built the plain way: zero grids, each row's cell set from the row batch."""
+    store, T, N = day_set.store, day_set.n_times, day_set.n_groups
+    B, want = len(positions), row_set[np.arange(len(row_set))]
+    out = {"x": np.zeros((B, T, N, want["x"].shape[1]), np.float32), "mask": np.zeros((B, T, N), bool),
+           "y": np.zeros((B, T, N, day_set.n_targets), np.float32), "sample_weight": np.zeros((B, T, N), np.float32),
+           "weight": np.zeros((B, T, N), np.float32)}
+    for b, d in enumerate(day_set.days[positions]):
+        own = np.flatnonzero(store.row_day_index()[row_set.rows] == d)
+        t, n = grid_of(store, row_set.rows[own])
+        out["mask"][b, t, n] = True
+        out["x"][b, t, n] = want["x"].numpy()[own]
+        out["y"][b, t, n] = want["y"].numpy()[own].reshape(len(own), -1)
+        out["sample_weight"][b, t, n] = want["sample_weight"].numpy()[own]
+        out["weight"][b, t, n] = store.side("weight")[row_set.rows[own]]
+    return out
+
+
+@pytest.mark.parametrize("symbols", [6, 1])  # 6: instruments entering and leaving; 1: the later dates complete
+def test_batches_of_several_dates_equal_the_plain_grid_bit_for_bit(tmp_path, symbols):
+    from jsmp.data import synthetic_rtmdf
+
+    spec = synthetic_rtmdf.RtmdfSpec(days=16, times=8, symbols=symbols, seed=2)
+    path = synthetic_rtmdf.write_store(spec, tmp_path / "s", shard_rows=37)  # dates cross shards
+    days, rows = modules(path, "ffill")
+    complete = []  # whether each date sampled had every cell present
+    for day_set, row_set in ((days.train_set, rows.train_set), (days.val_set, rows.val_set)):
+        for positions in ([0], [2, 0, 1], np.random.default_rng(1).permutation(len(day_set))):
+            positions = np.asarray(positions)
+            batch, want = day_set[positions], reference_batch(day_set, row_set, positions)
+            for k, v in want.items():
+                got = batch[k].numpy()
+                assert got.dtype == v.dtype and got.shape == v.shape, k
+                assert got.tobytes() == v.tobytes(), k  # bit for bit (a -0.0 or a NaN payload would differ)
+            complete += batch["mask"].numpy().all(axis=(1, 2)).tolist()
+    assert not all(complete) and (any(complete) or symbols > 1)
+
+
+def test_take_cells_known_answer():
+    from jsmp.batches.days import take_cells
+    from jsmp.store.kernels import shard_list
+
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    a[1, 2] = np.nan
+    b = np.array([[np.nan, 20, 21]], dtype=np.float32)
+    shards, starts, fill = shard_list([a, b]), np.array([0, 4]), np.array([-1, -2, -3], np.float32)
+    out = np.full((6, 3), 7, np.float32)
+    take_cells(shards, starts, np.array([4, 1, 3], np.int32), np.array([0, 2, 5]), out, fill, np.array([True, False, True]))
+    want = np.array([[-1, 20, 21], [0, 0, 0], [3, 4, np.nan], [0, 0, 0], [0, 0, 0], [9, 10, 11]], np.float32)
+    np.testing.assert_array_equal(out, want)  # has_nan False: row 1's NaN kept
+    take_cells(shards, starts, np.array([1, 4]), np.array([0, 1]), out[:2], fill, np.zeros(0, bool))  # empty: all rows
+    np.testing.assert_array_equal(out[:2], [[3, 4, -3], [-1, 20, 21]])
+
+
+def test_days_per_batch(tiny_rtmdf_store):
+    dm = jsmp_data(store=str(tiny_rtmdf_store), synthetic={"layout": "rtmdf"}, days_per_batch=4, task="regression",
+                   targets=["responder_6"], sample_weight="weight", lags=True)
+    dm.connect(DayModel)
+    dm.setup("fit")
+    sizes = [len(b) for b in dm.train_dataloader().batch_sampler]
+    assert sum(sizes) == len(dm.train_set) and set(sizes[:-1]) == {4} and len(sizes) == -(-len(dm.train_set) // 4)
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["x"].shape[:3] == (4, dm.train_set.n_times, dm.train_set.n_groups)
+    assert batch["day"].tolist() == dm.val_set.days[:4].tolist()
+    for bad, why in ((0, " must be an integer >= 1 .*got 0"), (-1, " must be"), (1.5, ": Value '1.5' of type 'float'")):
+        with pytest.raises(UserError, match=rf"^data.days_per_batch{why}") as e:
+            jsmp_data(store=str(tiny_rtmdf_store), synthetic={"layout": "rtmdf"}, days_per_batch=bad)
+        assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"^data.days_per_batch must be an integer >= 1 .*got True$"):
+        JsmpDataModule(tiny_rtmdf_store, days_per_batch=True)
+
+
+def test_the_memory_benchmark_trains_on_day_samples(tiny_rtmdf_store):
+    from conftest import run_main
+    from jsmp.bench.__main__ import main
+
+    p = run_main(main, ["memory", "--day-store", str(tiny_rtmdf_store), "--steps", "2", "--days-per-batch", "2"])
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "axial model, 2 date(s) a batch, 2 steps" in p.stdout
+    assert re.search(r"^\s+[\d.]+ GB\s+[\d.]+ GB\s+[\d.]+ GB\s+\d+s\s+\d+s\s+\d+$", p.stdout, re.M), p.stdout
+    assert re.search(r"^target: peak anonymous memory <= 4 GB: ok$", p.stdout, re.M)

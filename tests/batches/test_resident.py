@@ -117,3 +117,23 @@ def test_each_epoch_shuffles_anew_under_lightning(tiny_store):
     sampler = data.train_dataloader().batch_sampler
     sampler.set_epoch(1)
     assert torch.equal(seen.x[1], data.train_set[next(iter(sampler))]["x"])
+
+
+class DayModel:
+    sample = "day"
+
+
+@pytest.mark.parametrize("days_per_batch", [1, 3])
+def test_resident_day_samples_equal_the_memory_mapped_ones(tiny_rtmdf_store, days_per_batch):
+    dms = []
+    for resident in ("false", "true"):
+        dm = JsmpDataModule(tiny_rtmdf_store, RTMDF_ROWS, LoaderConfig(resident=resident), days_per_batch=days_per_batch)
+        dm.connect(DayModel)
+        dm.setup()
+        dms.append(dm)
+    for epoch in (0, 1):
+        _assert_same_epochs(*dms, "train_dataloader", epoch)
+    _assert_same_epochs(*dms, "val_dataloader", 0)
+    batch = next(iter(dms[1].train_dataloader()))
+    assert batch["x"].shape[0] == days_per_batch and not batch["mask"].all()  # absent cells there: zeros read
+    assert (batch["x"][~batch["mask"]] == 0).all() and (batch["y"][~batch["mask"]] == 0).all()

@@ -106,6 +106,8 @@ def test_rtmdf_command_prints_each_ceiling_with_and_without_lags(capsys):
     for name in ("row", "instrument", "ideal"):
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(name))
         assert line.split()[-3:] == [f"{c[name]:.4f}", f"{c[name + '_lags']:.4f}", f"{c[name] / c['ideal']:.2f}"]
+    day = next(ln for ln in out.splitlines() if "each date afresh" in ln)
+    assert day.split()[-2:] == [f"{c['day']:.4f}", f"{c['day'] / c['ideal']:.2f}"]
     with pytest.raises(UserError, match=r"^market must be a number in \[0, 1\)"):
         bench.main(["--layout", "rtmdf", "--market", "1.5"])
     with pytest.raises(UserError, match="^--market: only with --layout rtmdf$"):

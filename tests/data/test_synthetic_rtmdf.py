@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,9 @@ from jsmp.data.synthetic_rtmdf import (
     PARTNERS,
     PHI,
     PHI_NIGHT,
+    RESPONDER_MODEL,
     RESPONDERS,
+    TARGET,
     TRAIN_COLUMNS,
     WEIGHT_SIGMA,
     JointState,
@@ -46,8 +48,8 @@ from jsmp.errors import UserError
 from jsmp.metrics import r2_score
 from jsmp.store.store import Store
 
-SMALL = RtmdfSpec(days=30, times=12, symbols=10, seed=1)
-TINY = RtmdfSpec(days=6, times=7, symbols=5, seed=2)
+SMALL = RtmdfSpec(days=30, times=12, symbols=10, seed=1, market=0.0)  # independent instruments: the per-instrument filter is ideal
+TINY = RtmdfSpec(days=6, times=7, symbols=5, seed=2, market=0.0)
 
 
 def _all(spec: RtmdfSpec) -> dict[str, np.ndarray]:
@@ -65,14 +67,15 @@ def _frame(d: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def test_spec_name_and_bounds():
-    assert RtmdfSpec().name == "rtmdf-d200-t60-n20-s0"
+    assert RtmdfSpec().name == "rtmdf-d200-t60-n20-s0-market0.7"  # the default data has a market factor
+    assert RtmdfSpec(market=0.0).name == "rtmdf-d200-t60-n20-s0"  # the name of before the factor
     assert RtmdfSpec.real_size() == RtmdfSpec(days=1700, times=968, symbols=39, seed=0)
     with pytest.raises(ValueError, match=r"symbols must be an integer in \[1, 127\], got 128"):
         RtmdfSpec(symbols=128)
     with pytest.raises(ValueError, match="days must be an integer"):
         RtmdfSpec(days=0)
     assert RtmdfSpec(drift=0.0).name == RtmdfSpec(drift=0).name == RtmdfSpec().name  # stationary: the name of before
-    assert RtmdfSpec(drift=0.02).name == "rtmdf-d200-t60-n20-s0-drift0.02"
+    assert RtmdfSpec(drift=0.02).name == "rtmdf-d200-t60-n20-s0-drift0.02-market0.7"
     for bad in (-0.1, float("nan"), 2.0, "0.1", True):
         with pytest.raises(ValueError, match=r"drift must be a number in \[0, 1\] \(radians per date\), got "):
             RtmdfSpec(drift=bad)
@@ -179,11 +182,11 @@ def test_ideal_beats_baselines():
     assert 0.85 < slope < 1.15  # a conditional expectation: y on it has slope 1
 
 
-DRIFTING = RtmdfSpec(days=60, times=30, symbols=12, seed=4, drift=0.03)
+DRIFTING = RtmdfSpec(days=60, times=30, symbols=12, seed=4, drift=0.03, market=0.0)
 
 
 def test_drift_zero_writes_the_same_store(tmp_path):
-    a = write_store(RtmdfSpec(days=6, times=7, symbols=5, seed=2, drift=0.0), tmp_path / "a")
+    a = write_store(RtmdfSpec(days=6, times=7, symbols=5, seed=2, drift=0.0, market=0.0), tmp_path / "a")
     b = write_store(TINY, tmp_path / "b")
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and len(files) > 3
@@ -194,7 +197,7 @@ def test_drift_zero_writes_the_same_store(tmp_path):
     for m in (ma, mb):
         del m["manifest_crc32"], m["created"]  # the write's time and the checksum over it
     assert ma == mb and "drift" not in ma["source"]
-    drifting = Store(write_store(RtmdfSpec(days=6, times=7, symbols=5, seed=2, drift=0.1), tmp_path / "c"))
+    drifting = Store(write_store(RtmdfSpec(days=6, times=7, symbols=5, seed=2, drift=0.1, market=0.0), tmp_path / "c"))
     assert drifting.manifest["source"]["drift"] == 0.1
     assert drifting.manifest["source"]["checksum"] == "synthetic:rtmdf-d6-t7-n5-s2-drift0.1"
 
@@ -212,7 +215,7 @@ def test_drift_turns_the_loadings():
 
 
 def test_drift_is_deterministic_and_changes_only_the_features():
-    a, b, still = _all(DRIFTING), _all(DRIFTING), _all(RtmdfSpec(days=60, times=30, symbols=12, seed=4))
+    a, b, still = _all(DRIFTING), _all(DRIFTING), _all(RtmdfSpec(days=60, times=30, symbols=12, seed=4, market=0.0))
     for k in a:
         assert a[k].tobytes() == b[k].tobytes(), k
     for k in set(a) - {"x", "ideal"}:  # the same draws: keys, weights, z and responders are drift's
@@ -345,7 +348,7 @@ def test_drift_from_the_data_config():
     from jsmp.run.dataconfig import RtmdfSyntheticConfig, synth_spec
 
     assert synth_spec(asdict(RtmdfSyntheticConfig())) == RtmdfSpec()
-    assert synth_spec({**asdict(RtmdfSyntheticConfig()), "drift": 0.02}).name == "rtmdf-d200-t60-n20-s0-drift0.02"
+    assert synth_spec({**asdict(RtmdfSyntheticConfig()), "drift": 0.02}).name == "rtmdf-d200-t60-n20-s0-drift0.02-market0.7"
     with pytest.raises(UserError, match=r"^data.synthetic: drift must be a number in \[0, 1\] \(radians per date\), got -1.0$"):
         synth_spec({"layout": "rtmdf", "drift": -1.0})
 
@@ -363,7 +366,7 @@ def test_market_zero_is_the_data_of_before(tmp_path):
             h.update(k.encode())
             h.update(np.ascontiguousarray(day[k]).tobytes())
     assert h.hexdigest() == HEAD_TINY_SHA256
-    assert factor_loadings(TINY) is None and RtmdfSpec(market=0.0).name == RtmdfSpec().name
+    assert factor_loadings(TINY) is None and RtmdfSpec(market=0.0).name == "rtmdf-d200-t60-n20-s0"
     store = Store(write_store(TINY, tmp_path / "s"))
     assert not store.has(INSTRUMENT) and not {"market", "sectors"} & set(store.manifest["source"])
     assert RtmdfSpec(market=0.7, sectors=3).name == "rtmdf-d200-t60-n20-s0-market0.7-sectors3"
@@ -447,3 +450,16 @@ def test_a_run_on_market_data_logs_the_instrument_ceiling(tmp_path):
     assert store.manifest["source"]["market"] == 0.7 and store.has(INSTRUMENT)
     c = ceilings(RtmdfSpec(days=20, times=10, symbols=6, market=0.7), val_frac=0.2)
     assert m["val/r2_ideal"] == pytest.approx(c["ideal"], rel=1e-4) and m["val/r2_instrument"] == pytest.approx(c["instrument"], rel=1e-4)
+
+
+def test_the_day_ceiling_is_the_ideal_filter_started_afresh_each_date():
+    spec = RtmdfSpec(days=20, times=12, symbols=6, seed=3)  # market 0.7: the joint filter
+    d, c = _all(spec), ceilings(spec)
+    b, p = feature_evidence(d["x"], feature_scales(np.random.default_rng([spec.seed, 1])), feature_loadings(spec, 0))
+    fresh, val = [], d["date"] >= 16
+    for date in range(16, 20):  # the validation dates, each from the stationary prior
+        k = d["date"] == date
+        fresh.append(kalman_means(replace(spec, days=1), d["date"][k] * 0, d["time_id"][k], d["symbol_id"][k], b[k], p[k]))
+    beta = RESPONDER_MODEL[TARGET][0]
+    assert c["day"] == pytest.approx(r2_score(d["responder_6"][val], beta * np.concatenate(fresh), d["weight"][val]), rel=1e-9)
+    assert c["day"] < c["ideal"]

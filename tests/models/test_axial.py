@@ -1,4 +1,5 @@
-"""The axial model over day samples: shapes, causality in time, absent cells unread, the r2 loss, a fit, model=axial."""
+"""The models over day samples (jsmp.models.axial.DayModel: Axial, DayGRU): shapes, causality in time, absent cells
+unread, the r2 loss, a fit, stepping equals forward; model=axial."""
 
 import pytest
 import torch
@@ -6,7 +7,8 @@ import torch
 from conftest import compose_cfg
 from jsmp.errors import UserError
 from jsmp.metrics import r2_score
-from jsmp.models.axial import Axial, gru_over_present, r2_loss
+from jsmp.models.axial import Axial, DayModel, gru_over_present, r2_loss
+from jsmp.models.day_gru import DayGRU
 from jsmp.run.config import build
 
 B, T, N, F, K = 2, 6, 5, 3, 2
@@ -24,13 +26,18 @@ def day_batch(seed: int = 0, present: float = 0.7) -> dict:
             "weight": torch.rand(B, T, N, generator=g) * mask, "day": torch.tensor([3, 4])}
 
 
-def model(**kw) -> Axial:
+def model(cls: type[DayModel] = Axial, **kw) -> DayModel:
     torch.manual_seed(0)
-    return Axial(n_features=F, n_days=8, hidden=8, layers=2, heads=2, n_targets=K, **kw).eval()
+    heads = {"heads": 2} if cls is Axial else {}
+    return cls(n_features=F, n_days=8, hidden=8, layers=2, n_targets=K, **heads, **kw).eval()
 
 
-def test_shapes_and_the_present_cells_as_rows():
-    m, b = model(), day_batch()
+day_models = pytest.mark.parametrize("cls", [Axial, DayGRU])
+
+
+@day_models
+def test_shapes_and_the_present_cells_as_rows(cls):
+    m, b = model(cls), day_batch()
     with torch.no_grad():
         out = m(*m.inputs(b))
         assert out.shape == (B, T, N, K) and torch.isfinite(out).all()
@@ -41,11 +48,12 @@ def test_shapes_and_the_present_cells_as_rows():
     rows = m.rows(b)
     assert rows["y"].shape == (P, K) and rows["weight"].shape == rows["sample_weight"].shape == rows["day"].shape == (P,)
     assert rows["day"].tolist() == [3] * int(b["mask"][0].sum()) + [4] * int(b["mask"][1].sum())
-    assert Axial.sample == "day" and not getattr(Axial, "sequence", False)
+    assert cls.sample == "day" and not getattr(cls, "sequence", False)
 
 
-def test_each_day_is_read_alone_and_training_mode_computes_the_same():
-    m, b = model(), day_batch()
+@day_models
+def test_each_day_is_read_alone_and_training_mode_computes_the_same(cls):
+    m, b = model(cls), day_batch()
     with torch.no_grad():
         out = m(*m.inputs(b))
         alone = torch.cat([m(b["x"][i : i + 1], b["time"][i : i + 1], b["mask"][i : i + 1]) for i in range(B)])
@@ -66,8 +74,9 @@ def test_the_gru_reads_each_instrument_s_present_steps_alone_from_h0():
                                    gru(seq, h0.expand(1, 3, 4).contiguous())[0])
 
 
-def test_an_output_reads_no_later_step():
-    m, b = model(), day_batch()
+@day_models
+def test_an_output_reads_no_later_step(cls):
+    m, b = model(cls), day_batch()
     later = dict(b, x=b["x"].clone(), time=b["time"].clone())
     later["x"][:, 4:] += torch.randn(B, T - 4, N, F)
     later["time"][:, 4:] += 0.5
@@ -77,15 +86,22 @@ def test_an_output_reads_no_later_step():
     assert not torch.allclose(out[:, 4:], changed[:, 4:])  # the later steps do read them
 
 
-def test_an_absent_cell_is_never_read():
-    m, b = model(), day_batch()
+@day_models
+def test_an_absent_cell_is_never_read(cls):
+    m, b = model(cls), day_batch()
     noisy = dict(b, x=b["x"] + torch.randn(B, T, N, F) * ~b["mask"][..., None])
     noisy["x"][~b["mask"]] = float("nan")  # NaN too: what a store's absent row would never hold, but it is not read
     with torch.no_grad():
         assert torch.equal(m(*m.inputs(b)), m(*m.inputs(noisy)))
         dropped = dict(b, mask=b["mask"].clone())
-        dropped["mask"][0, 1, b["mask"][0, 1].nonzero()[0, 0]] = False  # one instrument fewer at step 1
-        assert not torch.allclose(m(*m.inputs(b))[0, 1], m(*m.inputs(dropped))[0, 1])  # the others attended to it
+        i = b["mask"][0, 1].nonzero()[0, 0]
+        dropped["mask"][0, 1, i] = False  # one instrument fewer at step 1
+        others = torch.arange(N) != i
+        before, after = m(*m.inputs(b))[0, 1, others], m(*m.inputs(dropped))[0, 1, others]
+        if cls is Axial:
+            assert not torch.allclose(before, after)  # the others attended to it
+        else:
+            torch.testing.assert_close(before, after)  # each instrument's GRU reads its own cells only
 
 
 def test_the_r2_loss_is_one_minus_r2_score():
@@ -97,10 +113,11 @@ def test_the_r2_loss_is_one_minus_r2_score():
     assert two.item() == pytest.approx((3.375 / 18.125 + 1) / 2)  # a target with Σ w y² = 0 counts 1 (R² 0)
 
 
-def test_the_losses_read_only_present_cells():
+@day_models
+def test_the_losses_read_only_present_cells(cls):
     b = day_batch()
-    m = model()
-    m2 = model(loss="r2")
+    m = model(cls)
+    m2 = model(cls, loss="r2")
     with torch.no_grad():
         out, rows = m.logits(b), m.rows(b)
         w = rows["sample_weight"]
@@ -110,8 +127,8 @@ def test_the_losses_read_only_present_cells():
 
 
 def _fit(loss: str, steps: int = 60) -> tuple[float, float]:
-    """(first, last) training loss of `steps` Adam steps on a learnable toy: y = each cell's x summed plus the
-    mean of the present cells' first feature at that step (a cross-instrument term)."""
+    """(first, last) training loss of `steps` Adam steps of Axial on a learnable toy: y = each cell's x summed
+    plus the mean of the present cells' first feature at that step (a cross-instrument term)."""
     torch.manual_seed(0)
     b = day_batch(seed=1, present=0.8)
     m = b["mask"][..., None].float()
@@ -137,8 +154,8 @@ def test_a_few_steps_learn_a_toy(loss):
 
 
 def test_bad_settings_are_one_line():
-    for kw, message in [({"heads": 3}, "model.hidden, model.layers and model.heads must be >= 1 and hidden a multiple "
-                                       "of heads, got 8, 2, 3"),
+    for kw, message in [({"heads": 3}, "model.heads must be >= 1 and model.hidden a multiple of it, got 8, 3"),
+                        ({"layers": 0}, "model.hidden and model.layers must be >= 1, got 8, 0"),
                         ({"dropout": 1.0}, r"model.dropout must be in \[0, 1\), got 1.0"),
                         ({"loss": "mae"}, r"model.loss must be one of \['mse', 'r2'\], got 'mae'"),
                         ({"task": "action"}, "model=axial predicts the responders' values: it needs "
@@ -158,13 +175,20 @@ def test_model_axial_config(tmp_path, monkeypatch):
     assert exp.model._target_ == "jsmp.models.axial.Axial" and exp.data.task == "regression"
 
 
-def test_stepping_through_a_day_equals_forward_on_it():
-    """Axial.step, one time step at a time from initial_state, gives forward()'s outputs (float32 rounding), with
-    instruments absent at some steps, one entering mid-day, a step with none present and NaN in absent cells."""
-    m, b = model(), day_batch(seed=4)
+@day_models
+def test_stepping_through_a_day_equals_forward_on_it(cls):
+    """step, one time step at a time from initial_state, gives forward()'s outputs (float32 rounding), with
+    instruments absent at some steps, one entering mid-day (from a learned h0), a step with none present, one with
+    all present and NaN in absent cells."""
+    m, b = model(cls), day_batch(seed=4)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("h0"):
+                p.normal_()
     mask = b["mask"].clone()
     mask[0, :3, 4] = False  # instrument 4 enters mid-day
     mask[0, 3:, 4] = True
+    mask[1, 0] = True
     x = b["x"].masked_fill(~mask[..., None], float("nan"))
     with torch.no_grad():
         want = m(x, b["time"], mask)
@@ -176,10 +200,9 @@ def test_stepping_through_a_day_equals_forward_on_it():
                 torch.testing.assert_close(out, want[d, t], atol=1e-5, rtol=1e-5)
 
 
-def test_a_trained_day_sample_run_records_it_and_is_served_without_online_learning(train_app, tiny_rtmdf_store, tmp_path):
+def test_a_trained_day_sample_run_records_it_and_is_served_and_scored(train_app, tiny_rtmdf_store, tmp_path):
     """preprocess.json says `day` and holds the time grid; `python -m jsmp.predict` serves the run per time_id
-    (jsmp.predict.days) and refuses --online-learning in one line; `jsmp eval` scores its validation rows as
-    training logged them."""
+    (jsmp.predict.days); `jsmp eval` scores its validation rows as training logged them."""
     import json
 
     from conftest import run_main
@@ -198,10 +221,6 @@ def test_a_trained_day_sample_run_records_it_and_is_served_without_online_learni
     r = run_main(predict_main, argv)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len((tmp_path / "s.csv").read_text().splitlines()) == Store(tiny_rtmdf_store).n_rows + 1  # header, a line a row
-    r = run_main(predict_main, [*argv[:-1], str(tmp_path / "o.csv"), "--online-learning"])
-    assert (r.returncode, r.stderr) == (2, f"error: {run}: online learning of a run trained on whole dates (day samples) "
-                                           f"is not built yet; serve it without online learning\n")
-    assert not (tmp_path / "o.csv").exists()
     r = run_main(eval_main, ["--run", str(run), "--out", str(tmp_path / "eval")])
     assert r.returncode == 0, r.stderr[-2000:]
     scored = json.loads((tmp_path / "eval" / "eval.json").read_text())

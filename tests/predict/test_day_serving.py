@@ -1,4 +1,4 @@
-"""Serving a day-sample (axial) run per time step (jsmp.predict.days): the outputs equal the day-sample forward."""
+"""Serving a day-sample run (axial, day GRU) per time step (jsmp.predict.days): the outputs equal the day-sample forward."""
 
 import dataclasses
 import json
@@ -18,6 +18,7 @@ from jsmp.predict.predictor import Predictor
 from jsmp.store.store import Store
 
 AXIAL = ["experiment=rtmdf_axial", "trainer.max_epochs=1", "logger=none", "model.hidden=8", "model.layers=1", "model.heads=2"]
+DAY_GRU = ["experiment=rtmdf_gru_day", "trainer.max_epochs=1", "logger=none", "model.hidden=8", "model.layers=2"]
 
 
 @pytest.fixture
@@ -49,30 +50,38 @@ def validation_outputs(run) -> tuple[np.ndarray, np.ndarray]:
     return rows, pred
 
 
-def test_served_outputs_equal_the_day_sample_forward_on_the_validation_dates(axial_run, tiny_rtmdf_store):
-    spec = InputSpec.load(axial_run / "preprocess.json")
+@pytest.mark.parametrize("preset", [AXIAL, DAY_GRU], ids=["axial", "day_gru"])
+def test_served_outputs_equal_the_day_sample_forward_on_the_validation_dates(preset, train_app, tiny_rtmdf_store, tmp_path):
+    """Predictor per time step equals the day-sample forward on the validation rows; `python -m jsmp.predict`
+    (the replay) writes exactly the Predictor's outputs."""
+    from conftest import run_main
+    from jsmp.predict.cli import main as predict_main
+
+    p = train_app(*preset, f"data.store={tiny_rtmdf_store}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    run = tmp_path / "run"
+    spec = InputSpec.load(run / "preprocess.json")
     assert spec.day and spec.time_ids == list(range(8))  # the tiny store's time grid
-    rows, expected = validation_outputs(axial_run)
-    p = Predictor(axial_run)
+    rows, expected = validation_outputs(run)
+    p = Predictor(run)
+    assert p.describe().startswith(f"model {'Axial' if preset is AXIAL else 'DayGRU'} from ")
     served = pd.concat([p.predict_batch(t, lags) for t, lags in time_steps(tiny_rtmdf_store)])
     assert len(served) == Store(tiny_rtmdf_store).n_rows
     got = served.set_index("row_id")["responder_6"].to_numpy()[rows]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert np.std(expected) > 0  # the comparison is not vacuous
+    r = run_main(predict_main, ["--run", str(run), "--data", str(tiny_rtmdf_store), "--out", str(tmp_path / "s.csv")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    replayed = pd.read_csv(tmp_path / "s.csv").set_index("row_id")["responder_6"]
+    np.testing.assert_array_equal(replayed.to_numpy(np.float32), served.set_index("row_id")["responder_6"].to_numpy())
 
 
-def test_a_time_id_off_the_grid_and_online_learning_are_one_line(axial_run, tiny_rtmdf_store):
-    from jsmp.predict.online import OnlineConfig
-
+def test_a_time_id_off_the_grid_is_one_line(axial_run, tiny_rtmdf_store):
     test, _ = next(time_steps(tiny_rtmdf_store))
     with pytest.raises(UserError) as e:
         Predictor(axial_run).predict_batch(test.assign(time_id=99))
     assert str(e.value) == (f"test_df: time_id 99 is not in the time grid run {axial_run} was trained on "
                             f"(8 time_ids, 0 to 7)")
-    with pytest.raises(UserError) as e:
-        Predictor(axial_run, online=OnlineConfig())
-    assert str(e.value) == (f"{axial_run}: online learning of a run trained on whole dates (day samples) is not built "
-                            f"yet; serve it without online learning")
 
 
 def test_the_time_grid_in_preprocess_json(axial_run, tmp_path):
