@@ -60,7 +60,7 @@ class RowsConfig:
     """Append each row's lagged responders (the previous date's, same instrument and time_id) to its
     features; grouped (2024-layout) stores only, cached inside the store (jsmp.batches.lags)."""
     sample_weight: str | None = None
-    """Per-row loss weight: None, or one of jsmp.batches.labels.SAMPLE_WEIGHTS."""
+    """Per-row loss weight: None, or one of jsmp.inputs.weights.SAMPLE_WEIGHTS."""
 
 
 @dataclass

@@ -227,7 +227,8 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
                               feature_limit=store.feature_limit or FEATURE_LIMIT, targets=list(r.targets), task=r.task,
                               ffill=forward_filled(names, lag_features, r.fill), lag_features=lag_features,
                               day=self.day_model is not None,
-                              time_ids=time_grid(store).tolist() if self.day_model is not None else None)
+                              time_ids=time_grid(store).tolist() if self.day_model is not None else None,
+                              sample_weight=r.sample_weight)
         if self.day_model is not None:
             from jsmp.batches.days import DayBatches  # (days.py builds on RowBatches, defined here)
 

@@ -14,13 +14,8 @@ import numpy as np
 from jsmp.batches.config import TASK_SCORES
 from jsmp.data.schema import is_target
 from jsmp.errors import UserError
+from jsmp.inputs.weights import SAMPLE_WEIGHTS
 from jsmp.store.store import Store
-
-# name -> per-row loss weight from (the competition weight (n,), the target returns (n, T))
-SAMPLE_WEIGHTS = {
-    "abs_resp_mean": lambda weight, resp: np.abs(resp).mean(1),  # big moves count more
-    "weight": lambda weight, resp: weight,  # the competition's row weight
-}
 
 
 class Labels:

@@ -22,6 +22,7 @@ from jsmp.data.schema import FEATURE_LIMIT, is_lag
 from jsmp.errors import UserError
 from jsmp.files import write_text_atomic
 from jsmp.inputs.fill import FILLS
+from jsmp.inputs.weights import SAMPLE_WEIGHTS
 from jsmp.inputs.windows import WindowSpec
 
 PREPROCESS = "preprocess.json"
@@ -68,6 +69,10 @@ class InputSpec:
     time_ids: list[int] | None = None
     """A day run's time grid: the training store's time_id values in rank order (jsmp.inputs.daygrid.time_grid;
     a time_id's time of day is its rank / len(time_ids)); None otherwise (and not written then)."""
+    sample_weight: str | None = "weight"
+    """The run's `data.sample_weight`: each row's weight in the loss (jsmp.inputs.weights.SAMPLE_WEIGHTS:
+    'weight' the competition's, 'abs_resp_mean'), None unweighted; online learning weighs its fine-tune's
+    rows the same way. Files written before it was recorded: 'weight' (what online learning used then)."""
     version: int = VERSION
     """The preprocess.json format: 2; a file without it is version 1, upgraded by `load`."""
 
@@ -139,7 +144,7 @@ def _checked(state, path: Path) -> dict:
                          f"restore the run's original file)")
 
     keys = {f.name for f in fields(InputSpec) if f.name != "_"}
-    required = keys - {"window", "group", "feature_limit", "day", "time_ids"}
+    required = keys - {"window", "group", "feature_limit", "day", "time_ids", "sample_weight"}
     if not isinstance(state, dict):
         raise bad(f"expected a JSON object with keys {sorted(keys)}, got {type(state).__name__}")
     if state.get("version") != VERSION:
@@ -189,9 +194,12 @@ def _checked(state, path: Path) -> dict:
                                  or any(isinstance(t, bool) or not isinstance(t, int) for t in time_ids)
                                  or any(a >= b for a, b in zip(time_ids, time_ids[1:]))):
         raise bad(f"time_ids must be null, or for a day run an ascending non-empty list of integers, got {time_ids!r}")
+    sample_weight = state.get("sample_weight", "weight")
+    if sample_weight is not None and sample_weight not in SAMPLE_WEIGHTS:
+        raise bad(f"sample_weight must be null or one of {list(SAMPLE_WEIGHTS)}, got {sample_weight!r}")
     limit = state.get("feature_limit", FEATURE_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not 0 < limit < math.inf:
         raise bad(f"feature_limit must be a number > 0, got {limit!r}")
     return {"features": features, "fill": fill, "fill_value": [float(v) for v in values], "window": window, "group": group,
             "feature_limit": float(limit), "targets": targets, "task": task, "ffill": ffill, "lag_features": lags, "day": day,
-            "time_ids": time_ids}
+            "time_ids": time_ids, "sample_weight": sample_weight}

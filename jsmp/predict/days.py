@@ -57,7 +57,8 @@ class DayMember:
             raise UserError(f"{self.run_dir / 'preprocess.json'}: {len(self.targets)} targets but the model has "
                             f"{self.model.n_targets} outputs")
         self.time_ids = np.asarray(self.prep.time_ids, np.int64)
-        self.learner = None if online is None else DayLearner(self.model, self.targets, online, len(self.time_ids))
+        self.learner = None if online is None else DayLearner(self.model, self.targets, online, len(self.time_ids),
+                                                                 self.prep.sample_weight)
         self.fill = OnlineState(self.prep)
         self.reset()
 

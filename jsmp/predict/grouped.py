@@ -127,7 +127,7 @@ class GroupedMember:
         if len(self.targets) != getattr(self.model, "n_targets", len(self.targets)):
             raise UserError(f"{self.run_dir / 'preprocess.json'}: {len(self.targets)} targets but the model has "
                             f"{self.model.n_targets} outputs")
-        self.learner = None if online is None else Learner(self.model, self.targets, online)
+        self.learner = None if online is None else Learner(self.model, self.targets, online, self.prep.sample_weight)
         self.state = OnlineState(self.prep)
 
     def reset(self) -> None:

@@ -29,6 +29,7 @@ import torch
 from jsmp.data.schema import lag_name
 from jsmp.errors import UserError
 from jsmp.inputs.daygrid import time_of_day
+from jsmp.inputs.weights import SAMPLE_WEIGHTS
 from jsmp.models.base import TradeModule
 
 
@@ -98,13 +99,21 @@ class OnlineLearner:
     whose fine-tune was undone, or stopped by cfg.budget_s.
     """
 
-    def __init__(self, model: TradeModule, targets: list[str], cfg: OnlineConfig):
-        self.model, self.cfg = model, cfg
+    def __init__(self, model: TradeModule, targets: list[str], cfg: OnlineConfig, sample_weight: str | None = "weight"):
+        self.model, self.cfg, self.sample_weight = model, cfg, sample_weight
         self.labels = [lag_name(t) for t in targets]
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.rolled_back: list[int] = []
         self.budget_hit: list[int] = []
         self.forget()
+
+    def loss_weight(self, weight: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(n,) float32 each row's weight in the fine-tune's loss, as training weighed it (the run's
+        data.sample_weight, InputSpec.sample_weight): from the competition weight (n,) and the revealed
+        answers y (n, K); 1 when training was unweighted."""
+        if self.sample_weight is None:
+            return np.ones(len(weight), np.float32)
+        return np.asarray(SAMPLE_WEIGHTS[self.sample_weight](weight, y), np.float32)
 
     def forget(self) -> None:
         """Drop what the last fine-tune trained on (`trained`, `steps_taken`)."""
@@ -166,12 +175,12 @@ class Learner(OnlineLearner):
     `keep(date, time, symbol, inputs, weight)` after each served time step (inputs: the batch the
     model saw, numpy, first axis the rows); `reveal(date, labels)` at the first time step of a new
     `date`, before it is served: labels(time, symbol, names) -> (n, len(names)) float32 (NaN: no
-    answer) looks the `*_lag_1` columns up, or None when no lags came. The competition weight is
-    each row's sample_weight.
+    answer) looks the `*_lag_1` columns up, or None when no lags came. Each row's loss weight is
+    `loss_weight`: as training weighed it.
     """
 
-    def __init__(self, model: TradeModule, targets: list[str], cfg: OnlineConfig):
-        super().__init__(model, targets, cfg)
+    def __init__(self, model: TradeModule, targets: list[str], cfg: OnlineConfig, sample_weight: str | None = "weight"):
+        super().__init__(model, targets, cfg, sample_weight)
         self.kept: list[dict[str, np.ndarray]] = []
         self.n_kept = 0
         self.kept_date, self.kept_rng = None, None  # the date being kept and its sampling generator
@@ -215,7 +224,7 @@ class Learner(OnlineLearner):
         self.trained = rows["keys"]
         data = {k: torch.from_numpy(v) for k, v in rows.items() if k not in ("keys", "weight", "priority")}
         data["y"] = torch.from_numpy(y[:, 0] if y.shape[1] == 1 else y)
-        data["sample_weight"] = torch.from_numpy(rows["weight"])
+        data["sample_weight"] = torch.from_numpy(self.loss_weight(rows["weight"], y))
 
         def minibatch(rng: np.random.Generator) -> dict[str, torch.Tensor]:
             pick = torch.from_numpy(rng.permutation(len(y))[: self.cfg.batch_size])
@@ -233,13 +242,14 @@ class DayLearner(OnlineLearner):
     competition weights (n,). `reveal(date, labels)` at the first time step of a new `date` (labels as
     Learner's) lays what it kept of date - 1 out as one day sample (instruments in symbol_id order):
     x (1, T, N, F), time (1, T), mask (1, T, N) the cells served, y (1, T, N, K) the revealed answers,
-    sample_weight = weight (1, T, N) the competition weight (0, and y 0, where an answer or the weight is
-    missing), day (1,) the date; then takes cfg.steps steps of the model's loss on it (the same batch each
+    weight (1, T, N) the competition weight and sample_weight its loss weight (`loss_weight`: as training
+    weighed it), both 0 (and y 0) where an answer or the weight is missing, day (1,) the date; then takes cfg.steps steps of the model's loss on it (the same batch each
     step: only dropout draws). cfg.max_rows and cfg.batch_size do not apply.
     """
 
-    def __init__(self, model: TradeModule, targets: list[str], cfg: OnlineConfig, times: int):
-        super().__init__(model, targets, cfg)
+    def __init__(self, model: TradeModule, targets: list[str], cfg: OnlineConfig, times: int,
+                 sample_weight: str | None = "weight"):
+        super().__init__(model, targets, cfg, sample_weight)
         self.times = times
         self.kept: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.kept_date: int | None = None
@@ -268,10 +278,11 @@ class DayLearner(OnlineLearner):
             out[cell] = values
             return torch.from_numpy(out.reshape(1, T, N, *values.shape[1:]))
 
-        sample_weight = np.where(ok, weight, 0).astype(np.float32)
+        y = np.where(ok[:, None], y, 0)
+        weight = np.where(ok, weight, 0).astype(np.float32)
         return {"x": grid(x), "time": torch.from_numpy(time_of_day(np.arange(T), T))[None],
-                "mask": grid(np.ones(len(t), bool), bool), "y": grid(np.where(ok[:, None], y, 0)),
-                "sample_weight": grid(sample_weight), "weight": grid(sample_weight),
+                "mask": grid(np.ones(len(t), bool), bool), "y": grid(y),
+                "sample_weight": grid(np.where(ok, self.loss_weight(weight, y), 0)), "weight": grid(weight),
                 "day": torch.tensor([date], dtype=torch.int64)}
 
     def reveal(self, date: int, labels=None) -> int:

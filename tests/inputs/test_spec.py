@@ -62,6 +62,17 @@ def test_a_day_sample_run_says_so_and_earlier_version_2_files_do_not(tmp_path):
     assert InputSpec.load(path) == spec(window=None) and not InputSpec.load(path).day
 
 
+def test_the_loss_weight_is_recorded_and_earlier_files_read_as_weighted(tmp_path):
+    path = tmp_path / "preprocess.json"
+    unweighted = spec(sample_weight=None)
+    unweighted.save(path)
+    assert json.loads(path.read_text())["sample_weight"] is None and InputSpec.load(path) == unweighted
+    state = json.loads(path.read_text())
+    del state["sample_weight"]  # as version 2 was written before it: online learning weighed by `weight` then
+    path.write_text(json.dumps(state))
+    assert InputSpec.load(path).sample_weight == "weight"
+
+
 def test_a_version_2_file_does_not_ask_the_run(tmp_path):
     path = tmp_path / "preprocess.json"
     spec().save(path)
@@ -82,6 +93,7 @@ def test_a_version_2_file_does_not_ask_the_run(tmp_path):
     ({"day": "yes"}, "day must be false, or true for a grouped store's run without a window, got 'yes'"),
     ({"day": True}, "day must be false, or true for a grouped store's run without a window, got True"),  # (a window)
     ({"day": True, "window": None, "group": None}, "day must be false, or true for a grouped store's run"),
+    ({"sample_weight": "size"}, "sample_weight must be null or one of ['abs_resp_mean', 'weight'], got 'size'"),
 ])
 def test_bad_new_keys_are_one_line(tmp_path, change, fragment):
     path = tmp_path / "preprocess.json"

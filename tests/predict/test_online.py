@@ -83,6 +83,17 @@ def test_weights_change_only_once_answers_arrive_and_only_from_earlier_rows(name
     assert set(rows) <= earlier and not set(rows) & later
 
 
+def cheating_lags(days: dict, date: int) -> pd.DataFrame:
+    """A lags_df for `date` holding that date's OWN responders (1000 + k, a leak) for each of its rows, and a
+    row of an instrument (99) never served."""
+    today = pd.concat([t for t, _ in days[date]])
+    cheat = pd.DataFrame({"date_id": today.date_id, "time_id": today.time_id, "symbol_id": today.symbol_id,
+                          **{f"responder_{k}_lag_1": np.float32(1000.0 + k) for k in range(9)}})
+    newcomer = pd.DataFrame({"date_id": date, "time_id": 0, "symbol_id": 99,
+                             **{f"responder_{k}_lag_1": 1.0 for k in range(9)}}, index=[0])
+    return pd.concat([cheat, newcomer])
+
+
 def test_current_answers_planted_as_lags_cannot_be_used(online_runs, tiny_rtmdf_store):
     """A cheating lags_df holds the CURRENT date's responders (and rows of an instrument first seen today):
     the learner has only the previous date's served rows to put them on, so no row of today trains."""
@@ -92,12 +103,7 @@ def test_current_answers_planted_as_lags_cannot_be_used(online_runs, tiny_rtmdf_
     d1, d2 = sorted(days)[1:3]
     for test, _ in days[d1]:
         p.predict_batch(test)
-    today = pd.concat([t for t, _ in days[d2]])
-    cheat = pd.DataFrame({"date_id": today.date_id, "time_id": today.time_id, "symbol_id": today.symbol_id,
-                          **{f"responder_{k}_lag_1": np.float32(1000.0 + k) for k in range(9)}})
-    newcomer = pd.DataFrame({"date_id": d2, "time_id": 0, "symbol_id": 99, **{f"responder_{k}_lag_1": 1.0 for k in range(9)}},
-                            index=[0])
-    p.predict_batch(days[d2][0][0], pd.concat([cheat, newcomer]))
+    p.predict_batch(days[d2][0][0], cheating_lags(days, d2))
     keys = {tuple(k) for k in learner.trained.tolist()}
     yesterday = pd.concat([t for t, _ in days[d1]])
     served_d1 = {(d1, t, s) for t, s in zip(yesterday.time_id, yesterday.symbol_id)}

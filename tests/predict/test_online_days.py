@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_online import by_date, replay_cli, weights
+from test_online import by_date, cheating_lags, replay_cli, weights
 
 from conftest import train_in_process
 from jsmp.data.synthetic_rtmdf import RtmdfSpec, write_parquet
-from jsmp.predict.online import OnlineConfig
+from jsmp.predict.online import DayLearner, OnlineConfig
 from jsmp.predict.predictor import Predictor
 
 FAST = OnlineConfig(steps=3, lr=1e-2)
@@ -80,7 +80,10 @@ def test_the_fine_tune_is_the_previous_dates_served_day_sample_with_its_answers(
     y = answers[[f"{c}_lag_1" for c in TARGETS]].to_numpy(np.float32)
     ok = np.isfinite(y).all(axis=1)
     np.testing.assert_array_equal(batch["y"][0].numpy()[t, n], np.where(ok[:, None], y, 0))
-    np.testing.assert_array_equal(batch["sample_weight"][0].numpy()[t, n], np.where(ok, yesterday.weight, 0))
+    np.testing.assert_array_equal(batch["weight"][0].numpy()[t, n], np.where(ok, yesterday.weight, 0))
+    # the preset trains unweighted (data.sample_weight=null, recorded in preprocess.json): so does the fine-tune
+    assert p.members[0].prep.sample_weight is None
+    np.testing.assert_array_equal(batch["sample_weight"][0].numpy()[t, n], ok.astype(np.float32))
     assert {tuple(r) for r in learner.trained.tolist()} == {(d1, a, b) for a, b, o in zip(t, yesterday.symbol_id, ok) if o}
 
 
@@ -94,12 +97,7 @@ def test_current_answers_planted_as_lags_or_in_test_df_cannot_be_used(axial_run,
     learner = p.members[0].learner
     for test, _ in days[d1]:
         p.predict_batch(test)
-    today = pd.concat([t for t, _ in days[d2]])
-    cheat = pd.DataFrame({"date_id": today.date_id, "time_id": today.time_id, "symbol_id": today.symbol_id,
-                          **{f"responder_{k}_lag_1": np.float32(1000.0 + k) for k in range(9)}})
-    newcomer = pd.DataFrame({"date_id": d2, "time_id": 0, "symbol_id": 99, **{f"responder_{k}_lag_1": 1.0 for k in range(9)}},
-                            index=[0])
-    p.predict_batch(days[d2][0][0], pd.concat([cheat, newcomer]))
+    p.predict_batch(days[d2][0][0], cheating_lags(days, d2))
     yesterday = pd.concat([t for t, _ in days[d1]])
     served_d1 = {(d1, t, s) for t, s in zip(yesterday.time_id, yesterday.symbol_id)}
     trained = {tuple(k) for k in learner.trained.tolist()}
@@ -167,3 +165,12 @@ def test_a_fine_tune_made_non_finite_is_undone_and_the_budget_stops_one(axial_ru
     learner.cfg = OnlineConfig(steps=3, lr=FAST.lr, budget_s=1e-9)  # every step takes longer than 1 ns
     p.predict_batch(*days[d3][0])
     assert learner.budget_hit == [d3] and learner.steps_taken == 1 and not torch.equal(weights(p), good)
+
+
+def test_the_fine_tunes_loss_weight_is_the_runs_data_sample_weight(axial_run):
+    model = Predictor(axial_run).members[0].model
+    weight, y = np.array([2.0, 0.5], np.float32), np.array([[1.0, -5.0], [0.5, 0.25]], np.float32)
+    expected = {"weight": [2.0, 0.5], None: [1.0, 1.0], "abs_resp_mean": [3.0, 0.375]}
+    for name, want in expected.items():
+        learner = DayLearner(model, TARGETS, FAST, times=4, sample_weight=name)
+        np.testing.assert_array_equal(learner.loss_weight(weight, y), np.array(want, np.float32))

@@ -60,10 +60,11 @@ def test_sincos_preset_sets_the_toy_run(tmp_path, monkeypatch):
 
 def test_rtmdf_presets_regress_on_responder_6_and_monitor_r2(tmp_path, monkeypatch):
     monkeypatch.setenv("JSMP_ROOT", str(tmp_path))
-    for name, model in (("rtmdf_mlp", "MLP"), ("rtmdf_gru", "GRU")):
+    for name, model in (("rtmdf_mlp", "MLP"), ("rtmdf_gru", "GRU"), ("rtmdf_gru_day", "DayGRU"), ("rtmdf_axial", "Axial")):
         cfg = compose_cfg([f"experiment={name}"])
-        assert cfg.model._target_.endswith(model) and cfg.data.synthetic.layout == "rtmdf"
-        assert (cfg.data.task, cfg.data.targets[0], cfg.data.sample_weight, cfg.data.lags) == ("regression", "responder_6", "weight", True)
+        assert cfg.model._target_.endswith(f".{model}") and cfg.data.synthetic.layout == "rtmdf"
+        # trained unweighted (the conditional mean does not depend on the weight), scored weighted
+        assert (cfg.data.task, cfg.data.targets[0], cfg.data.sample_weight, cfg.data.lags) == ("regression", "responder_6", None, True)
         assert (cfg.monitor, cfg.optimized_metric, cfg.callbacks.early_stopping.monitor) == ("val/r2", "val/r2_best", "val/r2")
     # the task alone moves the score: a 2021 run told to regress is judged by R² too
     cfg = compose_cfg(["data.task=regression"])
