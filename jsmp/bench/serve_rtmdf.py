@@ -18,6 +18,7 @@ One torch thread, as jsmp.predict.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import subprocess
 import sys
@@ -38,8 +39,11 @@ SYMBOLS = 39
 
 
 def trained_run(name: str, store: Path) -> Path:
-    """A cached run dir of `name` trained for a few batches on `store`."""
-    run = cache_dir() / "serve_rtmdf" / f"run-{name}-{store.name}"
+    """A cached run dir of `name` trained for a few batches on `store`; a change to its preset's file (a wider or
+    deeper model serves at another cost) trains it afresh."""
+    preset = MODELS[name][0].removeprefix("experiment=")
+    tag = hashlib.sha256((Path(jsmp.__file__).resolve().parent / "conf" / "experiment" / f"{preset}.yaml").read_bytes())
+    run = cache_dir() / "serve_rtmdf" / f"run-{name}-{store.name}-{tag.hexdigest()[:8]}"
     if not (run / "checkpoints" / "last.ckpt").is_file():
         print(f"training the {name} for the benchmark (once; cached in {run})", flush=True)
         train_py = Path(jsmp.__file__).resolve().parents[1] / "train.py"
