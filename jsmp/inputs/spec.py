@@ -4,7 +4,7 @@ Built once by the data side (jsmp.batches.datamodule, at set-up), used by its ba
 run dir and read back by serving (jsmp.predict), which takes everything it needs from it: features
 (lags among them), fills, window, instruments, targets and task. The file is versioned (`version`
 2); a version-1 file (no `version` key: every run trained before) is upgraded on loading, its lag
-features by name (jsmp.data.schema `is_lag`) and its targets and task from the run (the caller's `legacy`).
+features by name (jsmp.data.schema `is_lag`) and its targets, task and loss weight from the run (the caller's `legacy`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class InputSpec:
     sample_weight: str | None = "weight"
     """The run's `data.sample_weight`: each row's weight in the loss (jsmp.inputs.weights.SAMPLE_WEIGHTS:
     'weight' the competition's, 'abs_resp_mean'), None unweighted; online learning weighs its fine-tune's
-    rows the same way. Files written before it was recorded: 'weight' (what online learning used then)."""
+    rows the same way. A version-1 file's is its run's config.yaml data.sample_weight (`legacy`); a version-2 file
+    written before it was recorded reads as 'weight' (what online learning used then)."""
     version: int = VERSION
     """The preprocess.json format: 2; a file without it is version 1, upgraded by `load`."""
 
@@ -99,11 +100,12 @@ class InputSpec:
         write_text_atomic(path, json.dumps(state, indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike, legacy: Callable[[], tuple[list[str], str]] | None = None) -> InputSpec:
+    def load(cls, path: str | os.PathLike, legacy: Callable[[], tuple[list[str], str, str | None]] | None = None) -> InputSpec:
         """Read a preprocess.json; anything but what `save` writes (edited by hand: wrong keys, types or
         lengths, non-finite fill values) is a one-line UserError naming the file. A version-1 file is
-        upgraded: `legacy()` gives the (targets, task) it did not record (the run's config.yaml data.targets
-        and its checkpoint's task, jsmp.predict.model); without `legacy` it is refused."""
+        upgraded: `legacy()` gives the (targets, task, sample_weight) it did not record (the run's config.yaml
+        data.targets and data.sample_weight and its checkpoint's task, jsmp.predict.model); without `legacy` it is
+        refused."""
         path = Path(path)
         try:
             state = json.loads(path.read_text())
@@ -120,7 +122,8 @@ class InputSpec:
 
 
 def _upgraded(state: dict, path: Path, legacy) -> dict:
-    """A version-1 file's keys as version 2's: lags by name, ffill by the fill rule, targets and task from `legacy`."""
+    """A version-1 file's keys as version 2's: lags by name, ffill by the fill rule, targets, task and sample_weight
+    from `legacy`."""
     if legacy is None:
         raise UserError(f"{path}: a version-1 {PREPROCESS} (written before jsmp recorded targets and task); "
                         f"serve or evaluate the run (jsmp.predict reads them from its config.yaml and checkpoint)")
@@ -128,9 +131,9 @@ def _upgraded(state: dict, path: Path, legacy) -> dict:
     if not isinstance(features, list):  # refused by _checked, with the message of any bad file
         return state
     lags = [f for f in features if isinstance(f, str) and is_lag(f)]
-    targets, task = legacy()
+    targets, task, sample_weight = legacy()
     return {**state, "version": VERSION, "lag_features": lags, "ffill": forward_filled(features, lags, state.get("fill")),
-            "targets": list(targets), "task": task}
+            "targets": list(targets), "task": task, "sample_weight": sample_weight}
 
 
 def _names(value) -> bool:

@@ -119,10 +119,11 @@ def run_config(run_dir: Path) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def legacy_contract(cfg: DictConfig, hparams) -> tuple[list[str], str]:
-    """(targets, task) of a run whose preprocess.json is version 1 (it did not record them): its
-    config.yaml data.targets and its checkpoint's task (the defaults of their time when absent)."""
-    return list(OmegaConf.select(cfg, "data.targets") or RowsConfig().targets), hparams.get("task", "action")
+def legacy_contract(cfg: DictConfig, hparams) -> tuple[list[str], str, str | None]:
+    """(targets, task, sample_weight) of a run whose preprocess.json is version 1 (it did not record them): its
+    config.yaml data.targets and data.sample_weight and its checkpoint's task (the defaults of their time when absent)."""
+    return (list(OmegaConf.select(cfg, "data.targets") or RowsConfig().targets), hparams.get("task", "action"),
+            OmegaConf.select(cfg, "data.sample_weight", default=RowsConfig().sample_weight))
 
 
 def open_run(run: str | os.PathLike) -> OpenRun:

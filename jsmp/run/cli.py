@@ -29,7 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import jsmp
 from jsmp.errors import EXIT_USAGE, UserError, exit_on_user_error, report
-from jsmp.run import dataconfig  # noqa: F401  (registers the `data` schemas with Hydra's ConfigStore)
+from jsmp.run import (
+    dataconfig,  # noqa: F401  (registers the `data` schemas with Hydra's ConfigStore)
+    rundir,  # noqa: F401  (registers ${jsmp.job_name:...}, the multirun job dirs' names)
+)
 
 # the configs shipped inside the package (in a clone jsmp/conf is a symlink to the top-level conf/)
 CONF_DIR = Path(jsmp.__file__).resolve().parent / "conf"

@@ -17,6 +17,7 @@ folds, calls without Hydra) and the checks that need the data (fill values, feat
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import sys
@@ -37,6 +38,25 @@ RESUME_RE = re.compile(r"^(?:config\.resume-|\.hydra-resume-)(\d+)(?:\.yaml)?$")
 DATA_KEYS = ("_target_", "frac", "keep", "split", "cv", "fold", "fill", "drop_zero_weight", "targets",
              "sample_weight", "min_date", "points", "periods", "train_frac")
 WINDOW_KEYS = ("length", "cross_days")
+
+
+JOB_NAME_MAX = 150  # characters of a multirun job's overrides kept in its dir name (a file name is at most 255 bytes)
+
+
+def job_dir_name(overrides: str) -> str:
+    """`${jsmp.job_name:${hydra.job.override_dirname}}`: a multirun job's overrides as a short, safe dir name
+    (conf/hydra/default.yaml): characters other than letters, digits and `._=,+-` become `-` (a `/` in a value,
+    optimized_metric=val/utility_best, would nest the dir), and past JOB_NAME_MAX characters the name is cut
+    and ends in `~` + 8 hex digits of the whole string's SHA-256 (about 10 overrides hit the file-name limit).
+    The full overrides stay in the job's .hydra/overrides.yaml and its HParams columns."""
+    safe = re.sub(r"[^A-Za-z0-9._=,+-]", "-", overrides)
+    if len(safe) <= JOB_NAME_MAX:
+        return safe
+    return f"{safe[:JOB_NAME_MAX - 9]}~{hashlib.sha256(overrides.encode()).hexdigest()[:8]}"
+
+
+if not OmegaConf.has_resolver("jsmp.job_name"):
+    OmegaConf.register_new_resolver("jsmp.job_name", job_dir_name)
 
 
 def rank() -> int:

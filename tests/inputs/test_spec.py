@@ -39,10 +39,10 @@ def test_a_version_1_file_is_upgraded(tmp_path, fill, ffill):
 
     def legacy():
         called.append(1)
-        return ["responder_6", "responder_7"], "regression"
+        return ["responder_6", "responder_7"], "regression", None
 
     got = InputSpec.load(path, legacy=legacy)
-    assert got == spec(fill=fill, ffill=ffill) and called == [1]
+    assert got == spec(fill=fill, ffill=ffill, sample_weight=None) and called == [1]
     assert got.lag_features == LAGS and got.version == 2
     with pytest.raises(UserError) as e:
         InputSpec.load(path)

@@ -58,4 +58,4 @@ def test_model_day_gru_config_and_the_preset(tmp_path, monkeypatch):
     gru = compose_cfg(["experiment=rtmdf_gru"])
     assert exp.model._target_ == "jsmp.models.day_gru.DayGRU" and exp.data.task == "regression"
     assert list(exp.data.targets) == list(gru.data.targets)
-    assert (exp.model.hidden, exp.model.layers) == (gru.model.hidden, gru.model.layers) == (64, 1)
+    assert (exp.model.hidden, exp.model.layers, exp.model.dropout) == (gru.model.hidden, gru.model.layers, gru.model.dropout) == (64, 2, 0.2)

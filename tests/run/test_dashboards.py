@@ -126,3 +126,39 @@ def test_a_pruned_trial_says_pruned(tmp_path, exception, status):
     cb.on_exception(_trainer(), None, exception)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["status"] == status and m["error"] == f"{type(exception).__name__}: {exception}" and m["epoch"] == 3
+
+
+def test_job_dir_names_are_safe_and_bounded():
+    from jsmp.run.rundir import JOB_NAME_MAX, job_dir_name
+
+    assert job_dir_name("data.fold=0,seed=1") == "data.fold=0,seed=1"  # short names as before
+    assert job_dir_name("optimized_metric=val/utility_best") == "optimized_metric=val-utility_best"
+    assert job_dir_name("data.targets=[resp,resp_1],tags=['a b']") == "data.targets=-resp,resp_1-,tags=--a-b--"
+    long = ",".join(f"model.key_{k}=value/{k}" for k in range(30))
+    name = job_dir_name(long)
+    assert len(name) == JOB_NAME_MAX and name[-9] == "~" and "/" not in name
+    assert name != job_dir_name(long.replace("value/29", "value/30"))  # cut alike, told apart by the hash
+
+
+def test_a_multirun_with_a_dozen_long_overrides_and_a_slash_gets_one_bounded_dir(tiny_store, tmp_path):
+    """About 10 overrides made Hydra's job dir name longer than a file name may be (OSError 36), and a `/` in a
+    value nested it; the job dir is now one short safe name, its overrides whole in .hydra/overrides.yaml."""
+    from jsmp.run.rundir import JOB_NAME_MAX
+
+    sweep = tmp_path / "sweep"
+    overrides = ["optimized_metric=val/utility_best", "callbacks.early_stopping.patience=7",
+                 "callbacks.model_checkpoint.filename=best-of-the-long-run", "data.batch_size=512",
+                 "data.eval_batch_size=8192", "data.split.gap_days=1", "data.split.val_frac=0.25", "model.dropout=0.125",
+                 "model.activations=relu", "model.optimizer.lr=0.00123456789", "diverge_factor=30",
+                 "trainer.max_epochs=1", "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=2"]
+    p = run_cli(["train.py", "-m", f"hydra.sweep.dir={sweep}", f"data.store={tiny_store}", *overrides, "seed=1,2"],
+                env={"JSMP_ROOT": str(tmp_path)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
+    assert [d.name[:6] for d in jobs] == ["0_mlp_", "1_mlp_"]
+    whole = ",".join(sorted(o.lstrip("+") for o in overrides))  # what Hydra's override_dirname joins (sorted)
+    assert len(whole) > 255 and all(len(d.name) == 6 + JOB_NAME_MAX and "~" in d.name for d in jobs)
+    for d, seed in zip(jobs, (1, 2)):
+        assert (d / "metrics.json").is_file() and not d.name.endswith("=val")  # not nested at the `/`
+        assert yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())[-1] == f"seed={seed}"
+        assert "optimized_metric=val/utility_best" in yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text())
