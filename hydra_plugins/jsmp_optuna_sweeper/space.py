@@ -3,8 +3,9 @@
     interval(a, b)              FloatDistribution(a, b)   (IntDistribution if a and b are ints)
     int(interval(a, b))         IntDistribution(a, b)
     tag(log, interval(a, b))    the same with log=True
-    range(a, b, step)           IntDistribution(a, b - step, step)   (Float... if any is a float;
-                                b excluded, as in Python's range and Hydra's basic sweeper)
+    range(a, b, step)           IntDistribution(a, b, step)   (Float... if any is a float; b included when
+                                a + k * step reaches it, as in the official plugin: Optuna's bounds are
+                                inclusive; Hydra's basic sweeper, like Python's range, excludes b)
     choice(x, y, ...)           CategoricalDistribution([x, y, ...]); a list or dict choice
                                 ([64,32]) is stored as its text and reaches the job as a list/dict
     anything else               a fixed value passed to every trial
@@ -15,6 +16,7 @@ Optuna is imported inside the functions that build distributions only.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -73,13 +75,14 @@ def _distribution(override: Override) -> BaseDistribution:
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step
         if any(isinstance(v, float) for v in (start, stop, step)):
-            n = int((stop - start) / step - 1e-9)  # last value strictly below stop
+            n = math.floor((stop - start) / step + 1e-9)  # the last value at or below stop (its float rounding forgiven)
             if n < 0:
-                raise ValueError(f"range({start}, {stop}, {step}) is empty; expected START < STOP for a positive STEP")
-            return FloatDistribution(start, start + n * step, step=step)
-        n = (int(stop) - int(start) - 1) // int(step)
+                raise ValueError(f"range({start}, {stop}, {step}) is empty; expected START <= STOP for a positive STEP")
+            high = start + n * step
+            return FloatDistribution(start, stop if math.isclose(high, stop, rel_tol=1e-9) else high, step=step)
+        n = (int(stop) - int(start)) // int(step)
         if n < 0:
-            raise ValueError(f"range({start}, {stop}, {step}) is empty; expected START < STOP for a positive STEP")
+            raise ValueError(f"range({start}, {stop}, {step}) is empty; expected START <= STOP for a positive STEP")
         return IntDistribution(int(start), int(start) + n * int(step), step=int(step))
     if isinstance(value, IntervalSweep):
         log = "log" in value.tags

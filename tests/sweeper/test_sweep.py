@@ -67,11 +67,15 @@ def test_grammar_gives_optuna_distributions():
         "a": FloatDistribution(0.1, 1.0),
         "c": FloatDistribution(1e-5, 0.1, log=True),
         "d": IntDistribution(8, 256, log=True),
-        "e": IntDistribution(10, 40, step=10),  # range() excludes its stop, as in Hydra
-        "f": FloatDistribution(0.1, 0.4, step=0.1),
+        "e": IntDistribution(10, 50, step=10),  # range() includes its stop, as the official plugin's
+        "f": FloatDistribution(0.1, 0.5, step=0.1),
         "g": CategoricalDistribution(["adam", "sgd", 3]),
     }
     assert fixed == {"h": "7", "+i": "[1,2]", "b": "2"}  # a later fixed value replaces a sweep
+    # range(a, b, step): a, a + step, ... up to b included when reached (the official plugin's meaning)
+    searched, _, _ = parse_space(["a=range(1, 10, 4)", "b=range(3, 3)", "c=range(1, 5, 2)", "d=range(0.0, 0.3, 0.1)"])
+    assert searched == {"a": IntDistribution(1, 9, step=4), "b": IntDistribution(3, 3), "c": IntDistribution(1, 5, step=2),
+                        "d": FloatDistribution(0.0, 0.3, step=0.1)}
 
 
 def test_mlp_space_is_the_seeds():
