@@ -22,7 +22,7 @@ from jsmp.errors import UserError
 from jsmp.inputs.daygrid import time_of_day
 from jsmp.inputs.spec import InputSpec
 from jsmp.store.kernels import PREFETCH_ROWS, prefetch_row, shard_list
-from jsmp.store.store import Store
+from jsmp.store.store import Store, concat_ranges
 
 
 def check_days(store: Store, model: str) -> None:
@@ -45,15 +45,12 @@ def day_cells(starts, positions) -> tuple:
     the split-row positions, date by date in `positions`' order, ascending within each, and each one's index b in
     the batch; a row's flat cell in the batch's grid is then b * T * N + its cell t * N + n (ascending in pos)."""
     a, b = starts[positions], starts[positions + 1]
+    if isinstance(a, np.ndarray):
+        return concat_ranges(a, b), np.repeat(np.arange(len(a)), b - a)
     lengths = b - a
     first = lengths.cumsum(0) - lengths  # each date's first index in the result
-    if isinstance(lengths, np.ndarray):
-        sample = np.repeat(np.arange(len(a)), lengths)
-        index = np.arange(len(sample), dtype=np.int64)
-    else:
-        sample = torch.repeat_interleave(torch.arange(len(a), device=a.device), lengths)
-        index = torch.arange(len(sample), device=a.device)
-    return index + (a - first)[sample], sample
+    sample = torch.repeat_interleave(torch.arange(len(a), device=a.device), lengths)
+    return torch.arange(len(sample), device=a.device) + (a - first)[sample], sample
 
 
 @numba.njit(nogil=True, cache=True)

@@ -48,6 +48,14 @@ def gru_over_present(gru: nn.GRU, seq: torch.Tensor, mask: torch.Tensor, h0: tor
     return torch.zeros_like(out).scatter(1, order.expand_as(out), out) * mask[..., None]
 
 
+def gru_along_time(gru: nn.GRU, z: torch.Tensor, mask: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """gru_over_present along each instrument's day of the cells z (B, T, N, C), mask (B, T, N) -> (B, T, N, H)."""
+    B, T, N, C = z.shape
+    seq = z.permute(0, 2, 1, 3).reshape(B * N, T, C)  # each instrument's day, causal
+    g = gru_over_present(gru, seq, mask.permute(0, 2, 1).reshape(B * N, T), h0)
+    return g.reshape(B, N, T, -1).permute(0, 2, 1, 3)
+
+
 class AxialLayer(nn.Module):
     """One layer on h (B, T, N, H): a GRU along each instrument's time axis over its present cells only (an
     instrument starts from the learned state h0 at its first row of the day; its state skips the steps it is
@@ -65,9 +73,7 @@ class AxialLayer(nn.Module):
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """h (B, T, N, H), mask (B, T, N) -> (B, T, N, H)."""
         B, T, N, H = h.shape
-        seq = h.permute(0, 2, 1, 3).reshape(B * N, T, H)  # each instrument's day, causal
-        g = gru_over_present(self.gru, seq, mask.permute(0, 2, 1).reshape(B * N, T), self.h0)
-        h = self.norm_time(h + self.drop(g.reshape(B, N, T, H).permute(0, 2, 1, 3)))
+        h = self.norm_time(h + self.drop(gru_along_time(self.gru, h, mask, self.h0)))
         cells, present = h.reshape(B * T, N, H), mask.reshape(B * T, N)
         empty = ~present.any(-1)  # steps with no instrument: every key unmasked (no NaN), the output zeroed
         a, _ = self.attn(cells, cells, cells, key_padding_mask=~present & ~empty[:, None], need_weights=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from jsmp.models.axial import DayModel, gru_over_present
+from jsmp.models.axial import DayModel, gru_along_time
 
 
 class DayGRU(DayModel):
@@ -34,10 +34,7 @@ class DayGRU(DayModel):
         self.head = nn.Linear(hidden, self.n_targets)
 
     def body(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        B, T, N, C = z.shape
-        seq = z.permute(0, 2, 1, 3).reshape(B * N, T, C)  # each instrument's day, causal
-        g = gru_over_present(self.gru, seq, mask.permute(0, 2, 1).reshape(B * N, T), self.h0)
-        return g.reshape(B, N, T, -1).permute(0, 2, 1, 3)
+        return gru_along_time(self.gru, z, mask, self.h0)
 
     def body_step(self, z: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g, new = self.gru(z[:, None], state.contiguous())

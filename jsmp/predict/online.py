@@ -243,8 +243,9 @@ class DayLearner(OnlineLearner):
     Learner's) lays what it kept of date - 1 out as one day sample (instruments in symbol_id order):
     x (1, T, N, F), time (1, T), mask (1, T, N) the cells served, y (1, T, N, K) the revealed answers,
     weight (1, T, N) the competition weight and sample_weight its loss weight (`loss_weight`: as training
-    weighed it), both 0 (and y 0) where an answer or the weight is missing, day (1,) the date; then takes cfg.steps steps of the model's loss on it (the same batch each
-    step: only dropout draws). cfg.max_rows and cfg.batch_size do not apply.
+    weighed it), both 0 (and y 0) where an answer or the weight is missing, day (1,) the date; then takes
+    cfg.steps steps of the model's loss on it (the same batch each step: only dropout draws). cfg.max_rows and
+    cfg.batch_size do not apply.
     """
 
     def __init__(self, model: TradeModule, targets: list[str], cfg: OnlineConfig, times: int,
