@@ -69,10 +69,11 @@ class InputSpec:
     time_ids: list[int] | None = None
     """A day run's time grid: the training store's time_id values in rank order (jsmp.inputs.daygrid.time_grid;
     a time_id's time of day is its rank / len(time_ids)); None otherwise (and not written then)."""
-    sample_weight: str | None = "weight"
+    sample_weight: str | None = field(default="weight", compare=False)
     """The run's `data.sample_weight`: each row's weight in the loss (jsmp.inputs.weights.SAMPLE_WEIGHTS:
     'weight' the competition's, 'abs_resp_mean'), None unweighted; online learning weighs its fine-tune's
-    rows the same way. A version-1 file's is its run's config.yaml data.sample_weight (`legacy`); a version-2 file
+    rows the same way. Not an input rule, so not compared: specs are equal when they make the same inputs
+    (a resume checks data.sample_weight against the run's config.yaml, jsmp.run.rundir). A version-1 file's is its run's config.yaml data.sample_weight (`legacy`); a version-2 file
     written before it was recorded reads as 'weight' (what online learning used then)."""
     version: int = VERSION
     """The preprocess.json format: 2; a file without it is version 1, upgraded by `load`."""

@@ -262,9 +262,10 @@ def check_run_dir(cfg: DictConfig, run_dir: Path, store_check: bool = True) -> R
     prep, prep_path = None, None
     if recorded_dir is not None and (recorded_dir / PREPROCESS).exists():
         from jsmp.inputs.spec import InputSpec
+        from jsmp.predict.model import legacy_contract
 
         prep_path = recorded_dir / PREPROCESS
-        prep = InputSpec.load(prep_path, legacy=lambda: (list(cfg.data.targets), hp.get("task", "action")))
+        prep = InputSpec.load(prep_path, legacy=lambda: legacy_contract(cfg, hp))
         if cfg.data.get("fill") is not None and cfg.data.fill != prep.fill:
             _refuse(flag, f"the run's {prep_path}", [f"data.fill was {prep.fill!r}, now {cfg.data.fill!r}"])
         if store_check:

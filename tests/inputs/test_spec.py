@@ -42,7 +42,7 @@ def test_a_version_1_file_is_upgraded(tmp_path, fill, ffill):
         return ["responder_6", "responder_7"], "regression", None
 
     got = InputSpec.load(path, legacy=legacy)
-    assert got == spec(fill=fill, ffill=ffill, sample_weight=None) and called == [1]
+    assert got == spec(fill=fill, ffill=ffill) and got.sample_weight is None and called == [1]
     assert got.lag_features == LAGS and got.version == 2
     with pytest.raises(UserError) as e:
         InputSpec.load(path)
@@ -67,6 +67,7 @@ def test_the_loss_weight_is_recorded_and_earlier_files_read_as_weighted(tmp_path
     unweighted = spec(sample_weight=None)
     unweighted.save(path)
     assert json.loads(path.read_text())["sample_weight"] is None and InputSpec.load(path) == unweighted
+    assert InputSpec.load(path).sample_weight is None and unweighted == spec()  # equal inputs, whatever the loss weight
     state = json.loads(path.read_text())
     del state["sample_weight"]  # as version 2 was written before it: online learning weighed by `weight` then
     path.write_text(json.dumps(state))

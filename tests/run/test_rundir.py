@@ -167,6 +167,20 @@ def test_resume_keeps_the_first_invocations_files(run, tiny_store, tmp_path):
     assert (run / "config.resume-2.yaml").is_file() and (run / ".hydra-resume-2").is_dir()
 
 
+@pytest.mark.parametrize("written", ["before sample_weight was recorded", "as version 1"])
+def test_a_run_recorded_by_earlier_jsmp_resumes(run, tiny_store, tmp_path, written):
+    """preprocess.json files of earlier runs (no `sample_weight`; version 1: no version, targets, task either) still
+    let the run resume: the loss weight is checked against config.yaml's data.sample_weight, not the input rules."""
+    prep = json.loads((run / "preprocess.json").read_text())
+    del prep["sample_weight"]
+    if written == "as version 1":
+        prep = {k: prep[k] for k in ("features", "fill", "fill_value", "window")}
+    (run / "preprocess.json").write_text(recorded := json.dumps(prep))
+    p = _train(run, f"data.store={tiny_store}", *ARGS, "ckpt_path=last", "trainer.max_epochs=2", root=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (run / "preprocess.json").read_text() == recorded and json.loads((run / "metrics.json").read_text())["epoch"] == 2
+
+
 def test_max_epochs_must_be_a_positive_integer(tiny_store, tmp_path):
     err = _one_error(_train(tmp_path / "r", f"data.store={tiny_store}", "trainer.max_epochs=abc", root=tmp_path))
     assert err == "error: trainer.max_epochs must be an integer >= 1, got 'abc'"
