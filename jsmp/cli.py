@@ -7,6 +7,7 @@ imports neither Hydra nor torch.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from jsmp.errors import EXIT_USAGE, UserError, exit_on_user_error
@@ -19,6 +20,7 @@ COMMANDS = {
     "predict": ("jsmp.predict.cli", "main", "replay a test file row by row (or --batch) and write a submission"),
     "data": ("jsmp.data.__main__", "run_and_exit", "build and inspect stores: synth, ingest, info, verify"),
     "bench": ("jsmp.bench.__main__", "main", "benchmarks: jsmp bench NAME"),
+    "kaggle": ("jsmp.kaggle.cli", "main", "bundle runs for a Kaggle notebook (wheels, submission.py); dry-run it locally"),
 }
 
 HELP = f"""usage: jsmp COMMAND [ARGS...]      (python -m jsmp COMMAND ... is the same)
@@ -28,6 +30,7 @@ commands:
 
 `jsmp COMMAND --help` describes a command's arguments. train and tune take Hydra overrides,
 e.g. `jsmp train model=lstm trainer.max_epochs=5`, `jsmp train -m data.fold=0,1,2,3,4`.
+Tab completion of commands and overrides: eval "$(jsmp -sc install=bash)" (bash, zsh; docs/training.md).
 
 Project root: data/ (generated and ingested stores) and logs/ (runs, sweeps) go under
 $JSMP_ROOT if it is set, else under the working directory. Sweep trials, launcher jobs and
@@ -46,7 +49,26 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"jsmp {__version__}")
         return 0
+    if argv[0] in ("-sc", "--shell-completion"):
+        return shell_completion(argv[1:])
     return exit_on_user_error(command)(argv[0])(argv[1:]) or 0
+
+
+def shell_completion(argv: list[str]) -> int:
+    """`jsmp -sc install=bash` (Hydra's `-sc`, see `jsmp train --hydra-help`): prints the shell's script
+    for `jsmp`. That script runs `jsmp -sc query=bash` with COMP_LINE set to the line being typed:
+    the second word completes as a command's name, the words after `jsmp train|tune` as Hydra's
+    overrides (config groups and options, keys, values); other commands get none (file names)."""
+    line = os.environ.get("COMP_LINE", "")
+    words, query = line.split(), any(a.startswith("query") for a in argv)
+    if query and len(words) + line.endswith(" ") <= 2:  # (the word being completed is the command's)
+        typed = words[1] if len(words) == 2 else ""
+        print(" ".join(name for name in COMMANDS if name.startswith(typed)))
+        return 0
+    name = words[1] if query else "train"  # (install, uninstall: Hydra's script for `jsmp`)
+    if name in ("train", "tune"):
+        command(name)(["-sc", *argv])
+    return 0
 
 
 def command(name: str):

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from conftest import ROOT
 
 JSMP = Path(sys.executable).parent / "jsmp"  # the console script `make install` puts beside python
-COMMANDS = ["train", "tune", "eval", "predict", "data", "bench"]
+COMMANDS = ["train", "tune", "eval", "predict", "data", "bench", "kaggle"]
 
 
 def run(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -52,7 +52,7 @@ def test_no_command_is_usage_on_stderr_exit_2(tmp_path):
 def test_unknown_command_is_one_line_exit_2(tmp_path):
     p = run([JSMP, "trian", "model=mlp"], tmp_path)
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr == "error: unknown command 'trian'; expected one of train, tune, eval, predict, data, bench (jsmp --help)\n"
+    assert p.stderr == "error: unknown command 'trian'; expected one of train, tune, eval, predict, data, bench, kaggle (jsmp --help)\n"
     assert list(tmp_path.iterdir()) == []
 
 

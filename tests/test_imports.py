@@ -33,6 +33,7 @@ STAGES = [
     ("evaluate", ["jsmp.evaluate"]),  # runs scored on labelled rows
     ("run", ["jsmp.run"]),  # the training recipe and the Hydra command lines
     ("bench", ["jsmp.bench"]),
+    ("kaggle", ["jsmp.kaggle"]),
     ("commands", ["jsmp.cli", "jsmp.__main__"]),  # `jsmp COMMAND`: each command's module, imported by name
 ]
 STAGE = {name: i for i, (_, names) in enumerate(STAGES) for name in names}

@@ -1,0 +1,1 @@
+"""Stand-in for Kaggle's `kaggle_evaluation` package (jsmp.kaggle.standin)."""
