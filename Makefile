@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,postgres,mlflow,launchers]"   # the optional extras too: their tests run
+	$(BIN)/python -m pip install -q -e ".[dev,postgres,mlflow,wandb,launchers]"   # the optional extras too: their tests run
 	touch $(STAMP)
 
 # PostgreSQL's server binaries (initdb, pg_ctl), which tests/sweeper/test_postgres.py starts a server with;

@@ -75,6 +75,8 @@ class StudyLoop:
             raise SweepError(f"hydra.sweeper.n_jobs={n_jobs}: expected an integer >= 1")
         if n_trials < 0:
             raise SweepError(f"hydra.sweeper.n_trials={n_trials}: expected an integer >= 0")
+        if n_jobs > 1 and not os.environ.get(CHILD_ENV):
+            _rerun_command(n_jobs)  # refused before anything is written when its workers cannot be started
         if storage is not None:
             # before anything is written: no password in it (Hydra would save it in every run dir),
             # a URL SQLAlchemy can parse, an installed driver
@@ -94,6 +96,8 @@ class StudyLoop:
     @exit_on_sweep_error
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
+        optuna.logging.disable_default_handler()  # Optuna's lines go to Hydra's log, not to stderr
+        optuna.logging.enable_propagation()
         self.study_name = self.study_name or default_study_name(config)
         self.default_storage = not self.storage_url
         with read_write(config.hydra):  # the launcher's config too (it shares this one)
@@ -102,6 +106,7 @@ class StudyLoop:
             if self.default_storage and (stable := stable_sweep_dir(config, self.study_name)):
                 config.hydra.sweep.dir = stable
         self.sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        self.metric_names = metric_names(config, self.directions)
         # each job's config is composed anew from the YAML (its sweep dir as written there): give it
         # ours, and keep the optuna_trial.* plumbing out of run dir names (hydra.job.override_dirname)
         excluded = OmegaConf.select(config, "hydra.job.config.override_dirname.exclude_keys", default=None) or []
@@ -127,8 +132,11 @@ class StudyLoop:
             self.sweep_dir.mkdir(parents=True, exist_ok=True)
         study = self._study()  # a storage that cannot be opened stops here, before any dir is made
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        pruner = type(self.pruner).__name__ if self.pruner else None
+        if len(self.directions) > 1:
+            pruner = f"off ({len(self.directions)} objectives: Optuna prunes single-objective studies only)"
         log.info("study %s in %s: %d trials, %d at once, pruner %s", study.study_name, display(self.storage_url),
-                 self.n_trials, self.n_jobs, type(self.pruner).__name__ if self.pruner else None)
+                 self.n_trials, self.n_jobs, pruner)
         children = self._start_children()
         try:
             self._work(study)
@@ -143,6 +151,8 @@ class StudyLoop:
         storage = open_storage(self.storage_url, **self.heartbeat, heartbeat_stale_trial_callback=Retry())
         study = optuna.create_study(storage=storage, study_name=self.study_name, pruner=self.pruner,
                                     directions=self.directions, load_if_exists=True)
+        if self.metric_names:  # (optuna-dashboard's objective names)
+            study.set_metric_names(self.metric_names)
         study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
         return study
 
@@ -212,7 +222,7 @@ class StudyLoop:
         if ret.status == JobStatus.COMPLETED:
             try:
                 raw = ret.return_value
-                values = [float(v) for v in raw] if len(self.directions) > 1 else [float(raw)]
+                values = [float(v) for v in (raw if isinstance(raw, (list, tuple)) else [raw])]
                 if len(values) != len(self.directions) or not all(math.isfinite(v) for v in values):
                     raise ValueError(f"the job returned {raw!r}")
             except (TypeError, ValueError) as e:
@@ -287,9 +297,10 @@ class StudyLoop:
 
     # ------------------------------------------------------ local parallelism
     def _start_children(self) -> list[subprocess.Popen]:
-        """n_jobs - 1 more worker processes: this command again, on this study, one job each."""
+        """n_jobs - 1 more worker processes: this command again (_rerun_command), on this study, one job each."""
         if self.n_jobs == 1 or os.environ.get(CHILD_ENV):
             return []
+        program = _rerun_command(self.n_jobs)
         pinned = {
             "hydra.sweep.dir": str(self.sweep_dir),
             "hydra.sweeper.storage": "'" + self.storage_url.replace("'", "\\'") + "'",
@@ -302,7 +313,7 @@ class StudyLoop:
         children = []
         for i in range(1, self.n_jobs):
             extra = {**pinned, **({"hydra.sweeper.sampler.seed": str(seed + i)} if seed is not None else {})}
-            cmd = [sys.executable, sys.argv[0], *argv, *(f"{k}={v}" for k, v in extra.items())]
+            cmd = [*program, *argv, *(f"{k}={v}" for k, v in extra.items())]
             children.append(subprocess.Popen(cmd, env={**os.environ, CHILD_ENV: "1"}))
         log.info("started %d more worker processes", len(children))
         return children
@@ -366,6 +377,24 @@ def default_study_name(config: DictConfig) -> str:
     return "-".join(dict.fromkeys(names))  # (each once, in order)
 
 
+def metric_names(config: DictConfig, directions: list[str]) -> list[str] | None:
+    """The job's `optimized_metric` (a name, or a list of them: one per direction) as the study's
+    metric names; None when the config has none. A count other than the directions' is a SweepError."""
+    value = OmegaConf.select(config, "optimized_metric", default=None, throw_on_resolution_failure=False)
+    if value is None:
+        return None
+    names = [str(v) for v in value] if OmegaConf.is_list(value) else [str(value)]
+    if len(names) != len(directions):
+        raise SweepError(f"hydra.sweeper.direction={_listed(directions)} has {len(directions)} objective(s) but "
+                         f"optimized_metric={_listed(names)} names {len(names)} metric(s): give one direction per metric")
+    return names
+
+
+def _listed(items: list[str]) -> str:
+    """`a`, or `[a, b]` for several: a key's value as a user wrote it."""
+    return items[0] if len(items) == 1 else "[" + ", ".join(items) + "]"
+
+
 def stable_sweep_dir(config: DictConfig, study_name: str) -> str | None:
     """hydra.sweep.dir (unresolved) with its timestamp, from its first path component holding
     `${now:...}` on, replaced by the study name: `${paths.log_dir}/train/multiruns/${now:%Y-%m-%d_%H-%M-%S}`
@@ -416,3 +445,35 @@ def _grid_values(dist) -> list:
         raise ValueError("the grid sampler needs choice() or range() params, not interval()")
     n = round((dist.high - dist.low) / dist.step) + 1
     return [dist.low + i * dist.step for i in range(n)]
+
+
+# programs that run a Hydra app inside themselves (test runners, notebook kernels, debuggers), by
+# the name of their script or `-m` package: starting their command line again starts them, not the app
+_HOSTS = frozenset({"pytest", "py.test", "_pytest", "unittest", "nose2", "ipykernel_launcher", "ipykernel",
+                    "colab_kernel_launcher", "IPython", "ipython", "jupyter", "spyder_kernels", "pydevd"})
+
+
+def _rerun_command(n_jobs: int) -> list[str]:
+    """`[python, SCRIPT]` or `[python, -m, MODULE]`: what runs this process's program again (with
+    sys.argv[1:], a worker of n_jobs > 1). A SweepError when that program is not the Hydra app: one
+    run inside another program (pytest, a notebook's kernel; sys.argv[0] is theirs) or from no
+    script (python -c, an interactive session)."""
+    main = sys.modules.get("__main__")
+    spec, file = getattr(main, "__spec__", None), getattr(main, "__file__", None)
+    script = sys.argv[0] if sys.argv else ""
+    if spec is not None and spec.name != "__main__":  # python -m MODULE (a package: MODULE.__main__)
+        module = spec.name.removesuffix(".__main__")
+        command, host = [sys.executable, "-m", module], module.partition(".")[0]
+    elif file:  # python SCRIPT, a console script, or runpy.run_path(SCRIPT, run_name="__main__")
+        host = Path(file).name.removesuffix(".py")
+        same = script and Path(script).resolve() == Path(file).resolve()
+        command = [sys.executable, str(Path(script).absolute())] if same else []
+    else:
+        command, host = [], ""
+    if command and host not in _HOSTS:
+        return command
+    program = f"{host}, not the Hydra app" if host else "no script (python -c, an interactive session)"
+    raise SweepError(f"hydra.sweeper.n_jobs={n_jobs}: the sweeper starts its other workers by running this "
+                     f"program's command line again, but this program is {program} (sys.argv[0]={script!r}); "
+                     "use hydra.sweeper.n_jobs=1 here, or run the app as a script (python APP.py -m ...), or "
+                     "start more such commands yourself on the same storage and study_name")

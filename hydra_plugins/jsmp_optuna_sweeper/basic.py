@@ -9,7 +9,8 @@ job's log and ends the multirun after that batch with one line and exit 2:
     error: 1 of 4 jobs failed. Job 2 failed: UserError: model.optimizer.lr must be > 0, got -1 (run dir D, log L)
 
 A launcher that raises instead of returning its jobs' results (a submitit job that died: killed,
-out of memory) ends it the same way, naming the jobs and why.
+out of memory) ends it the same way, naming the jobs and why, and so does a job whose config does
+not compose (`-m data.fold=0,x`), before its batch runs.
 
 The class is also the package's public entry point for a command line that runs Hydra (jsmp's
 `train|tune`, jsmp/run/cli.py): such a program finds it as Hydra does, through Hydra's registries
@@ -26,16 +27,17 @@ from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper as HydraBasicSweeper
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 from . import errors
-from .jobs import DISK_FULL, LOG, disk_full, failure_line, job_files, log_traceback, where
+from .jobs import DISK_FULL, LOG, composition_line, disk_full, failure_line, job_files, log_traceback, where
 from .space import check_overrides
 
 
-class BasicSweeper(HydraBasicSweeper):
+class JsmpBasicSweeper(HydraBasicSweeper):
     """Hydra's BasicSweeper, its failed jobs reported in one line (SweepError, exit 2) after their batch."""
 
     # the entry point for a program running Hydra (see the module's docstring)
@@ -53,6 +55,19 @@ class BasicSweeper(HydraBasicSweeper):
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         return errors.exit_on_sweep_error(super().sweep)(arguments)
 
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        """Hydra's check, before a batch runs, that each of its jobs' configs composes; one that
+        does not (`-m data.fold=0,x`: a value of the wrong type, a missing group option) is a
+        SweepError naming the job and why (Hydra's would print its error in several lines, exit 1)."""
+        first = sum(len(b) for b in self.overrides[: self.batch_index - 1])  # (the batch is overrides[batch_index - 1])
+        for number, overrides in enumerate(batch, first):
+            try:
+                super().validate_batch_is_legal([overrides])
+            except CompactHydraException as e:
+                total = self.n_jobs()
+                stop = _not_run(total, first - 1) if first else f"; the multirun runs none of its {total} jobs"
+                raise errors.SweepError(f"job {number} of {total} does not compose: {composition_line(e)}{stop}") from None
+
     def n_jobs(self) -> int:
         """The multirun's jobs, every batch's."""
         return sum(len(batch) for batch in self.overrides or ())
@@ -62,7 +77,7 @@ class _StopAfterFailedBatch:
     """The sweeper's launcher; after a batch with failed jobs, a SweepError saying how many and
     why the first failed (Hydra's sweeper would re-raise that job's exception)."""
 
-    def __init__(self, launcher: Launcher, sweeper: BasicSweeper):
+    def __init__(self, launcher: Launcher, sweeper: JsmpBasicSweeper):
         self.launcher, self.sweeper = launcher, sweeper
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -48,9 +48,14 @@ PRUNERS = {
 }
 
 
+# the sweeper's class, defined under the official plugin's `_target_` (hydra_plugins/hydra_optuna_sweeper):
+# `jsmp_optuna` and `optuna` are the same sweeper
+TARGET = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
 @dataclass
 class OptunaSweeperConf:
-    _target_: str = "hydra_plugins.jsmp_optuna_sweeper.sweeper.OptunaSweeper"
+    _target_: str = TARGET
     defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
 
     # --- the official plugin's keys ---
@@ -90,20 +95,16 @@ class OptunaSweeperConf:
     poll_interval: float = 2.0
 
 
-# the official plugin's `_target_` (hydra_plugins/hydra_optuna_sweeper), the same sweeper
-OFFICIAL_TARGET = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
-
-
 # `hydra/sweeper: jsmp_basic` (basic.py), jsmp's default for `-m` (conf/hydra/default.yaml): Hydra's
 # basic sweeper, its keys and grid, with failed jobs reported in one line
-BASIC_TARGET = "hydra_plugins.jsmp_optuna_sweeper.basic.BasicSweeper"
+BASIC_TARGET = "hydra_plugins.jsmp_optuna_sweeper.basic.JsmpBasicSweeper"
 
 
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(group="hydra/sweeper", name="jsmp_basic", node=BasicSweeperConf(_target_=BASIC_TARGET), provider="jsmp")
     cs.store(group="hydra/sweeper", name="jsmp_optuna", node=OptunaSweeperConf, provider="jsmp")
-    cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf(_target_=OFFICIAL_TARGET), provider="jsmp")
+    cs.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="jsmp")
     for name, node in SAMPLERS.items():
         cs.store(group="hydra/sweeper/sampler", name=name, node=node, provider="jsmp")
     for name, node in PRUNERS.items():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -57,10 +58,11 @@ def failure_line(err: BaseException, run_dir: str | None = None) -> str:
     for a full disk, disk_full's line (`run_dir`: its dir when the error names none).
     A submitit job that raised (FailedJobError, whose message holds the job's traceback) gives
     its exception's own line and log file; one that never finished (UncompletedJobError: killed,
-    out of memory, timed out) the first two lines of submitit's message (job id, state)."""
+    out of memory, timed out) the first two lines of submitit's message (job id, state); one whose
+    config does not compose (a searched value of the wrong type) its type and composition_line's."""
     if full := disk_full(err, run_dir):
         return full
-    kind, text = type(err).__name__, str(err)
+    kind, text = type(err).__name__, composition_line(err) if isinstance(err, CompactHydraException) else str(err)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if kind == "FailedJobError" and lines:  # (submitit's, told by name: the plugin does not import submitit)
         trace = text.split("-" * 22)  # "...with trace:\n-----\n<traceback>\n-----\nYou can check ... paths:\n  - ERR"
@@ -71,6 +73,16 @@ def failure_line(err: BaseException, run_dir: str | None = None) -> str:
     else:
         text = f"{kind}: {text}"
     return " ".join(text.split())[:500]
+
+
+def composition_line(err: CompactHydraException) -> str:
+    """Why Hydra cannot compose a job's config, in one line: its message without its listing of
+    the config search path, then OmegaConf's reason for a bad value or key
+    (`Error merging override data.fold=x: Value 'x' of type 'str' could not be converted to Integer`)."""
+    text = str(err).split("\nConfig search path")[0]
+    if err.__cause__ is not None:
+        text += ": " + (str(err.__cause__).strip().splitlines() or [""])[0]
+    return " ".join(text.split())
 
 
 def job_files(ret: JobReturn) -> dict[str, str]:

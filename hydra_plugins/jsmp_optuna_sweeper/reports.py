@@ -120,6 +120,17 @@ def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     return saved
 
 
+def print_front(study: optuna.Study) -> None:
+    """The Pareto front of a multi-objective study: each trial's values (named as the study's metrics) and params."""
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    print(f"Pareto front ({len(front)} trial{'' if len(front) == 1 else 's'}): " + ", ".join(f"{n} ({d.name.lower()})"
+                                                             for n, d in zip(names, study.directions)))
+    for t in front:
+        values = " ".join(f"{n}={v:.6g}" for n, v in zip(names, t.values))
+        print(f"  trial {t.number}: {values} | " + " ".join(f"{k}={v}" for k, v in t.params.items()))
+
+
 def report(study: optuna.Study, out_dir: Path) -> None:
     """Print the best trial and write best.yaml, optimization_results.yaml and the plots into `out_dir`."""
     from optuna.trial import TrialState
@@ -129,7 +140,7 @@ def report(study: optuna.Study, out_dir: Path) -> None:
         return
     write_results(study, out_dir / "optimization_results.yaml")
     if len(study.directions) > 1:
-        log.info("Pareto front: %s", [(t.number, t.values) for t in study.best_trials])
+        print_front(study)
         print(f"written: {out_dir / 'optimization_results.yaml'}")
         return
     best = write_best(study, out_dir / "best.yaml")

@@ -16,8 +16,8 @@ Optuna is imported inside the functions that build distributions only.
 
 from __future__ import annotations
 
-import math
 import re
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -75,11 +75,12 @@ def _distribution(override: Override) -> BaseDistribution:
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step
         if any(isinstance(v, float) for v in (start, stop, step)):
-            n = math.floor((stop - start) / step + 1e-9)  # the last value at or below stop (its float rounding forgiven)
-            if n < 0:
+            # the last value at or below stop, in decimal as written (range(0, 1, 0.3): 0.9, not 0.8999999999999999,
+            # which Optuna, checking the steps in decimal too, would cut to 0.6)
+            low, steps = Decimal(str(start)), (Decimal(str(stop)) - Decimal(str(start))) / Decimal(str(step))
+            if steps < 0:
                 raise ValueError(f"range({start}, {stop}, {step}) is empty; expected START <= STOP for a positive STEP")
-            high = start + n * step
-            return FloatDistribution(start, stop if math.isclose(high, stop, rel_tol=1e-9) else high, step=step)
+            return FloatDistribution(start, float(low + int(steps) * Decimal(str(step))), step=step)
         n = (int(stop) - int(start)) // int(step)
         if n < 0:
             raise ValueError(f"range({start}, {stop}, {step}) is empty; expected START <= STOP for a positive STEP")

@@ -32,7 +32,8 @@ class MetricsJson(L.Callback):
     the `val/*` metrics and `monitor` at the best epoch under `best/<name>` (best = highest
     `monitor`, or lowest with `mode='min'`),
     fixed reference values given as `extra` (e.g. `val/utility_ideal`), plus `epoch`, `global_step`, `best_epoch` and `status` (running, completed, failed, or pruned: stopped by a
-    sweep's pruner).
+    sweep's pruner). The `extra` values are also logged with every validation's metrics: TensorBoard
+    draws `val/utility_ideal` as a flat line beside `val/utility`, the HParams table shows it as a column.
     `pid`, `pid_start` and `host` name the process that writes it, so `run_status` can tell a
     `running` file whose writer was killed. Written first when fitting starts (status running);
     a resumed run starts from the run's earlier file (its values until the next validation).
@@ -58,6 +59,10 @@ class MetricsJson(L.Callback):
     def _latest(self, trainer: L.Trainer) -> dict[str, float]:
         return {k: _scalar(v) for k, v in sorted(trainer.callback_metrics.items()) if not k.endswith("_step")}
 
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for k, v in self.extra.items():  # logged with the epoch's metrics, at their step
+            pl_module.log(k, float(v))
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # (on_validation_end runs after the module has logged this epoch's metrics)
         if trainer.sanity_checking:
@@ -67,7 +72,7 @@ class MetricsJson(L.Callback):
         if value is not None and not math.isnan(value) and (
             self.best_epoch is None or self.sign * value > self.sign * self.best.get(self.monitor, -self.sign * math.inf)
         ):
-            self.best = {k: v for k, v in latest.items() if k.startswith("val/") or k == self.monitor}
+            self.best = {k: v for k, v in latest.items() if (k.startswith("val/") and k not in self.extra) or k == self.monitor}
             self.best_epoch = trainer.current_epoch
         self.write(trainer)
 
@@ -91,8 +96,8 @@ class MetricsJson(L.Callback):
     def write(self, trainer: L.Trainer) -> dict:
         out = {
             **self.previous,
-            **self.extra,
             **self._latest(trainer),
+            **self.extra,  # (exact: the logged copies are float32)
             **{f"best/{k}": v for k, v in self.best.items()},
             "epoch": trainer.current_epoch,
             "global_step": trainer.global_step,
@@ -114,7 +119,7 @@ class EpochLog(L.Callback):
         epoch 3: train/loss=0.6921 val/utility=12.3 val/acc=0.51 val/auc=0.52 val/loss=0.693 | best val/utility=14.1 (epoch 1) | 2.4 s
     """
 
-    SKIP = ("_step", "_best", "_oracle", "hp_metric")
+    SKIP = ("_step", "_best", "_oracle", "_ideal", "_instrument", "hp_metric")  # (the references are in the done line)
 
     def __init__(self, monitor: str = "val/utility", mode: str = "max", every: int = 1):
         self.monitor, self.sign, self.every = monitor, {"max": 1.0, "min": -1.0}[mode], max(1, int(every))

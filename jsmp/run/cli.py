@@ -26,6 +26,7 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 import jsmp
 from jsmp.errors import EXIT_USAGE, UserError, exit_on_user_error, report
@@ -33,6 +34,7 @@ from jsmp.run import (
     dataconfig,  # noqa: F401  (registers the `data` schemas with Hydra's ConfigStore)
     rundir,  # noqa: F401  (registers ${jsmp.job_name:...}, the multirun job dirs' names)
 )
+from jsmp.run.groupfiles import check_group_files
 
 # the configs shipped inside the package (in a clone jsmp/conf is a symlink to the top-level conf/)
 CONF_DIR = Path(jsmp.__file__).resolve().parent / "conf"
@@ -61,13 +63,16 @@ def sweeper() -> type:
 
 def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
     """Run `task(cfg)`. A full disk (ENOSPC, EDQUOT: a checkpoint, the logger, metrics.json) is a
-    UserError naming the file. In a single run a UserError exits 2 with one line; in a multirun it
+    UserError naming the file, as is a UserError a resolver raised (`${jsmp.score:bogus}`), which
+    OmegaConf wraps. In a single run a UserError exits 2 with one line; in a multirun it
     is raised so the sweeper can record the job or trial as failed (and report it in one line)."""
     try:
         try:
             with _quiet_disk_full_in_threads():
                 return task(cfg)
         except Exception as e:
+            if isinstance(e, OmegaConfBaseException) and (cause := _user_error_within(e)):
+                raise cause from None
             if isinstance(e, UserError) or (line := sweeper().disk_full(e, OmegaConf.select(cfg, "paths.output_dir"))) is None:
                 raise
             raise UserError(line) from e
@@ -76,6 +81,14 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
             raise
         report(err)
         sys.exit(EXIT_USAGE)
+
+
+def _user_error_within(err: BaseException) -> UserError | None:
+    """The UserError an OmegaConf error was raised while handling (a resolver's), if any: OmegaConf
+    chains it as the context of its own, not as the cause."""
+    while err is not None and not isinstance(err, UserError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 class LogFile(logging.FileHandler):
@@ -103,12 +116,12 @@ def check_compose(argv: list[str], config_dir: Path, config_name: str = "config"
     from hydra._internal.utils import get_args_parser
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException
-    from omegaconf.errors import OmegaConfBaseException
 
     args, _ = get_args_parser().parse_known_args(argv)
     if not args.overrides or args.help or args.hydra_help or args.info or args.shell_completion \
             or args.config_path or args.config_dir or args.experimental_rerun:
         return
+    check_group_files(config_dir, args.overrides)  # the files an override selects: Hydra may skip one silently
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             # as for a multirun: sweep overrides (data.fold=0,1) are left to the sweep, the rest applied
@@ -181,6 +194,8 @@ def hydra_command(name: str, argv: list[str], root: str | Path, sweeping: bool) 
     if args.overrides:
         sweeper().check_command_line(argv, sweeping=sweeping)
         exit_on_user_error(check_compose)(argv, CONF_DIR)
+    if args.shell_completion:
+        os.environ["COMP_LINE"] = completion_line(os.environ.get("COMP_LINE", ""), name)
     task = _recipe_task(name)
     if args.experimental_rerun is not None:  # as @hydra.main does
         from hydra.core.utils import _flush_loggers
@@ -193,12 +208,27 @@ def hydra_command(name: str, argv: list[str], root: str | Path, sweeping: bool) 
         _run_hydra(args=args, args_parser=parser, task_function=task, config_path=str(CONF_DIR), config_name="config")
 
 
+def completion_line(line: str, name: str) -> str:
+    """The shell's command line `line` (COMP_LINE: `jsmp train model=l`) as Hydra's completion reads
+    it, for command `name`: `jsmp train ...` and `jsmp tune ...` lose the command's name (Hydra strips
+    one program word, as in `python train.py ...`), and tune's gets the search it adds
+    (`jsmp hparams_search=mlp model=l`), so that `hydra.sweeper.` completes the search's keys."""
+    words = line.split()
+    if len(words) < 2 or words[1] != name:  # (`python train.py ...`: Hydra's own form)
+        return line
+    rest = words[2:]
+    typed = rest[:-1] if rest and not line.endswith(" ") else rest  # (the last word is being completed)
+    added = tune_argv(typed)[len(typed):] if name == "tune" else []
+    return " ".join([words[0], *added, *rest]) + (" " if line.endswith(" ") else "")
+
+
 def _recipe_task(name: str) -> Callable[[DictConfig], float]:
     def task(cfg: DictConfig) -> float:
         # imported here: torch and Lightning are not needed to parse or report a bad command line
+        from jsmp.run import extras
         from jsmp.run.training import train
 
-        return run_task(train, cfg)
+        return run_task(functools.partial(extras.run, train), cfg)  # (tags, print_config, eval_after_fit)
 
     # Hydra names the job (hydra.job.name: `NAME is powered by Hydra`, a Slurm job's name) after the task's module
     task.__module__ = f"jsmp.{name}"

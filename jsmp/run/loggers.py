@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning_utilities.core.imports import module_available
 from omegaconf import DictConfig
 
@@ -9,7 +10,7 @@ from jsmp.errors import UserError
 from jsmp.run.config import build
 
 # loggers whose library is an optional extra of jsmp (pyproject.toml): class name -> (module, extra)
-OPTIONAL = {"MLFlowLogger": ("mlflow", "mlflow")}
+OPTIONAL = {"MLFlowLogger": ("mlflow", "mlflow"), "WandbLogger": ("wandb", "wandb")}
 
 
 def build_loggers(node: DictConfig | None) -> list:
@@ -32,3 +33,15 @@ def _build(node: DictConfig, key: str):
             raise UserError(f"{key}: {cls} needs the `{module}` module, which is not installed; "
                             f"install jsmp's optional extra: pip install 'jsmp[{extra}]'")
     return build(node, key)
+
+
+class WandbLogger(LightningWandbLogger):
+    """Lightning's WandbLogger (conf/logger/wandb.yaml) that finishes its wandb run when the fit ends, so
+    the next job of an in-process multirun or search gets a run of its own (Lightning's leaves it open
+    and the next logger reuses it)."""
+
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._experiment is not None:
+            self._experiment.finish(exit_code=0 if status == "success" else 1)
+            self._experiment = None

@@ -8,6 +8,10 @@ after every validation epoch and raises optuna.TrialPruned when the sweep's prun
 (`hydra.sweeper.pruner`) says so, which the sweeper records as PRUNED. Reporting the
 objective itself, not the epoch's noisy val/utility, makes the pruner compare like with
 like: each trial's best so far against the other trials' best at the same epoch.
+
+A multi-objective study (`optimized_metric` a list, one `hydra.sweeper.direction` each) is not
+pruned: Optuna prunes single-objective studies only, so the job reports nothing (its log says so).
+Trial 0's job warns when a direction is the opposite of its metric's (jsmp/run/objective.py).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from jsmp.run.objective import Objective, warn_directions
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +53,9 @@ def sweep_pruner() -> optuna.pruners.BasePruner:
     return instantiate(node) if node else optuna.pruners.NopPruner()
 
 
-def trial_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """[OptunaPruning] for a sweep's trial job (and its torch thread count set), else []."""
+def trial_callbacks(cfg: DictConfig, objective: Objective) -> list[L.Callback]:
+    """[OptunaPruning] for a sweep's trial job of a single-objective study (and its torch thread
+    count set), else []."""
     spec = cfg.get("optuna_trial")
     if not spec:
         return []
@@ -60,4 +67,10 @@ def trial_callbacks(cfg: DictConfig) -> list[L.Callback]:
     study = optuna.load_study(study_name=spec.study, storage=storage, pruner=sweep_pruner(),
                               sampler=optuna.samplers.RandomSampler())
     log.info("trial %s of study %s (%s torch threads)", spec.number, spec.study, torch.get_num_threads())
-    return [OptunaPruning(optuna.trial.Trial(study, int(spec.id)), monitor=cfg.optimized_metric)]
+    if spec.number == 0:  # (once per sweep)
+        warn_directions(objective, [d.name.lower() for d in study.directions], cfg.monitor, cfg.get("monitor_mode", "max"))
+    if len(study.directions) > 1:
+        log.info("no pruning: study %s has %d objectives (%s), and Optuna prunes single-objective studies only",
+                 spec.study, len(study.directions), ", ".join(objective.names))
+        return []
+    return [OptunaPruning(optuna.trial.Trial(study, int(spec.id)), monitor=objective.names[0])]

@@ -5,7 +5,8 @@
     data.setup()                            # split by date, fill stats -> data.input_spec()
     model  = instantiate(cfg.model, **data.model_kwargs())   # n_features, n_days, n_targets, task
     trainer.fit(model, data)                # checkpoints, early stopping on cfg.monitor (val/utility or val/r2)
-    return metrics[cfg.optimized_metric]    # for sweepers (with cv_objective: the mean over folds)
+    return metrics[cfg.optimized_metric]    # for sweepers (with cv_objective: the mean over folds); a list
+                                            # of names: a tuple (jsmp/run/objective.py)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from jsmp.run.callbacks import EpochLog, MetricsJson, NaNGuard, write_json
 from jsmp.run.config import build, model_class
 from jsmp.run.dashboards import hparams_metrics, log_hparams, quiet_lightning, run_hparams
 from jsmp.run.loggers import build_loggers
+from jsmp.run.objective import Objective, ObjectiveCheck
 from jsmp.run.pruning import trial_callbacks
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,9 @@ def check_accelerator(accelerator: str) -> None:
         )
 
 
-def train(cfg: DictConfig) -> float:
-    """Train as `cfg` says: once, or once per CV fold with `cv_objective`; returns `cfg.optimized_metric`."""
+def train(cfg: DictConfig) -> float | tuple[float, ...]:
+    """Train as `cfg` says: once, or once per CV fold with `cv_objective`; returns `cfg.optimized_metric`
+    (a tuple, one value per name, when it is a list)."""
     quiet_lightning()
     log.info("huge pages for CPU tensors >= 2 MB: %s (%s=%s; see jsmp/allocator.py)",
              "on" if huge_pages_in_effect() else "off", ENV, os.environ.get(ENV, "unset"))
@@ -66,9 +69,9 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
         raise UserError(f"trainer.min_epochs must be null or an integer >= 0, got {low!r}")
 
 
-def train_folds(cfg: DictConfig) -> float:
+def train_folds(cfg: DictConfig) -> float | tuple[float, ...]:
     """`cv_objective=true`: one run per fold of `data.cv`, in `<run dir>/fold-<k>/`; returns the
-    mean of `optimized_metric` over the folds and writes it, with each fold's value, to
+    mean of `optimized_metric` (each one's) over the folds and writes it, with each fold's value, to
     `<run dir>/metrics.json`. In a sweep the pruner follows the first fold only (the oldest,
     cheapest one): a trial it prunes never trains the other folds. With `ckpt_path=last`
     each fold that holds a run continues from its own last.ckpt; the others start."""
@@ -77,9 +80,10 @@ def train_folds(cfg: DictConfig) -> float:
         raise UserError(f"cv_objective=true trains every fold of data.cv; leave data.fold null (got {cfg.data.fold})")
     if not isinstance(folds, int) or folds < 2:
         raise UserError(f"cv_objective=true needs data.cv.folds to be an integer >= 2, got {folds!r}")
+    objective = Objective(cfg.optimized_metric)
     out_dir = Path(cfg.paths.output_dir)
     rundir.check_run_dir(cfg, out_dir)
-    values = []
+    values = []  # (folds, names)
     for k in range(folds):
         fold_cfg = cfg.copy()
         fold_dir = out_dir / f"fold-{k}"
@@ -89,23 +93,26 @@ def train_folds(cfg: DictConfig) -> float:
             fold_cfg.ckpt_path = "last" if cfg.get("ckpt_path") == "last" and rundir.run_contents(fold_dir) else None
             if k > 0:
                 fold_cfg.optuna_trial = None
-        values.append(train_once(fold_cfg))
-        log.info("fold %d/%d: %s = %.6g", k + 1, folds, cfg.optimized_metric, values[-1])
-    mean = float(np.mean(values))
-    write_json(out_dir / rundir.METRICS, {cfg.optimized_metric: mean, "folds": folds, "status": "completed",
-                                           **{f"fold-{k}/{cfg.optimized_metric}": v for k, v in enumerate(values)}})
-    log.info("%s = %.6g (mean over %d folds)", cfg.optimized_metric, mean, folds)
-    return mean
+        values.append(objective.values(train_once(fold_cfg)))
+        log.info("fold %d/%d: %s", k + 1, folds, objective.text(values[-1]))
+    mean = np.mean(values, axis=0).tolist()
+    write_json(out_dir / rundir.METRICS, {**dict(zip(objective.names, mean)), "folds": folds, "status": "completed",
+                                           **{f"fold-{k}/{name}": v for k, fold in enumerate(values)
+                                              for name, v in zip(objective.names, fold)}})
+    log.info("%s (mean over %d folds)", objective.text(mean), folds)
+    return objective.result(mean)
 
 
-def train_once(cfg: DictConfig) -> float:
-    """Train once as `cfg` says; returns `cfg.optimized_metric` (NaN if it was never logged).
+def train_once(cfg: DictConfig) -> float | tuple[float, ...]:
+    """Train once as `cfg` says; returns `cfg.optimized_metric` (NaN if it was never logged: a
+    validation that ran and did not log it fails the run, jsmp/run/objective.py).
 
     Everything is checked before anything is written into the run dir (jsmp/run/rundir.py): a
     fresh run needs a run dir without a run; a resume (`ckpt_path`) a readable checkpoint that
     matches the model, data and preprocess.json the run was trained with. A resume keeps the
     run's config.yaml and preprocess.json and saves its own config as config.resume-<n>.yaml.
     """
+    objective = Objective(cfg.optimized_metric)
     out_dir = Path(cfg.paths.output_dir)
     resume = rundir.check_run_dir(cfg, out_dir)
     check_accelerator(cfg.trainer.get("accelerator", "cpu"))
@@ -130,7 +137,8 @@ def train_once(cfg: DictConfig) -> float:
     loggers = build_loggers(cfg.get("logger"))
     # one train.log line per epoch; at most ~100 in all (the toy runs up to 10,000 epochs)
     epoch_log = EpochLog(cfg.monitor, mode, every=max(1, int(cfg.trainer.get("max_epochs") or 1) // 100))
-    always = [NaNGuard(cfg.diverge_factor, cfg.get("diverge_check_every")), *trial_callbacks(cfg), metrics_cb, epoch_log]
+    always = [NaNGuard(cfg.diverge_factor, cfg.get("diverge_check_every")), *trial_callbacks(cfg, objective), metrics_cb,
+              ObjectiveCheck(objective, logged=metrics_cb.write), epoch_log]
     # checkpoints written whole or not at all, with a checksum every loader verifies (jsmp/checkpoint.py)
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=loggers or False,
                                plugins=[CheckpointFiles()])
@@ -156,12 +164,9 @@ def train_once(cfg: DictConfig) -> float:
 
     metrics = metrics_cb.write(trainer)
     log.info("%s", summary(metrics, cfg.monitor, getattr(trainer.checkpoint_callback, "best_model_path", "") or None))
-    value = metrics.get(cfg.optimized_metric)
-    if value is None:
-        log.warning("optimized_metric %r was not logged (have: %s)", cfg.optimized_metric, sorted(metrics))
-        return float("nan")
-    log.info("%s = %.6g", cfg.optimized_metric, value)
-    return float(value)
+    values = objective.read(metrics)
+    log.info("%s", objective.text(values))
+    return objective.result(values)
 
 
 # shown after the monitored metric when the run logged them (the trade models do)

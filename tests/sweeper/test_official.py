@@ -95,8 +95,7 @@ def test_importing_the_plugins_as_hydra_does_loads_no_optuna():
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
     assert p.stdout.strip() == str([
         "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper",
-        "hydra_plugins.jsmp_optuna_sweeper.basic.BasicSweeper",  # (`-m`'s: jsmp_basic)
-        "hydra_plugins.jsmp_optuna_sweeper.sweeper.OptunaSweeper",
+        "hydra_plugins.jsmp_optuna_sweeper.basic.JsmpBasicSweeper",  # (`-m`'s: jsmp_basic)
     ]) + " []"
 
 

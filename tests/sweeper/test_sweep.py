@@ -81,7 +81,7 @@ def test_grammar_gives_optuna_distributions():
 def test_mlp_space_is_the_seeds():
     cfg = compose_cfg(["hparams_search=mlp"])
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("jsmp_optuna_sweeper.sweeper.OptunaSweeper")
+    assert sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/utility_best"
     assert sweeper.pruner._target_ == "optuna.pruners.MedianPruner"
     searched, *_ = parse_space([f"{k}={v}" for k, v in sweeper.params.items()])
