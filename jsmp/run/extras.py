@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import sys
@@ -80,16 +81,14 @@ def print_config(cfg: DictConfig, file: TextIO | None = None) -> None:
     """The config as a tree to `file` (stdout): rich's, in colour, on a terminal when rich is installed,
     else config_tree's plain text (as in a log file or a pipe)."""
     file = file or sys.stdout
-    try:
-        if not file.isatty():
-            raise ImportError
-        import rich.console
-        import rich.syntax
-        import rich.text
-        import rich.tree
-    except ImportError:
+    if not file.isatty() or importlib.util.find_spec("rich") is None:
         print(config_tree(cfg), file=file, flush=True)
         return
+    import rich.console
+    import rich.syntax
+    import rich.text
+    import rich.tree
+
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
     for key, text, group in _branches(cfg):
         if group:

@@ -195,8 +195,19 @@ def check_fresh(cfg: DictConfig, run_dir: Path) -> None:
     """A fresh run (no ckpt_path) must not land in a run dir that holds a run."""
     found = run_contents(run_dir)
     if found:
-        raise UserError(f"hydra.run.dir={run_dir} already holds a run ({', '.join(found[:4])}); jsmp never "
-                        f"overwrites a run: choose another hydra.run.dir, or continue this one with ckpt_path=last")
+        where, key = f"hydra.run.dir={run_dir}", "hydra.run.dir"
+        if _multirun():  # (a job's dir, inside the sweep dir)
+            where, key = f"the job dir {run_dir}", "hydra.sweep.dir"
+        raise UserError(f"{where} already holds a run ({', '.join(found[:4])}); jsmp never "
+                        f"overwrites a run: choose another {key}, or continue this one with ckpt_path=last")
+
+
+def _multirun() -> bool:
+    """Whether this process runs a job of a multirun (`-m`, a sweep's trial)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def check_run_dir(cfg: DictConfig, run_dir: Path, store_check: bool = True) -> Resume | None:

@@ -77,3 +77,14 @@ def test_a_failing_submitit_trial_under_the_optuna_sweeper_is_one_line(tiny_stor
         f"Trial 0 failed: UserError: model.optimizer.lr must be > 0, got -1 (run dir {trial}, log {trial / 'train.log'}). "
         "To go on past failed trials, rerun with a higher hydra.sweeper.max_failure_rate (the study resumes)")
     assert "UserError: model.optimizer.lr must be > 0, got -1" in (trial / "train.log").read_text()
+
+
+def test_a_multirun_into_a_sweep_dir_that_holds_its_runs_names_the_sweep_dir(tiny_store, tmp_path):
+    sweep = tmp_path / "multirun"
+    args = ["-m", f"data.store={tiny_store}", *QUIET, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"]
+    assert train_in_process(args, {"JSMP_ROOT": str(tmp_path)}).returncode == 0
+    p = train_in_process(args, {"JSMP_ROOT": str(tmp_path)})
+    (job,) = [d for d in sweep.iterdir() if d.is_dir()]
+    assert error_line(p).startswith(
+        f"error: 1 of 1 jobs failed. Job 0 failed: UserError: the job dir {job} already holds a run (")
+    assert "choose another hydra.sweep.dir, or continue this one with ckpt_path=last" in error_line(p)
