@@ -4,7 +4,8 @@ they make the `data` config's schema (jsmp/run/dataconfig.py), which keeps their
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 # data.task -> the validation metric a run of that task is judged by (conf/config.yaml's monitor: ${jsmp.score:...})
 TASK_SCORES = {"action": "val/utility", "regression": "val/r2"}
@@ -82,3 +83,12 @@ class LoaderConfig:
     and batches are gathered there (jsmp.batches.resident), the same batches as the memory-mapped path's;
     'false': gathered from the memory-mapped store by a DataLoader; 'auto': true on a CUDA device when they
     fit half its free memory."""
+
+
+def typed(schema: type, data: Mapping):
+    """The `schema` dataclass (RowsConfig, LoaderConfig) of flat `data` settings, as the `data` config
+    holds them side by side: its own keys, typed (nested groups too); the other keys ignored."""
+    from omegaconf import OmegaConf
+
+    own = {f.name: data[f.name] for f in fields(schema) if f.name in data}
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), own))

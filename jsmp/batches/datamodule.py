@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jsmp.batches.config import LoaderConfig, RowsConfig
+from jsmp.batches.config import LoaderConfig, RowsConfig, typed
 from jsmp.batches.contract import RecipeData, wants_days, wants_windows
 from jsmp.batches.fill import feature_means, fill_source, nan_rows
 from jsmp.batches.labels import Labels
@@ -170,6 +171,16 @@ class JsmpDataModule(L.LightningDataModule, RecipeData):
         verify: check the store's shard checksums at set-up (one read of the store).
         days_per_batch: dates per training and validation batch of day samples (data.days_per_batch).
     """
+
+    @classmethod
+    def from_settings(cls, store: str | os.PathLike, data: Mapping) -> JsmpDataModule:
+        """The DataModule of flat `data` settings, as the `data` config holds them (`fill`, `split`,
+        `batch_size`, `window`, `verify`, `days_per_batch`, ...; other keys ignored): what training
+        builds (jsmp/run/dataconfig.py) and what `jsmp eval` rebuilds from a run's config.yaml."""
+        window = data.get("window") or {}
+        return cls(store, typed(RowsConfig, data), typed(LoaderConfig, data),
+                   window if isinstance(window, WindowSpec) else WindowSpec(**window),
+                   data.get("verify", True), data.get("days_per_batch", 1))
 
     def __init__(self, store: str | os.PathLike, rows: RowsConfig | None = None, loader: LoaderConfig | None = None,
                  window: WindowSpec | None = None, verify: bool = True, days_per_batch: int = 1):

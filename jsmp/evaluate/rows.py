@@ -7,21 +7,19 @@ A 2024-layout (grouped) run's validation rows are its training DataModule's vali
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jsmp.batches.config import LoaderConfig, RowsConfig
 from jsmp.batches.datamodule import JsmpDataModule, RowBatches
 from jsmp.batches.splits import Split, choose
 from jsmp.data.reader import Layout, Reader
 from jsmp.data.stores import config_store
 from jsmp.errors import UserError
 from jsmp.inputs.columns import require_columns
-from jsmp.inputs.windows import WindowSpec
 from jsmp.predict.grouped import GroupedMember
 from jsmp.predict.rows import Member
 from jsmp.store.store import Store, is_store
@@ -205,12 +203,6 @@ def choose_rows(members: list[Member], features: list[str], data: str | None, fo
     return take_days(src, index, lookback, f"{src.name}, {what} ({span(src.days, index)})"), notes
 
 
-def settings(schema: type, data: dict):
-    """The `schema` dataclass (RowsConfig, LoaderConfig) of a run's resolved `data` config: its keys, typed."""
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema),
-                                               {f.name: data[f.name] for f in fields(schema) if f.name in data}))
-
-
 def validation_batches(member: GroupedMember) -> tuple[JsmpDataModule, RowBatches, str]:
     """(the set-up DataModule, its validation batches, where they come from) of a 2024-layout run: the
     JsmpDataModule its config.yaml's `data` settings build over its own store, set up (checksums
@@ -223,9 +215,7 @@ def validation_batches(member: GroupedMember) -> tuple[JsmpDataModule, RowBatche
     if store is None or not is_store(store):
         raise UserError(f"{where}: its store {store} (data.store, or data.data_dir for the synthetic default) is not there; "
                         f"a 2024-layout run is scored on its own validation rows, so its store must be where it trained")
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    dm = JsmpDataModule(store, settings(RowsConfig, data), settings(LoaderConfig, data), WindowSpec(**data["window"]),
-                        data.get("verify", True))
+    dm = JsmpDataModule.from_settings(store, OmegaConf.to_container(cfg.data, resolve=True))
     dm.connect(type(member.model))
     quiet = logging.getLogger(dm.__module__)  # setup's warnings are about training (few batches an epoch)
     level = quiet.level

@@ -17,7 +17,7 @@ val/r2 for `regression`), which conf/config.yaml's `monitor` and `optimized_metr
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,7 +175,4 @@ def jsmp_data(**settings) -> JsmpDataModule:
     if cfg.store is None and not is_store(store):
         log.info("generating the default synthetic data set into %s", store)
         write_synthetic(synth_spec(asdict(cfg.synthetic)), store)
-    rows = RowsConfig(**{f.name: getattr(cfg, f.name) for f in fields(RowsConfig)})
-    loader = LoaderConfig(**{f.name: getattr(cfg, f.name) for f in fields(LoaderConfig)})
-    days = {"days_per_batch": cfg.days_per_batch} if isinstance(cfg, RtmdfDataConfig) else {}
-    return JsmpDataModule(store, rows, loader, cfg.window, cfg.verify, **days)
+    return JsmpDataModule.from_settings(store, vars(cfg))
