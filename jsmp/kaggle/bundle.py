@@ -36,13 +36,20 @@ SUMS = "SHA256SUMS"
 SCRIPT = '''"""Kaggle submission of a jsmp bundle ({competition} competition: {describe}), written by
 `jsmp kaggle bundle` (docs/kaggle.md). With this folder added to the notebook as a dataset, no internet:
 
-    !pip install --no-index --find-links /kaggle/input/BUNDLE/wheels jsmp
+    !pip install --no-index --no-deps /kaggle/input/BUNDLE/wheels/*.whl
     %run /kaggle/input/BUNDLE/submission.py
 """
 
+import sys
 from pathlib import Path
 
-from jsmp.kaggle.serve import main
+try:
+    from jsmp.kaggle.serve import main
+except ModuleNotFoundError as e:  # the image lacks one of jsmp's modules: name it, in one line
+    print(f"error: this Python has no module {{e.name!r}}, which jsmp needs to serve; bundle again with "
+          f"`jsmp kaggle bundle ... --wheels hydra-core omegaconf antlr4-python3-runtime {{e.name}}` "
+          f"(its pip name may differ)", file=sys.stderr)
+    raise SystemExit(2) from None
 
 main(Path(__file__).resolve().parent)
 '''

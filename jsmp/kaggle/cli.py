@@ -37,7 +37,7 @@ def bundle_main(args: argparse.Namespace) -> int:
     print(
         f"{args.out}: the {manifest['competition']} competition, {len(manifest['runs'])} run(s)"
         f"{', online learning' if online else ''}, {len(manifest['wheels'])} wheels. In the notebook: "
-        f"pip install --no-index --find-links /kaggle/input/BUNDLE/wheels jsmp; %run /kaggle/input/BUNDLE/submission.py"
+        f"pip install --no-index --no-deps /kaggle/input/BUNDLE/wheels/*.whl; %run /kaggle/input/BUNDLE/submission.py"
     )
     return 0
 

@@ -1,11 +1,13 @@
 """The wheels of a bundle (docs/kaggle.md#wheels): jsmp's own, built from this clone's sources, and those of
 dependencies a Kaggle image may lack, at the versions installed here, so that
-`pip install --no-index --find-links BUNDLE/wheels jsmp` needs no network.
+`pip install --no-index --no-deps BUNDLE/wheels/*.whl` needs no network. `--no-deps`: exactly these wheels
+go in, and jsmp's requirements are not resolved against the image, whose versions may be older than
+jsmp's pins (optuna, numba) though serving runs on them (it never imports optuna).
 
 DEPENDENCIES, the default: Hydra and OmegaConf (a run's config.yaml names its model class; jsmp.predict
 reads it with them) and OmegaConf's parser runtime. Kaggle's images ship torch, lightning, numpy, pandas,
-pyarrow and polars but not Hydra; pip names any other requirement the image lacks or holds too old
-(`No matching distribution found for X`): bundle again with `--wheels ... X`.
+pyarrow, polars and numba but not Hydra; submission.py names a module the image lacks in one line: bundle
+again with `--wheels ... X`.
 """
 
 from __future__ import annotations

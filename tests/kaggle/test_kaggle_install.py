@@ -1,9 +1,11 @@
 """A bundle installs with no index into a fresh "Kaggle image" and its submission.py scores there.
 
 The image: a venv whose site-packages reach, through a .pth file, links to this environment's installed
-packages (torch, lightning, numpy, pandas, polars, optuna, ...) except jsmp and Hydra's stack (hydra,
-omegaconf, antlr4 and the plugins on Hydra): what a Kaggle image holds and lacks for jsmp. pip runs with no
-configuration, no index and only the bundle's wheels, so the bundle must bring everything the image lacks."""
+packages (torch, lightning, numpy, pandas, polars, ...) except jsmp and Hydra's stack (hydra, omegaconf,
+antlr4 and the plugins on Hydra): what a Kaggle image holds and lacks for jsmp. It lacks optuna too, which
+jsmp requires (>= 4.9, newer than an image's may be) but serving never imports: installed with --no-deps,
+the bundle needs nothing it does not bring. pip runs with no configuration, no index and only the bundle's
+wheels."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from jsmp.kaggle.cli import main
 from jsmp.kaggle.standin import dry_run
 from jsmp.kaggle.standin.files import write_2024
 
-ABSENT = ("jsmp", "__editable__", "hydra", "omegaconf", "antlr4")  # site-packages entries the image lacks (prefixes)
+ABSENT = ("jsmp", "__editable__", "hydra", "omegaconf", "antlr4", "optuna")  # site-packages entries the image lacks (prefixes)
 
 
 def image(tmp_path: Path) -> Path:
@@ -68,25 +70,21 @@ def test_the_bundle_installs_offline_and_scores_in_a_fresh_image(rtmdf_runs, tmp
     assert names == ["antlr4_python3_runtime", "hydra_core", "jsmp", "omegaconf"]
     python = image(tmp_path)
     assert run([python, "-c", "import torch, polars, lightning"], tmp_path).returncode == 0
-    missing = subprocess.run([python, "-c", "import hydra"], capture_output=True, text=True)
-    assert missing.returncode == 1 and "No module named 'hydra'" in missing.stderr
+    for module in ("hydra", "optuna"):
+        missing = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True)
+        assert missing.returncode == 1 and f"No module named '{module}'" in missing.stderr
 
-    run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            python,
-            "install",
-            "-q",
-            "--no-index",
-            "--find-links",
-            bundle / "wheels",
-            "jsmp",
-        ],
-        tmp_path,
-    )
+    def install(*wheels: Path) -> None:
+        run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-index", "--no-deps", *wheels],
+            tmp_path)
+
+    # jsmp alone: the script names the module the image lacks, in one line
+    install(*(bundle / "wheels").glob("jsmp-*.whl"))
+    p = subprocess.run([python, bundle / "submission.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.splitlines() == [
+        "error: this Python has no module 'hydra', which jsmp needs to serve; bundle again with `jsmp kaggle bundle "
+        "... --wheels hydra-core omegaconf antlr4-python3-runtime hydra` (its pip name may differ)"]
+    install(*sorted((bundle / "wheels").glob("*.whl")))
     site = run(
         [python, "-c", "import jsmp, hydra, omegaconf; print(jsmp.__file__, hydra.__file__, omegaconf.__file__)"],
         tmp_path,
