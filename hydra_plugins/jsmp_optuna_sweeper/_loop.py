@@ -31,6 +31,8 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +98,6 @@ class StudyLoop:
     @exit_on_sweep_error
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
-        optuna.logging.disable_default_handler()  # Optuna's lines go to Hydra's log, not to stderr
-        optuna.logging.enable_propagation()
         self.study_name = self.study_name or default_study_name(config)
         self.default_storage = not self.storage_url
         with read_write(config.hydra):  # the launcher's config too (it shares this one)
@@ -120,7 +120,7 @@ class StudyLoop:
     # ---------------------------------------------------------------- the loop
     @exit_on_sweep_error
     def sweep(self, arguments: list[str]) -> None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _optuna_lines_in_hydras_log():
             # heartbeats, retries and the matplotlib plots are marked experimental: no news to a user
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._sweep(arguments)
@@ -340,6 +340,20 @@ class _Heartbeat:
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join()
+
+
+@contextmanager
+def _optuna_lines_in_hydras_log() -> Iterator[None]:
+    """Within this context Optuna's log lines ("A new study created ...") go to the sweep's log (Hydra's
+    handlers), not to Optuna's own stderr handler; its logger is left as it was after."""
+    logger = logging.getLogger("optuna")
+    handlers, propagate = list(logger.handlers), logger.propagate
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.propagate = handlers, propagate
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, values=None, state=None) -> None:

@@ -42,10 +42,11 @@ def find_checkpoint(run: str | os.PathLike) -> tuple[Path, Path]:
 def member_runs(run: str | os.PathLike) -> list[Path]:
     """The runs `run` stands for: itself when it is a checkpoint file or a run dir (with
     checkpoints/ or config.yaml); for a multirun or CV dir (Hydra's `-m` dir with jobs 0/, 1/, ...,
-    or a `cv_objective` run's fold-0/, fold-1/, ...) the run dirs inside it, in numeric order."""
+    or a `cv_objective` run's fold-0/, fold-1/, ...) the run dirs inside it, in numeric order (not
+    Hydra's own .hydra/, which holds a config.yaml too)."""
     run = Path(run)
     if run.is_dir() and not (run / "checkpoints").is_dir() and not (run / "config.yaml").is_file():
-        inside = [d for d in run.iterdir() if d.is_dir() and (d / "config.yaml").is_file()]
+        inside = [d for d in run.iterdir() if d.is_dir() and not d.name.startswith(".") and (d / "config.yaml").is_file()]
         if inside:
             return sorted(inside, key=lambda d: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", d.name)])
     return [run]

@@ -46,6 +46,11 @@ SWEEPER = "jsmp_basic"
 # keys an older jsmp had, and where they are now
 MOVED = {f"model.{k}": f"model.optimizer.{k} (the optimizer class: model/optimizer=NAME, see conf/model/optimizer/)"
          for k in ("lr", "weight_decay", "momentum")}
+# sweeper classes an older jsmp had (a `hydra.sweeper._target_` in a search file), and their names now
+RENAMED = {"hydra_plugins.jsmp_optuna_sweeper.sweeper.OptunaSweeper":
+           "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper (or leave _target_ out: "
+           "`override /hydra/sweeper: optuna` sets it)",
+           "hydra_plugins.jsmp_optuna_sweeper.basic.BasicSweeper": "hydra_plugins.jsmp_optuna_sweeper.basic.JsmpBasicSweeper"}
 
 
 @functools.cache
@@ -141,6 +146,9 @@ def check_compose(argv: list[str], config_dir: Path, config_name: str = "config"
         raise UserError(" ".join(text.split())) from None
     except OmegaConfBaseException as e:
         raise UserError(f"{key}.{e.full_key}: {_first_line(e)}") from None
+    target = OmegaConf.select(cfg, "hydra.sweeper._target_", default=None)
+    if target in RENAMED:  # (Hydra would stop with a traceback: "Unknown plugin class")
+        raise UserError(f"hydra.sweeper._target_={target}: that class was renamed; write {RENAMED[target]}")
 
 
 def _first_line(err: BaseException) -> str:

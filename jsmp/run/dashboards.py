@@ -13,6 +13,7 @@ depend on the key alone, so runs of every task keep their values.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import re
 import warnings
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from jsmp.run.extras import run_tags
 from jsmp.run.objective import Objective
 
 # run-dir plumbing, not hyper-parameters: left out of the table (and of multirun dir names, conf/hydra/default.yaml)
@@ -87,7 +89,8 @@ def run_hparams(cfg: DictConfig, sequence: bool = False) -> dict:
         if name != "window" or sequence:
             add(name, path, OmegaConf.select(cfg, path))
     add("experiment", "experiment", _choice("experiment"))
-    add("tags", "tags", ",".join(map(str, cfg.tags)) if cfg.get("tags") else None)  # (a preset's too)
+    add("tags", "tags", ",".join(run_tags(cfg)) or None)  # (a preset's too)
+    paths["tags"] = "tags"  # (the command line's `tags=...` is that column, none when empty)
     paths.update({"model": "model", "model.optimizer": "optimizer"})  # group overrides (model=lstm, model/optimizer=sgd)
     for key, raw in _overrides():
         path = key.replace("/", ".")
@@ -123,13 +126,15 @@ def metric_catalogue() -> tuple[str, ...]:
     """Every built-in task's and model's `dashboard_metrics` (jsmp/models/tasks.py, the toy's): each one's
     first (its best score: val/utility_best, val/r2_best, test/mse) beside hp_metric, then the rest in
     that order, each reference metric after the metric it bounds."""
-    from hydra.utils import get_class
-
     from jsmp.models.tasks import TASKS
 
     lists = [t.dashboard_metrics for t in TASKS.values()]
     for node in _model_configs().values():
-        metrics = getattr(get_class(node["_target_"]), "dashboard_metrics", None)
+        module, _, name = str(node.get("_target_", "")).rpartition(".")
+        try:
+            metrics = getattr(getattr(importlib.import_module(module), name), "dashboard_metrics", None)
+        except (ImportError, AttributeError, ValueError):  # (a user's config naming no class, or one not importable)
+            continue
         lists += [metrics] if isinstance(metrics, (tuple, list)) and metrics else []
     out = list(dict.fromkeys([m[0] for m in lists] + [n for m in lists for n in m]))
     for ref in reversed(REFERENCE_METRICS):  # (each inserted right after its metric)
@@ -158,11 +163,20 @@ def column_name(key: str) -> str:
     return f"{rank + 1:02d} {key}"
 
 
-def _model_configs() -> dict[str, dict]:
-    """conf/model/*.yaml (the built-in models) by file stem, as written (defaults unresolved)."""
+def _model_configs(folder: Path = Path(__file__).parents[1] / "conf" / "model") -> dict[str, dict]:
+    """conf/model/*.yaml by file stem, as written (defaults unresolved): the mappings among them (a user's
+    empty file or one that does not parse gives no columns; its run reports it)."""
     import yaml
 
-    return {p.stem: yaml.safe_load(p.read_text()) for p in sorted((Path(__file__).parents[1] / "conf" / "model").glob("*.yaml"))}
+    out = {}
+    for p in sorted(folder.glob("*.yaml")):
+        try:
+            node = yaml.safe_load(p.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(node, dict):
+            out[p.stem] = node
+    return out
 
 
 def _kind(v) -> str:

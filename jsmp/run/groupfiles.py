@@ -38,13 +38,15 @@ def check_group_files(config_dir: str | Path, overrides: list[str]) -> None:
     `experiment=A,B`, `hydra/launcher=NAME`): its file as check_group_file does, and that it exists at all,
     since Hydra skips a missing option of an `optional` group (experiment, hparams_search, debug) without a
     word, so `hparams_search=my_serach` would train once instead of searching. A UserError names the first
-    option at fault (its path resolved: conf/..., not the package's link jsmp/conf/... in a clone)."""
+    option at fault (its path resolved: conf/..., not the package's link jsmp/conf/... in a clone). With
+    `hydra.searchpath` on the command line an option may live in another folder: only the files here are checked."""
     config_dir = Path(config_dir).resolve()
+    elsewhere = any(o.lstrip("+").startswith("hydra.searchpath") for o in overrides)
     for group, value in selected_options(overrides):
         path = config_dir / group / f"{value}.yaml"
         if path.is_file():
             check_group_file(path, group, config_dir)
-        elif (config_dir / group).is_dir() and not _repository(config_dir).config_exists(f"{group}/{value}"):
+        elif not elsewhere and (config_dir / group).is_dir() and not _repository(config_dir).config_exists(f"{group}/{value}"):
             options = sorted(_repository(config_dir).get_group_options(group))
             yml = f" ({path.with_suffix('.yml').name} is not read: Hydra reads .yaml files)" \
                 if path.with_suffix(".yml").is_file() else ""
@@ -52,8 +54,10 @@ def check_group_files(config_dir: str | Path, overrides: list[str]) -> None:
 
 
 def selected_options(overrides: list[str]) -> Iterator[tuple[str, str]]:
-    """(group or key, option) for each value that `overrides` set or sweep over (choice sweeps)."""
+    """(group or key, option) for each value that `overrides` set (one, or a list: `experiment=[a,b]`) or
+    sweep over (choice sweeps; a glob's options are Hydra's to find)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
     from hydra.errors import HydraException
 
     try:
@@ -61,11 +65,13 @@ def selected_options(overrides: list[str]) -> Iterator[tuple[str, str]]:
     except HydraException:
         return  # (a malformed override: Hydra's own message reports it)
     for o in parsed:
-        if o.is_delete() or (o.is_sweep_override() and not o.is_choice_sweep()):
+        if o.is_delete() or (o.is_sweep_override() and not o.is_choice_sweep()) or \
+                o.value_type == ValueType.GLOB_CHOICE_SWEEP:
             continue
-        for value in list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]:
-            if isinstance(value, str) and value:
-                yield o.key_or_group, value
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        for option in [v for value in values for v in (value if isinstance(value, list) else [value])]:
+            if isinstance(option, str) and option:
+                yield o.key_or_group, option
 
 
 def check_group_file(path: Path, group: str, config_dir: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 from lightning_utilities.core.imports import module_available
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from jsmp.errors import UserError
 from jsmp.run.config import build
@@ -38,10 +38,16 @@ def _build(node: DictConfig, key: str):
 class WandbLogger(LightningWandbLogger):
     """Lightning's WandbLogger (conf/logger/wandb.yaml) that finishes its wandb run when the fit ends, so
     the next job of an in-process multirun or search gets a run of its own (Lightning's leaves it open
-    and the next logger reuses it)."""
+    and the next logger reuses it); `tags` a list of labels or one (`tags=baseline`, as jsmp's `tags`)."""
+
+    def __init__(self, *args, tags=None, **kwargs):
+        if tags is not None:
+            kwargs["tags"] = [str(t) for t in tags] if isinstance(tags, (list, tuple)) or OmegaConf.is_list(tags) \
+                else [str(tags)]
+        super().__init__(*args, **kwargs)
 
     def finalize(self, status: str) -> None:
         super().finalize(status)
         if self._experiment is not None:
-            self._experiment.finish(exit_code=0 if status == "success" else 1)
+            self._experiment.finish(exit_code=1 if status == "failed" else 0)  # ("finished": stopped by a signal)
             self._experiment = None

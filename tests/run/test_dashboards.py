@@ -2,6 +2,7 @@
 train.log's epoch lines, the progress bar, Lightning's noise filtered, the toy's own metric, the
 few-batches warning and a pruned trial's status."""
 
+import functools
 import json
 import logging
 import math
@@ -244,3 +245,22 @@ def test_runs_of_every_task_share_one_hparams_table(tmp_path):
         "sincos 2026-03-01_12-00-00 (train/runs)": {"model": "SinCos", "hidden": "16", "experiment": "sincos",
                                                     "hp_metric": pytest.approx(0.003), "test/mse": pytest.approx(0.004)},
     }
+
+
+def test_a_users_model_files_of_any_shape_leave_the_columns_to_the_others(tmp_path, monkeypatch):
+    """conf/model/ may hold a variant (`defaults: [mlp]`, no _target_), an empty file, a class that does not import,
+    or YAML that does not parse: the catalogues skip them (each run reports its own file), never a traceback."""
+    from jsmp.run import dashboards
+
+    shipped = dashboards._model_configs()
+    (tmp_path / "variant.yaml").write_text("defaults: [mlp]\nhidden: [16]\nwidth: 3\n")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "absent.yaml").write_text("_target_: nosuch.Model\ndepth: 2\n")
+    (tmp_path / "broken.yaml").write_text("hidden: [16\n")
+    mine = dashboards._model_configs(tmp_path)
+    assert sorted(mine) == ["absent", "variant"]
+    monkeypatch.setattr(dashboards, "_model_configs", lambda: {**shipped, **mine})
+    for cached in (dashboards.metric_catalogue, dashboards.hparam_catalogue):
+        monkeypatch.setattr(dashboards, cached.__name__, functools.cache(cached.__wrapped__))
+    assert dashboards.metric_catalogue()[:3] == ("val/utility_best", "val/r2_best", "test/mse")
+    assert dashboards.hparam_catalogue()["width"] == dashboards.FLOAT and "depth" in dashboards.hparam_catalogue()

@@ -116,3 +116,28 @@ def test_a_missing_option_of_an_optional_group_is_named(tmp_path, override, why)
     with pytest.raises(UserError) as e:
         check_group_files(conf, ["model=lstm", override])
     assert str(e.value).startswith(f"{override}: {why.format(conf=conf)}")
+
+
+def test_each_option_of_a_list_is_checked(conf):
+    """`experiment=[a,b]` selects both files; Hydra skips a missing one of an optional group as silently."""
+    with pytest.raises(UserError, match=r"^experiment=nope: no .*/experiment/nope.yaml; expected one of first_place,"):
+        check_group_files(conf, ["experiment=[seed_mlp,nope]"])
+    check_group_files(conf, ["experiment=[seed_mlp]", "tags=[a,b]"])  # (tags: a list, of no group)
+
+
+def test_globs_and_other_search_paths_are_left_to_hydra(conf, tmp_path):
+    """A glob's options are Hydra's to find; with hydra.searchpath an option may live in another folder."""
+    check_group_files(conf, ["model=glob(ml*)", "experiment=glob(*)"])
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nseed: 3\n")
+    overrides = [f"hydra.searchpath=[file://{tmp_path}]", "experiment=mine"]
+    check_group_files(conf, overrides)
+    check_compose(overrides, conf)
+
+
+def test_a_renamed_sweeper_class_is_one_line_naming_its_name_now(conf):
+    """A search file of an earlier jsmp naming the sweeper's old class (Hydra: a traceback, "Unknown plugin class")."""
+    old = "hydra_plugins.jsmp_optuna_sweeper.sweeper.OptunaSweeper"
+    with pytest.raises(UserError, match=rf"^hydra.sweeper._target_={old}: that class was renamed; write "
+                                        r"hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper \(or leave"):
+        check_compose(["hparams_search=mlp", f"hydra.sweeper._target_={old}"], conf)

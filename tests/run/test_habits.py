@@ -69,16 +69,18 @@ def test_tags_need_no_plus_and_are_labels():
         run_tags(compose_cfg(["tags=[{a:1}]"]))
 
 
-def test_tags_on_the_command_line_reach_the_hparams_table():
+@pytest.mark.parametrize(("override", "column"), [("tags=[baseline,fold0]", "baseline,fold0"), ("tags=fold0", "fold0"),
+                                                  ("tags=7", "7"), ("tags=[]", None)])
+def test_tags_on_the_command_line_reach_the_hparams_table(override, column):
     from hydra.core.hydra_config import HydraConfig
 
     from jsmp.run.dashboards import run_hparams
 
-    cfg = compose_cfg(["tags=[baseline,fold0]"])
+    cfg = compose_cfg([override])
     with process_state_kept():
         HydraConfig.instance().set_config(cfg)  # (the job's overrides: Hydra's)
         params = run_hparams(cfg)
-    assert "baseline" in str(params["tags"]) and "fold0" in str(params["tags"])
+    assert params.get("tags") == column
 
 
 def test_config_tree_puts_the_groups_first_and_values_beside_their_keys():
@@ -105,6 +107,16 @@ def test_print_config_tags_and_eval_after_fit_in_one_run(tiny_store, tmp_path, t
     assert scored["utility"] == pytest.approx(logged["best/val/utility"], rel=1e-5)
     assert scored["logged_val_utility"]["epoch"] == logged["best_epoch"]
     assert "eval_after_fit: utility " in (run / "train.log").read_text()
+
+
+def test_eval_after_fit_of_a_cv_run_scores_the_ensemble_of_its_folds(tiny_store, tmp_path, train_app):
+    p = train_app(f"data.store={tiny_store}", "trainer.max_epochs=1", "logger=none", "cv_objective=true",
+                  "data.cv.folds=2", "data.cv.gap_days=1", "eval_after_fit=true")
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = tmp_path / "run"
+    assert (run / ".hydra" / "config.yaml").is_file()  # (Hydra's own dir, which is no member)
+    scored = json.loads((run / "eval-1" / "eval.json").read_text())
+    assert [m["run"] for m in scored["members"]] == [str(run / "fold-0"), str(run / "fold-1")]
 
 
 @pytest.mark.parametrize("override,message", [
@@ -139,8 +151,11 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_print_config_uses_rich_on_a_terminal():
+def test_print_config_uses_rich_on_a_terminal(monkeypatch):
     pytest.importorskip("rich")  # (a dev dependency)
+    monkeypatch.setenv("TERM", "xterm-256color")  # (rich leaves out colour for TERM=dumb, NO_COLOR, ...)
+    for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
     out = Terminal()
     print_config(compose_cfg(["tags=[a,b]"]), file=out)
     text = out.getvalue()

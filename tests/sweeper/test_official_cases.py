@@ -7,6 +7,7 @@ where it does not: docs/optuna-plugin-tests.md. The app: tests/sweeper/official_
 
 from __future__ import annotations
 
+import logging
 import os
 import runpy
 import subprocess
@@ -232,11 +233,16 @@ def test_the_multi_objective_example(with_command_line, tmp_path):
 
 def test_a_search_space_in_code(tmp_path):
     """The official test_optuna_custom_search_space_example: custom_search_space suggests z within
-    max_z_difference_from_x of x, and +w (a key new to the config) in [0, 1]."""
+    max_z_difference_from_x of x, and +w (a key new to the config) in [0, 1]. Optuna's log lines go to the
+    sweep's log while it runs; its logger is left as it was (a notebook's later Optuna use keeps its lines)."""
+    optuna_log = logging.getLogger("optuna")
+    before = (list(optuna_log.handlers), optuna_log.propagate)
     p = run_app(tmp_path, "--config-name=custom_space", f"hydra.sweep.dir={tmp_path}", "hydra.job.chdir=True",
                 "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=123", "hydra.sweeper.n_trials=10",
                 "max_z_difference_from_x=0.3")
     assert p.returncode == 0, p.stderr[-3000:]
+    assert (list(optuna_log.handlers), optuna_log.propagate) == before
+    assert "A new study created" not in p.stderr
     trials = load(tmp_path, "custom_space").trials
     assert len(trials) == 10
     for t in trials:
