@@ -17,20 +17,16 @@ from pathlib import Path
 
 from jsmp.errors import UserError, exit_on_user_error
 from jsmp.kaggle.wheels import DEPENDENCIES
-from jsmp.predict.cli import ONLINE, number_options, online_settings
+from jsmp.predict.cli import add_online_options, number_options, online_config
 
 
 def bundle_main(args: argparse.Namespace) -> int:
     from jsmp.kaggle.bundle import bundle
     from jsmp.kaggle.wheels import platform_wheels
-    from jsmp.predict.online import OnlineConfig
 
-    if any(getattr(args, o) is not None for o in ONLINE) and not args.online_learning:
-        given = next(o for o in ONLINE if getattr(args, o) is not None).replace("_", "-")
-        raise UserError(f"--{given}: needs --online-learning")
+    online = online_config(args)
     if args.threads < 1:
         raise UserError(f"--threads {args.threads}: expected an integer >= 1 (torch threads while serving)")
-    online = OnlineConfig(**online_settings(args)) if args.online_learning else None
     manifest = bundle(args.run, args.out, args.wheels, online, args.threads)
     for f in platform_wheels(manifest["wheels"]):
         print(f"note: {f} is built for this Python and platform only; Kaggle's must match", file=sys.stderr)
@@ -88,14 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "none: --wheels alone); jsmp's own wheel always",
     )
     b.add_argument("--threads", type=int, default=1, help="torch threads while serving (default: %(default)s)")
-    b.add_argument(
-        "--online-learning", action="store_true", help="2024: fine-tune on each date's answers while serving"
-    )
-    b.add_argument("--online-steps", help="optimizer steps per date, 0..1000 (default: OnlineConfig's)")
-    b.add_argument("--online-lr", help="learning rate of the fine-tune, in (0, 1] (default: OnlineConfig's)")
-    b.add_argument(
-        "--online-budget", help="seconds a date's fine-tune may take (default: OnlineConfig's, half the 60 s limit)"
-    )
+    add_online_options(b, "2024: fine-tune on each date's answers while serving")
     d = sub.add_parser("dryrun", help="run a bundle's submission.py against the stand-in scoring API")
     d.add_argument("--bundle", required=True, help="the folder `jsmp kaggle bundle` wrote")
     d.add_argument(

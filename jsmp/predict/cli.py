@@ -48,6 +48,25 @@ def number_options(argv: list[str]) -> list[str]:
     return out
 
 
+def add_online_options(parser, learning: str) -> None:
+    """`--online-learning` (help: `learning`) and its settings, as `jsmp predict` and `jsmp kaggle bundle` take them."""
+    parser.add_argument("--online-learning", action="store_true", help=learning)
+    parser.add_argument("--online-steps", help="optimizer steps per date, 0..1000 (default: OnlineConfig's)")
+    parser.add_argument("--online-lr", help="learning rate of the fine-tune, in (0, 1] (default: OnlineConfig's)")
+    parser.add_argument("--online-budget", help="a guard: seconds a date's fine-tune may take before it stops; the "
+                                                "summary counts the dates that hit it (default: OnlineConfig's)")
+
+
+def online_config(args: argparse.Namespace) -> OnlineConfig | None:
+    """The OnlineConfig the options ask for, None without --online-learning; a setting given without it, or a
+    bad value, is one line naming the option."""
+    if any(getattr(args, o) is not None for o in ONLINE) and not args.online_learning:
+        given = next(o for o in ONLINE if getattr(args, o) is not None).replace("_", "-")
+        raise UserError(f"--{given}: needs --online-learning")
+    settings = online_settings(args)
+    return OnlineConfig(**settings) if args.online_learning else None
+
+
 def online_settings(args: argparse.Namespace) -> dict:
     """The OnlineConfig fields given as options, each checked (a bad value: one line naming the option)."""
     given = {}
@@ -78,7 +97,7 @@ def grouped_spec(run: str) -> InputSpec | None:
     return spec if spec.group is not None else None
 
 
-def replay_2024(args: argparse.Namespace, data: Path, spec: InputSpec) -> int:
+def replay_2024(args: argparse.Namespace, data: Path, spec: InputSpec, online: OnlineConfig | None) -> int:
     """The replay path of a grouped (2024-layout) run: per time_id, into row_id,<target> lines."""
     if args.batch:
         raise UserError(f"--batch: {args.run[0]} was trained on the 2024 layout, which is replayed per time_id; drop --batch")
@@ -90,7 +109,6 @@ def replay_2024(args: argparse.Namespace, data: Path, spec: InputSpec) -> int:
     out = claim_out(args.out, data, lags)
     features = spec.store_features
     source, lag_file = read_days(data, features, spec.feature_limit), LagsFile(lags) if lags is not None else None  # headers checked here
-    online = OnlineConfig(**online_settings(args)) if args.online_learning else None
     predictor = Predictor(args.run, online=online, threads=args.threads)
     done = replay(predictor, source, out, features, lag_file, online is not None)
     learned = f"; {summary([m.learner for m in predictor.members])}" if online else ""
@@ -113,19 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s, the fastest for one row)")
     g = p.add_argument_group("2024-layout runs (replayed per time_id)")
     g.add_argument("--lags", help="lags.parquet (date_id, time_id, symbol_id, responder_N_lag_1); default: from --data's responders")
-    g.add_argument("--online-learning", action="store_true", help="fine-tune on each date's answers when its lags arrive")
-    g.add_argument("--online-steps", help="optimizer steps per date, 0..1000 (default: OnlineConfig's)")
-    g.add_argument("--online-lr", help="learning rate of the fine-tune, in (0, 1] (default: OnlineConfig's)")
-    g.add_argument("--online-budget", help="a guard: seconds a date's fine-tune may take before it stops; the summary "
-                                            "counts the dates that hit it (default: OnlineConfig's)")
+    add_online_options(g, "fine-tune on each date's answers when its lags arrive")
     args = p.parse_args(number_options(sys.argv[1:] if argv is None else argv))
     data = Path(args.data)
-    if any(getattr(args, o) is not None for o in ONLINE) and not args.online_learning:
-        given = next(o for o in ONLINE if getattr(args, o) is not None).replace("_", "-")
-        raise UserError(f"--{given}: needs --online-learning")
-    online_settings(args)  # checked before anything is read or written
+    online = online_config(args)  # checked before anything is read or written
     if (spec := grouped_spec(args.run[0])) is not None:
-        return replay_2024(args, data, spec)
+        return replay_2024(args, data, spec, online)
     if args.lags is not None or args.online_learning:
         flag = "--lags" if args.lags is not None else "--online-learning"
         run_spec(args.run[0])  # a run that cannot be read: that error first
