@@ -94,6 +94,13 @@ class MetricsJson(L.Callback):
         self.best, self.best_epoch = dict(state["best"]), state["best_epoch"]
 
     def write(self, trainer: L.Trainer) -> dict:
+        """metrics.json as it stands now (snapshot), written; returns it."""
+        out = self.snapshot(trainer)
+        write_json(self.path, out)
+        return out
+
+    def snapshot(self, trainer: L.Trainer) -> dict:
+        """What metrics.json holds now: the earlier file's values, the latest metrics, the references, the best epoch's."""
         out = {
             **self.previous,
             **self._latest(trainer),
@@ -107,7 +114,6 @@ class MetricsJson(L.Callback):
         }
         if self.error:
             out["error"] = self.error
-        write_json(self.path, out)
         return out
 
 

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -32,7 +31,7 @@ import jsmp
 from jsmp.errors import EXIT_USAGE, UserError, exit_on_user_error, report
 from jsmp.run import (
     dataconfig,  # noqa: F401  (registers the `data` schemas with Hydra's ConfigStore)
-    rundir,  # noqa: F401  (registers ${jsmp.job_name:...}, the multirun job dirs' names)
+    rundir,  # (also registers ${jsmp.job_name:...}, the multirun job dirs' names)
 )
 from jsmp.run.groupfiles import check_group_files
 
@@ -82,7 +81,7 @@ def run_task(task: Callable[[DictConfig], float], cfg: DictConfig) -> float:
                 raise
             raise UserError(line) from e
     except UserError as err:
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if rundir.in_multirun():
             raise
         report(err)
         sys.exit(EXIT_USAGE)

@@ -196,13 +196,13 @@ def check_fresh(cfg: DictConfig, run_dir: Path) -> None:
     found = run_contents(run_dir)
     if found:
         where, key = f"hydra.run.dir={run_dir}", "hydra.run.dir"
-        if _multirun():  # (a job's dir, inside the sweep dir)
+        if in_multirun():  # (a job's dir, inside the sweep dir)
             where, key = f"the job dir {run_dir}", "hydra.sweep.dir"
         raise UserError(f"{where} already holds a run ({', '.join(found[:4])}); jsmp never "
                         f"overwrites a run: choose another {key}, or continue this one with ckpt_path=last")
 
 
-def _multirun() -> bool:
+def in_multirun() -> bool:
     """Whether this process runs a job of a multirun (`-m`, a sweep's trial)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

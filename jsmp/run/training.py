@@ -138,7 +138,7 @@ def train_once(cfg: DictConfig) -> float | tuple[float, ...]:
     # one train.log line per epoch; at most ~100 in all (the toy runs up to 10,000 epochs)
     epoch_log = EpochLog(cfg.monitor, mode, every=max(1, int(cfg.trainer.get("max_epochs") or 1) // 100))
     always = [NaNGuard(cfg.diverge_factor, cfg.get("diverge_check_every")), *trial_callbacks(cfg, objective), metrics_cb,
-              ObjectiveCheck(objective, logged=metrics_cb.write), epoch_log]
+              ObjectiveCheck(objective, logged=metrics_cb.snapshot), epoch_log]
     # checkpoints written whole or not at all, with a checksum every loader verifies (jsmp/checkpoint.py)
     trainer: L.Trainer = build(cfg.trainer, "trainer", callbacks=[*callbacks, *always], logger=loggers or False,
                                plugins=[CheckpointFiles()])
